@@ -1,0 +1,108 @@
+"""The `threadwise` command: the composition root that reads Settings and runs one sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.logsetup import configure_logging
+from bot.settings import Settings, load_settings
+from rag.errors import ConfigError, UserFacingError
+
+LOCAL_KB = "local"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="threadwise", description="A Slack and Teams knowledge bot.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_kb(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--kb", default=LOCAL_KB, help="knowledge base id (default: local)")
+        return p
+
+    with_kb(sub.add_parser("chat", help="talk to the bot in this terminal"))
+    ingest = with_kb(sub.add_parser("ingest", help="add files or folders to a knowledge base"))
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("--uploader", default=os.environ.get("USER", "cli"))
+    ask = with_kb(sub.add_parser("ask", help="answer one question"))
+    ask.add_argument("question")
+    with_kb(sub.add_parser("docs", help="list the documents of a knowledge base"))
+    forget = with_kb(sub.add_parser("forget", help="delete a document"))
+    forget.add_argument("name")
+    evaluate = sub.add_parser("eval", help="measure retrieval on a QA set (recall@k, MRR)")
+    evaluate.add_argument("qa", metavar="QA.jsonl")
+    evaluate.add_argument("--docs", required=True, help="folder of the documents the questions are about")
+    evaluate.add_argument("--mode", choices=["hybrid", "vector", "both"], default="both")
+    evaluate.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    evaluate.add_argument("--kb", default="eval-scratch", help="scratch knowledge base (re-used if unchanged)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        # The terminal chat is for reading answers: routine INFO lines would drown them.
+        quiet = args.command in {"chat", "ask", "docs"} and "log_level" not in settings.model_fields_set
+        configure_logging(
+            level="WARNING" if quiet else settings.log_level,
+            fmt=settings.log_format,
+            file=settings.log_file,
+            max_bytes=settings.log_max_bytes,
+            backup_count=settings.log_backup_count,
+        )
+        return asyncio.run(_run(args, settings))
+    except ConfigError as exc:
+        print(f"threadwise: {exc}", file=sys.stderr)
+        return 2
+    except UserFacingError as exc:
+        print(f"threadwise: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.compose import build_engine
+
+    engine = build_engine(settings)
+    if args.command == "chat":
+        from bot.console.chat import run_chat
+
+        return await run_chat(settings, engine, kb=args.kb)
+    if args.command == "ingest":
+        from bot.ingest_cli import ingest_paths
+
+        return await ingest_paths(engine, args.kb, [Path(p) for p in args.paths], uploader=args.uploader)
+    if args.command == "ask":
+        from bot.console.sender import markdown_to_plain
+        from bot.core.text import sources_markdown
+
+        answer = await engine.ask(args.kb, args.question)
+        print(markdown_to_plain(answer.text))
+        if answer.citations:
+            print("\n" + markdown_to_plain(sources_markdown(answer.citations)))
+        return 0 if answer.mode != "not_found" else 1
+    if args.command == "docs":
+        from bot.console.sender import markdown_to_plain
+        from bot.core.text import documents_list
+
+        print(markdown_to_plain(documents_list(await engine.documents(args.kb))))
+        return 0
+    if args.command == "forget":
+        info = await engine.forget(args.kb, args.name)
+        print(f"Deleted {info.name} ({info.chunks} passages) from {args.kb}.")
+        return 0
+    if args.command == "eval":
+        from bot.evaluate import run_eval
+
+        return await run_eval(engine, Path(args.qa), Path(args.docs), kb=args.kb, mode=args.mode, limit=args.limit)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

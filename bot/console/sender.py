@@ -1,0 +1,45 @@
+"""Replies printed to the terminal, streamed as the answer arrives."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TextIO
+
+from bot.core import text
+from bot.core.model import Reply
+
+
+def markdown_to_plain(md: str) -> str:
+    """Terminal text from our Markdown: drop emphasis marks, keep link targets visible."""
+    plain = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"\1 <\2>", md)
+    plain = re.sub(r"(?<![\w*])[*_]{1,2}([^*_\n]+)[*_]{1,2}(?![\w*])", r"\1", plain)
+    return plain
+
+
+class ConsoleSender:
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    async def begin(self, address: dict[str, Any], working: str) -> dict[str, Any]:
+        self._out.write(markdown_to_plain(working) + "\n")
+        self._out.flush()
+        return {"shown": 0}
+
+    async def update(self, address: dict[str, Any], handle: dict[str, Any], partial: str) -> None:
+        # Print only what is new since the last update, so the answer streams onto the screen.
+        partial = partial.removesuffix(" ▌")
+        if partial.startswith("_Reading"):
+            return
+        shown = int(handle.get("shown", 0))
+        if len(partial) > shown:
+            self._out.write(partial[shown:])
+            self._out.flush()
+            handle["shown"] = len(partial)
+
+    async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
+        shown = int(handle.get("shown", 0)) if reply.kind == "answer" else 0
+        body = reply.text[shown:] if reply.text.startswith(reply.text[:shown]) else "\n" + reply.text
+        sources = text.sources_markdown(reply.citations)
+        parts = [body.rstrip()] + ([sources] if sources else [])
+        self._out.write(markdown_to_plain("\n\n".join(parts)) + "\n\n")
+        self._out.flush()

@@ -1,0 +1,86 @@
+"""The dispatcher: the one path every platform's messages take from `Incoming` to a submitted job."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping
+
+import structlog
+
+from bot.core import text
+from bot.core.commands import parse_command
+from bot.core.model import Incoming, Job, JobKind, Reply
+from bot.core.ports import JobRunner, ReplySender
+from bot.core.state import Deduplicator, RateLimiter
+
+log = structlog.get_logger(__name__)
+
+
+class Dispatcher:
+    """Drops redeliveries, applies the rate limit, classifies the message and submits a job.
+
+    It shows the working state before submitting, so the user sees the bot react at once whichever
+    process ends up running the job.
+    """
+
+    def __init__(
+        self,
+        *,
+        runner: JobRunner,
+        senders: Mapping[str, ReplySender],
+        dedup: Deduplicator,
+        limiter: RateLimiter,
+        kb_for: Callable[[str], str],
+        admins: Collection[str],
+    ) -> None:
+        self._runner = runner
+        self._senders = senders
+        self._dedup = dedup
+        self._limiter = limiter
+        self._kb_for = kb_for
+        self._admins = set(admins)
+
+    async def handle(self, msg: Incoming) -> Job | None:
+        """Returns the job submitted, or None when the message was a duplicate or refused."""
+        bound = log.bind(platform=msg.platform, workspace=msg.workspace, user=msg.user, event_id=msg.event_id)
+        if not await self._dedup.first_time(f"{msg.platform}:{msg.event_id}"):
+            bound.info("duplicate_dropped")
+            return None
+        sender = self._senders[msg.platform]
+        kind = _kind(msg)
+        if kind == "ingest" and not msg.is_direct:
+            await sender.finish(msg.address, {}, Reply(text.FILES_ONLY_IN_DM, ephemeral=True))
+            return None
+        if kind != "command":
+            wait = await self._limiter.acquire(f"{msg.workspace}:{msg.user}")
+            if wait > 0:
+                bound.info("rate_limited", wait=round(wait, 1))
+                reply = Reply(text.RATE_LIMITED.format(seconds=math.ceil(wait)), kind="error", ephemeral=True)
+                await sender.finish(msg.address, {}, reply)
+                return None
+        working = text.READING.format(names=", ".join(f.name for f in msg.files)) if kind == "ingest" else text.THINKING
+        handle = await sender.begin(msg.address, working) if kind != "command" else {}
+        job = Job(
+            id=msg.event_id,
+            kind=kind,
+            platform=msg.platform,
+            kb=self._kb_for(msg.workspace),
+            user=msg.user,
+            text=msg.text.strip(),
+            thread=msg.thread,
+            address=msg.address,
+            files=msg.files,
+            is_admin=msg.user in self._admins,
+            handle=handle,
+        )
+        await self._runner.submit(job)
+        bound.info("job_submitted", kind=kind, job_id=job.id)
+        return job
+
+
+def _kind(msg: Incoming) -> JobKind:
+    if msg.files:
+        return "ingest"
+    if parse_command(msg.text) is not None:
+        return "command"
+    return "ask"

@@ -1,0 +1,158 @@
+"""Running a job: fetch files, call the engine, reply in the thread. The same code in any process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+import structlog
+
+from bot.core import text
+from bot.core.commands import parse_command
+from bot.core.model import Job, Reply
+from bot.core.ports import FileFetcher, ReplySender
+from bot.core.state import ThreadMemory
+from rag.engine import Engine
+from rag.errors import RetryableError, UserFacingError
+from rag.types import Answer, IngestResult, Turn
+
+log = structlog.get_logger(__name__)
+
+STREAM_INTERVAL_S = 1.0  # edit the working message at most about once a second
+
+
+class JobHandler:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        senders: Mapping[str, ReplySender],
+        fetchers: Mapping[str, FileFetcher],
+        memory: ThreadMemory,
+        max_file_mb: float,
+        stream_interval: float = STREAM_INTERVAL_S,
+    ) -> None:
+        self._engine = engine
+        self._senders = senders
+        self._fetchers = fetchers
+        self._memory = memory
+        self._max_file_mb = max_file_mb
+        self._interval = stream_interval
+
+    async def run(self, job: Job) -> None:
+        """Do the job and always reply: with the result, a user-facing reason, or an apology."""
+        sender = self._senders[job.platform]
+        bound = log.bind(job_id=job.id, platform=job.platform, kb=job.kb, user=job.user, kind=job.kind)
+        started = time.perf_counter()
+        try:
+            reply = await self._dispatch(job, sender)
+        except UserFacingError as exc:
+            reply = Reply(exc.message, kind="error")
+            bound.info("job_refused", reason=exc.message)
+        except RetryableError:
+            raise  # the queue runner retries; the in-process runner turns this into an apology
+        except Exception:
+            bound.exception("job_failed")
+            reply = Reply(text.INTERNAL_ERROR.format(doing=text.DOING[job.kind], ref=job.id[:12]), kind="error")
+        await sender.finish(job.address, job.handle, reply)
+        bound.info("job_done", seconds=round(time.perf_counter() - started, 3), outcome=reply.kind)
+
+    async def _dispatch(self, job: Job, sender: ReplySender) -> Reply:
+        if job.kind == "ingest":
+            return await self._ingest(job, sender)
+        if job.kind == "command":
+            return await self._command(job)
+        return await self._ask(job, sender)
+
+    async def _ask(self, job: Job, sender: ReplySender) -> Reply:
+        if not job.text.strip():
+            return Reply(text.EMPTY_QUESTION)
+        history = await self._memory.history(job.thread)
+        last = [0.0]
+
+        async def on_delta(partial: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= self._interval:
+                last[0] = now
+                await sender.update(job.address, job.handle, partial + " ▌")
+
+        answer = await self._engine.ask(job.kb, job.text, history=history, on_delta=on_delta)
+        await self._memory.append(job.thread, Turn("user", job.text), Turn("assistant", answer.text))
+        return answer_reply(answer)
+
+    async def _ingest(self, job: Job, sender: ReplySender) -> Reply:
+        fetcher = self._fetchers[job.platform]
+        max_bytes = self._engine.limits.max_bytes
+        results: list[IngestResult] = []
+        errors: list[str] = []
+        for file in job.files:
+            try:
+                self._engine.check_upload(file.name, file.size)
+                data = await fetcher.fetch(file, max_bytes=max_bytes)
+                progress = _Progress(sender, job, file.name, self._interval)
+                result = await self._engine.ingest(
+                    job.kb, file.name, data, uploader=job.user, url=file.permalink, progress=progress
+                )
+                await progress.flush()
+                results.append(result)
+            except UserFacingError as exc:
+                errors.append(exc.message)
+            except RetryableError:
+                raise
+            except Exception:
+                log.exception("ingest_failed", job_id=job.id, document=file.name)
+                errors.append(f"{file.name}: something went wrong on my side reading it (ref `{job.id[:12]}`).")
+        kind = "error" if errors and not results else "info"
+        return Reply(text.ingest_summary(results, errors), kind=kind)
+
+    async def _command(self, job: Job) -> Reply:
+        command = parse_command(job.text)
+        name = command.name if command else "help"
+        if name == "docs":
+            return Reply(text.documents_list(await self._engine.documents(job.kb)), ephemeral=True)
+        if name == "stats":
+            return Reply(text.stats_text(await self._engine.stats(job.kb)), ephemeral=True)
+        if name == "forget":
+            return await self._forget(job, command.argument if command else "")
+        return Reply(text.help_text(job.platform, self._max_file_mb), ephemeral=True)
+
+    async def _forget(self, job: Job, name: str) -> Reply:
+        if not name:
+            return Reply(text.FORGET_USAGE, kind="error", ephemeral=True)
+        info = await self._engine.document(job.kb, name)
+        if info is not None and not job.is_admin and info.uploader != job.user:
+            return Reply(text.FORGET_DENIED.format(name=name, uploader=info.uploader or "unknown"), kind="error")
+        info = await self._engine.forget(job.kb, name)
+        return Reply(text.FORGOTTEN.format(name=info.name, chunks=info.chunks))
+
+
+def answer_reply(answer: Answer) -> Reply:
+    return Reply(answer.text, kind="answer", citations=answer.citations, feedback=answer.mode != "not_found")
+
+
+class _Progress:
+    """Turns the engine's progress callbacks (from a worker thread) into throttled message edits."""
+
+    def __init__(self, sender: ReplySender, job: Job, name: str, interval: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sender = sender
+        self._job = job
+        self._name = name
+        self._interval = interval
+        self._last = time.monotonic()
+        self._pending: asyncio.Task[None] | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval or done >= total:
+            return
+        self._last = now
+        message = text.ingest_progress(self._name, done, total)
+        self._loop.call_soon_threadsafe(self._schedule, message)
+
+    def _schedule(self, message: str) -> None:
+        self._pending = self._loop.create_task(self._sender.update(self._job.address, self._job.handle, message))
+
+    async def flush(self) -> None:
+        if self._pending is not None:
+            await asyncio.gather(self._pending, return_exceptions=True)

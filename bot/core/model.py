@@ -1,0 +1,74 @@
+"""Platform-neutral messages, jobs and replies: plain frozen data that survives serialisation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from rag.types import Citation
+
+JobKind = Literal["ask", "ingest", "command"]
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file a user shared, as the platform describes it (nothing downloaded yet)."""
+
+    name: str
+    size: int | None
+    url: str
+    mimetype: str = ""
+    id: str = ""
+    permalink: str | None = None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One user message, translated from a platform payload."""
+
+    platform: str  # "slack" | "teams" | "console"
+    workspace: str  # "slack-T…", "teams-<tenant>", "local"
+    user: str
+    text: str
+    event_id: str  # unique per user message; the key that makes a redelivery a no-op
+    is_direct: bool  # a DM / personal chat: documents may be uploaded here
+    thread: str  # key of the conversation thread, for memory
+    address: dict[str, Any]  # where replies go, in the platform's own terms
+    files: tuple[FileRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to do for one message, and where to reply. Runs in this process or on a worker."""
+
+    id: str
+    kind: JobKind
+    platform: str
+    kb: str
+    user: str
+    text: str
+    thread: str
+    address: dict[str, Any]
+    files: tuple[FileRef, ...] = ()
+    is_admin: bool = False
+    handle: dict[str, Any] = field(default_factory=dict)  # the "working…" message to replace
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        files = tuple(FileRef(**f) for f in data.get("files", ()))
+        return cls(**{**data, "files": files})
+
+
+ReplyKind = Literal["answer", "info", "error"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str  # Markdown; each sender converts it to the platform's format
+    kind: ReplyKind = "info"
+    citations: tuple[Citation, ...] = ()
+    feedback: bool = False  # offer 👍/👎
+    ephemeral: bool = False  # visible to the asker only, where the platform allows

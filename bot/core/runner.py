@@ -1,0 +1,45 @@
+"""Running jobs in this process: tracked asyncio tasks, so shutdown can wait for them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from bot.core.model import Job
+
+log = structlog.get_logger(__name__)
+
+
+class InProcessRunner:
+    """Runs each job as a task of this event loop; `concurrency` bounds how many run at once.
+
+    CPU-heavy steps inside a job already run in threads, so the loop stays free to ack events.
+    """
+
+    def __init__(self, run: Callable[[Job], Awaitable[None]], *, concurrency: int = 16) -> None:
+        self._run = run
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, job: Job) -> None:
+        task = asyncio.create_task(self._guarded(job), name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, job: Job) -> None:
+        async with self._slots:
+            try:
+                await self._run(job)
+            except Exception:
+                # JobHandler replies to the user itself; this only catches a failure to reply.
+                log.exception("job_crashed", job_id=job.id)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,84 @@
+"""Every user-visible string of the chat side, in one place (Markdown)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from rag.types import Citation, DocumentInfo, IngestResult, KbStats
+
+THINKING = "_Searching your documents…_"
+READING = "_Reading {names}…_"
+
+HELP = """*threadwise* answers questions from your team's documents, with sources.
+
+• *Ask* — {ask_how}. I answer in the thread and cite the documents I used.
+• *Add documents* — send files to me in a direct message (PDF, Word, Markdown, HTML, text, CSV, JSON, YAML, code; up to {max_mb} MB each). Sending a file with the same name again replaces the old version.
+• `docs` — list the documents in this workspace's knowledge base.
+• `forget NAME` — delete a document (whoever uploaded it, or an admin).
+• `stats` — how big the knowledge base is.
+• `help` — this message."""
+
+ASK_HOW = {
+    "slack": "mention me in a channel, or write to me in a direct message",
+    "teams": "mention me in a channel or group chat, or write to me in our personal chat",
+    "console": "type a question. `/upload PATH` adds a file, `/quit` leaves",
+}
+
+NO_DOCUMENTS = "The knowledge base is empty. Send me a document in a direct message to get started."
+FORGOTTEN = "Deleted *{name}* ({chunks} passages). It no longer appears in answers."
+FORGET_USAGE = "Say `forget NAME` with the document's name, as `docs` lists it."
+FORGET_DENIED = "Only the person who uploaded *{name}* ({uploader}) or an admin can delete it."
+FILES_ONLY_IN_DM = "To add documents, send them to me in a direct message."
+RATE_LIMITED = "You're sending questions faster than I can keep up. Please try again in {seconds} s."
+INTERNAL_ERROR = "Sorry — something went wrong on my side while {doing}. It's logged (ref `{ref}`); please try again in a minute."
+EMPTY_QUESTION = "What would you like to know? Ask me a question about your documents, or say `help`."
+
+DOING = {"ask": "answering", "ingest": "reading your file", "command": "running that command"}
+
+
+def help_text(platform: str, max_mb: float) -> str:
+    return HELP.format(ask_how=ASK_HOW.get(platform, ASK_HOW["slack"]), max_mb=f"{max_mb:g}")
+
+
+def documents_list(docs: Sequence[DocumentInfo]) -> str:
+    if not docs:
+        return NO_DOCUMENTS
+    lines = [f"*{len(docs)} document{'s' if len(docs) != 1 else ''}* in the knowledge base:"]
+    for d in docs:
+        when = dt.datetime.fromtimestamp(d.uploaded_at, dt.UTC).strftime("%Y-%m-%d")
+        who = f", by {d.uploader}" if d.uploader else ""
+        lines.append(f"• *{d.name}* — {d.chunks} passages{who}, {when}")
+    return "\n".join(lines)
+
+
+def ingest_summary(results: Sequence[IngestResult], errors: Sequence[str]) -> str:
+    lines = []
+    for r in results:
+        if r.status == "unchanged":
+            lines.append(f"✅ *{r.document}* is already in the knowledge base, unchanged.")
+        else:
+            verb = "Replaced" if r.status == "replaced" else "Added"
+            lines.append(f"✅ {verb} *{r.document}*: {r.chunks} passages in {r.seconds:.1f} s. Ask away!")
+    lines.extend(f"⚠️ {e}" for e in errors)
+    return "\n".join(lines)
+
+
+def ingest_progress(name: str, done: int, total: int) -> str:
+    pct = int(100 * done / total) if total else 100
+    return f"_Reading {name}… {pct}% ({done}/{total} passages)_"
+
+
+def stats_text(stats: KbStats) -> str:
+    return f"*{stats.kb}*: {stats.documents} documents, {stats.chunks} passages."
+
+
+def sources_markdown(citations: Sequence[Citation]) -> str:
+    if not citations:
+        return ""
+    lines = ["*Sources*"]
+    for c in citations:
+        name = f"[{c.document}]({c.url})" if c.url else c.document
+        where = f" — {c.locator}" if c.locator else ""
+        lines.append(f"[{c.number}] {name}{where}")
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""All configuration, read once from the environment (and `.env`), validated with actionable errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rag.answer import DEFAULT_GROQ_MODEL
+from rag.errors import ConfigError
+from rag.extract import SUPPORTED_EXTENSIONS
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting threadwise reads. Names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # HTTP service
+    host: str = "0.0.0.0"
+    port: int = Field(3978, ge=1, le=65535)
+    environment: Literal["development", "production"] = "development"
+
+    # Slack
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    # Microsoft Teams
+    microsoft_app_id: str | None = None
+    microsoft_app_password: str | None = None
+    microsoft_app_type: Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"] = "MultiTenant"
+    microsoft_app_tenant_id: str | None = None
+
+    # Answers
+    llm_provider: Literal["groq", "extractive"] = "groq"
+    groq_api_key: str | None = None
+    groq_model: str = DEFAULT_GROQ_MODEL
+    groq_base_url: str | None = None
+    llm_timeout_seconds: float = Field(30.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+
+    # Retrieval
+    search_top_k: int = Field(5, ge=1, le=50)
+    search_min_similarity: float = Field(0.2, ge=-1.0, le=1.0)
+    search_hybrid: bool = True
+    chunk_max_tokens: int = Field(256, ge=32, le=256)
+
+    # Storage
+    chroma_persist_directory: str = "./data/chroma"
+    chroma_host: str | None = None
+    chroma_port: int = Field(8000, ge=1, le=65535)
+    chroma_collection_name: str = Field("threadwise", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,62}$")
+
+    # Jobs and shared state
+    runner: Literal["inprocess", "queue"] = "inprocess"
+    redis_url: str | None = None
+
+    # Uploads
+    max_file_size_mb: float = Field(10.0, gt=0, le=1024)
+    allowed_file_types: CommaList = Field(default_factory=lambda: sorted(SUPPORTED_EXTENSIONS))
+
+    # Rate limits
+    rate_limit_requests_per_minute: int = Field(20, ge=1)
+    rate_limit_burst: int = Field(5, ge=1)
+
+    # Caches
+    embedding_cache_size: int = Field(10000, ge=0)
+    embedding_cache_ttl: int = Field(86400, ge=0)
+    query_cache_size: int = Field(1000, ge=0)
+    query_cache_ttl: int = Field(3600, ge=0)
+    query_cache_similarity_threshold: float = Field(0.95, gt=0, le=1.0)
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    log_file: str | None = None
+    log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    log_backup_count: int = Field(5, ge=0)
+
+    # Backups
+    backup_dir: str = "./data/backups"
+    backup_schedule: str = "0 2 * * *"
+    backup_retention_days: int = Field(30, ge=1)
+
+    # People and knowledge bases
+    admin_user_ids: CommaList = Field(default_factory=list)
+    kb_aliases: CommaList = Field(default_factory=list)
+
+    @field_validator("allowed_file_types", "admin_user_ids", "kb_aliases", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("allowed_file_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        types = [v.lower().lstrip(".") for v in value]
+        unknown = sorted(set(types) - SUPPORTED_EXTENSIONS)
+        if unknown:
+            raise ValueError(f"unsupported type(s) {', '.join(unknown)}; choose from {', '.join(sorted(SUPPORTED_EXTENSIONS))}")
+        return types
+
+    @field_validator("kb_aliases")
+    @classmethod
+    def _aliases(cls, value: list[str]) -> list[str]:
+        for pair in value:
+            if pair.count("=") != 1 or not all(pair.split("=")):
+                raise ValueError(f"{pair!r} is not WORKSPACE=KB (e.g. slack-T0123=acme,teams-4f1c…=acme)")
+        return value
+
+    @model_validator(mode="after")
+    def _queue_needs_redis(self) -> Settings:
+        if self.runner == "queue" and not self.redis_url:
+            raise ValueError("RUNNER=queue needs REDIS_URL (e.g. redis://localhost:6379/0)")
+        return self
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.chroma_persist_directory).parent
+
+    def kb_for(self, workspace: str) -> str:
+        """The knowledge base a workspace (`slack-T…`, `teams-…`, `local`) uses, after KB_ALIASES."""
+        for pair in self.kb_aliases:
+            source, target = pair.split("=")
+            if source.strip() == workspace:
+                return target.strip()
+        return workspace
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value raises ConfigError naming the variable and the fix."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+        given = err.get("input")
+        secret = any(word in name for word in ("TOKEN", "SECRET", "PASSWORD", "KEY"))
+        shown = f"={given!r}" if isinstance(given, str | int | float) and not secret else ""
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}{shown} is not valid: {message}.") from None

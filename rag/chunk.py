@@ -1,0 +1,123 @@
+"""Split extracted sections into chunks that fit the embedding model's token window.
+
+all-MiniLM-L6-v2 silently truncates input past `max_seq_length` (256 word pieces, [CLS] and [SEP]
+included), so a chunk longer than that would be partly invisible to retrieval. Chunks are therefore
+cut by the model's own tokenizer: at most `max_tokens - 2` pieces including the heading line that is
+prepended for context, cut at the strongest boundary available (paragraph, sentence, line, word).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Protocol
+
+from rag.types import Chunk, ExtractedDocument, Section
+
+MAX_HEADING_TOKENS = 48
+_SENTENCE_END = ".!?:;。！？"
+
+
+class Tokenizer(Protocol):
+    max_tokens: int
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+def chunk_document(doc: ExtractedDocument, tokenizer: Tokenizer, *, max_tokens: int | None = None) -> list[Chunk]:
+    window = min(max_tokens or tokenizer.max_tokens, tokenizer.max_tokens) - 2
+    chunks: list[Chunk] = []
+    seen: set[str] = set()
+    for section in doc.sections:
+        for chunk in _chunk_section(section, tokenizer, window, len(chunks)):
+            # Repeated boilerplate (a disclaimer on every page) is stored and embedded once.
+            if chunk.text in seen:
+                continue
+            seen.add(chunk.text)
+            chunks.append(Chunk(chunk.text, len(chunks), chunk.page, chunk.heading, chunk.line_start, chunk.line_end))
+    return chunks
+
+
+def _chunk_section(section: Section, tokenizer: Tokenizer, window: int, first_index: int) -> list[Chunk]:
+    text = section.text
+    spans = tokenizer.token_spans(text)
+    if not spans:
+        return []
+    heading = _fit_heading(section.heading, tokenizer)
+    budget = window - (len(tokenizer.token_spans(heading)) + 1 if heading else 0)
+    newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+    out: list[Chunk] = []
+    for start, end in _windows(text, spans, budget):
+        body = text[spans[start][0] : spans[end - 1][1]].strip()
+        if not body:
+            continue
+        lines = _line_range(section, newlines, spans[start][0], spans[end - 1][1])
+        out.append(
+            Chunk(
+                text=f"{heading}\n\n{body}" if heading else body,
+                index=first_index + len(out),
+                page=section.page,
+                heading=section.heading,
+                line_start=lines[0],
+                line_end=lines[1],
+            )
+        )
+    return out
+
+
+def _windows(text: str, spans: Sequence[tuple[int, int]], budget: int) -> list[tuple[int, int]]:
+    """Token index ranges [start, end) of at most `budget` tokens, cut at the best boundary."""
+    out = []
+    start = 0
+    n = len(spans)
+    while start < n:
+        end = min(start + budget, n)
+        if end < n:
+            end = _best_cut(text, spans, start + max(1, budget // 2), end)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _best_cut(text: str, spans: Sequence[tuple[int, int]], lo: int, hi: int) -> int:
+    """The token index in (lo, hi] before which to cut: the latest strongest boundary."""
+    best, best_rank = hi, 0
+    for k in range(hi, lo, -1):
+        rank = _boundary_rank(text, spans[k - 1], spans[k])
+        if rank > best_rank:
+            best, best_rank = k, rank
+            if rank == 4:
+                break
+    return best
+
+
+def _boundary_rank(text: str, prev: tuple[int, int], nxt: tuple[int, int]) -> int:
+    gap = text[prev[1] : nxt[0]]
+    if not gap:
+        return 0  # inside a word: cut only when nothing better exists
+    if gap.count("\n") >= 2:
+        return 4
+    if text[prev[1] - 1] in _SENTENCE_END:
+        return 3
+    if "\n" in gap:
+        return 2
+    return 1
+
+
+def _fit_heading(heading: str, tokenizer: Tokenizer) -> str:
+    if not heading:
+        return ""
+    spans = tokenizer.token_spans(heading)
+    if len(spans) <= MAX_HEADING_TOKENS:
+        return heading
+    # Keep the innermost part of a long heading path: it says most about the chunk.
+    cut = spans[len(spans) - MAX_HEADING_TOKENS][0]
+    return "…" + heading[cut:]
+
+
+def _line_range(section: Section, newlines: list[int], start: int, end: int) -> tuple[int | None, int | None]:
+    if section.line_start is None:
+        return None, None
+    first = section.line_start + bisect.bisect_left(newlines, start)
+    last = section.line_start + bisect.bisect_left(newlines, end)
+    return first, last

@@ -1,0 +1,281 @@
+"""Chroma storage: one chunk collection and one document manifest per knowledge base.
+
+Atomic replacement: a new version's chunks are written under a fresh version id while the manifest
+still names the old version, so searches (which keep only chunks of active versions) see the old
+document; one manifest upsert then makes the new version the active one, and only after that are the
+old version's chunks deleted. A failed ingest deletes its own chunks and never touches the manifest.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ConfigError
+from rag.types import Chunk, DocumentInfo
+
+_WRITE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: str
+    text: str
+    document: str
+    version: str
+    locator: str
+    url: str | None
+    similarity: float = 0.0
+
+
+def open_client(*, persist_directory: str, host: str | None, port: int) -> Any:
+    """A Chroma client: HttpClient when `host` is set, else an embedded PersistentClient.
+
+    The embedded store is not safe across processes, so this process takes an exclusive lock on
+    the directory first; a second process is told what to do instead of corrupting the data.
+    """
+    import chromadb
+
+    settings = chromadb.Settings(anonymized_telemetry=False)
+    if host:
+        return chromadb.HttpClient(host=host, port=port, settings=settings)
+    path = Path(persist_directory)
+    path.mkdir(parents=True, exist_ok=True)
+    _lock_directory(path)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+_held_locks: dict[str, int] = {}
+
+
+def _lock_directory(path: Path) -> None:
+    key = str(path.resolve())
+    if key in _held_locks:
+        return
+    fd = os.open(path / ".threadwise.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise ConfigError(
+            f"The embedded store {path} is in use by process {owner}. Stop that process first "
+            "(e.g. the running `threadwise serve` or `threadwise chat`), or run a Chroma server "
+            "(`chroma run --path DIR`) and set CHROMA_HOST so several processes can share it."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held_locks[key] = fd
+
+
+def collection_base(prefix: str, kb: str) -> str:
+    """A valid Chroma collection name for a knowledge base, distinct for distinct kb ids."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{prefix}-{kb}").strip("-_")[:180]
+    if safe != f"{prefix}-{kb}":
+        safe += "-" + hashlib.sha256(kb.encode()).hexdigest()[:8]
+    return safe if len(safe) >= 3 else safe + "-kb"
+
+
+class KnowledgeStore:
+    """Synchronous access to the chunks and manifests of every knowledge base in one Chroma."""
+
+    def __init__(self, client: Any, *, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._collections: dict[str, Any] = {}
+
+    def ping(self) -> None:
+        self._client.heartbeat()
+
+    # -- collections -------------------------------------------------------------------------
+    def _chunks(self, kb: str) -> Any:
+        return self._collection(collection_base(self._prefix, kb), "cosine")
+
+    def _docs(self, kb: str) -> Any:
+        return self._collection(collection_base(self._prefix, kb) + ".docs", "l2")
+
+    def _collection(self, name: str, space: str) -> Any:
+        col = self._collections.get(name)
+        if col is None:
+            col = self._client.get_or_create_collection(
+                name, embedding_function=None, configuration={"hnsw": {"space": space}}
+            )
+            self._collections[name] = col
+        return col
+
+    def knowledge_bases(self) -> list[str]:
+        prefix = self._prefix + "-"
+        names = [c if isinstance(c, str) else c.name for c in self._client.list_collections()]
+        return sorted(n[len(prefix) : -len(".docs")] for n in names if n.startswith(prefix) and n.endswith(".docs"))
+
+    def drop(self, kb: str) -> None:
+        for name in (collection_base(self._prefix, kb), collection_base(self._prefix, kb) + ".docs"):
+            self._collections.pop(name, None)
+            try:
+                self._client.delete_collection(name)
+            except Exception:  # noqa: BLE001 - already gone is the wanted outcome
+                pass
+
+    # -- manifest ----------------------------------------------------------------------------
+    def generation(self, kb: str) -> str:
+        meta = self._client.get_collection(self._docs(kb).name).metadata or {}
+        return str(meta.get("generation", "0"))
+
+    def documents(self, kb: str) -> list[DocumentInfo]:
+        got = self._docs(kb).get(include=["metadatas"])
+        docs = [_info_from_meta(m) for m in got["metadatas"] or []]
+        return sorted(docs, key=lambda d: d.name.lower())
+
+    def document(self, kb: str, name: str) -> DocumentInfo | None:
+        got = self._docs(kb).get(ids=[_doc_id(name)], include=["metadatas"])
+        metas = got["metadatas"] or []
+        return _info_from_meta(metas[0]) if metas else None
+
+    def activate(self, kb: str, info: DocumentInfo) -> None:
+        """Make `info.version` the searchable version of its document (one atomic upsert)."""
+        docs = self._docs(kb)
+        meta = {k: v for k, v in asdict(info).items() if v is not None}
+        docs.upsert(ids=[_doc_id(info.name)], embeddings=[[1.0]], metadatas=[meta])
+        self._bump(kb)
+
+    def deactivate(self, kb: str, name: str) -> None:
+        self._docs(kb).delete(ids=[_doc_id(name)])
+        self._bump(kb)
+
+    def _bump(self, kb: str) -> None:
+        self._docs(kb).modify(metadata={"generation": f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"})
+
+    # -- chunks ------------------------------------------------------------------------------
+    def add_chunks(
+        self,
+        kb: str,
+        *,
+        document: str,
+        version: str,
+        chunks: Sequence[Chunk],
+        embeddings: np.ndarray,
+        url: str | None,
+    ) -> None:
+        col = self._chunks(kb)
+        for start in range(0, len(chunks), _WRITE_BATCH):
+            part = chunks[start : start + _WRITE_BATCH]
+            col.add(
+                ids=[f"{version}:{c.index}" for c in part],
+                embeddings=embeddings[start : start + len(part)],
+                documents=[c.text for c in part],
+                metadatas=[_chunk_meta(c, document, version, url) for c in part],
+            )
+
+    def delete_version(self, kb: str, version: str) -> None:
+        self._chunks(kb).delete(where={"version": version})
+
+    def embeddings_by_hash(self, kb: str, version: str) -> dict[str, np.ndarray]:
+        got = self._chunks(kb).get(where={"version": version}, include=["embeddings", "metadatas"])
+        metas = got["metadatas"] or []
+        vectors = got["embeddings"] if got["embeddings"] is not None else []
+        return {str(m["hash"]): np.asarray(v, dtype=np.float32) for m, v in zip(metas, vectors, strict=True)}
+
+    def chunk_count(self, kb: str) -> int:
+        return int(self._chunks(kb).count())
+
+    def query(self, kb: str, vector: np.ndarray, n: int) -> list[StoredChunk]:
+        col = self._chunks(kb)
+        if n <= 0:
+            return []
+        got = col.query(
+            query_embeddings=[vector], n_results=n, include=["documents", "metadatas", "distances"]
+        )
+        return [
+            _stored(cid, text, meta, 1.0 - float(dist))
+            for cid, text, meta, dist in zip(
+                got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
+            )
+        ]
+
+    def chunks_by_id(self, kb: str, ids: Sequence[str], vector: np.ndarray) -> list[StoredChunk]:
+        """The chunks with these ids, with their cosine similarity to `vector` (normalised)."""
+        if not ids:
+            return []
+        got = self._chunks(kb).get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        return [
+            _stored(c, t, m, float(np.dot(np.asarray(e, dtype=np.float32), vector)))
+            for c, t, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True)
+        ]
+
+    def chunks_of_versions(self, kb: str, versions: Sequence[str]) -> list[StoredChunk]:
+        out: list[StoredChunk] = []
+        for start in range(0, len(versions), 100):
+            part = list(versions[start : start + 100])
+            where: Any = {"version": part[0]} if len(part) == 1 else {"version": {"$in": part}}
+            got = self._chunks(kb).get(where=where, include=["documents", "metadatas"])
+            out.extend(_stored(c, t, m) for c, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+        return out
+
+    def sweep(self, kb: str) -> int:
+        """Delete chunks of versions that are not active (left by an ingest that was killed)."""
+        active = {d.version for d in self.documents(kb)}
+        got = self._chunks(kb).get(include=["metadatas"])
+        stale = {str(m["version"]) for m in got["metadatas"] or [] if m["version"] not in active}
+        for version in stale:
+            self.delete_version(kb, version)
+        return len(stale)
+
+
+def new_version() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _doc_id(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+
+
+def _chunk_meta(chunk: Chunk, document: str, version: str, url: str | None) -> dict[str, str | int]:
+    meta: dict[str, str | int] = {
+        "document": document,
+        "version": version,
+        "index": chunk.index,
+        "locator": chunk.locator(),
+        "hash": hashlib.sha256(chunk.text.encode("utf-8")).hexdigest(),
+    }
+    if chunk.page is not None:
+        meta["page"] = chunk.page
+    if url:
+        meta["url"] = url
+    return meta
+
+
+def _stored(cid: str, text: str | None, meta: Any, similarity: float = 0.0) -> StoredChunk:
+    url = meta.get("url")
+    return StoredChunk(
+        id=cid,
+        text=text or "",
+        document=str(meta["document"]),
+        version=str(meta["version"]),
+        locator=str(meta.get("locator", "")),
+        url=str(url) if url else None,
+        similarity=similarity,
+    )
+
+
+def _info_from_meta(meta: Any) -> DocumentInfo:
+    return DocumentInfo(
+        name=str(meta["name"]),
+        sha256=str(meta["sha256"]),
+        version=str(meta["version"]),
+        chunks=int(meta["chunks"]),
+        uploader=str(meta.get("uploader", "")),
+        uploaded_at=float(meta["uploaded_at"]),
+        size=int(meta.get("size", 0)),
+        kind=str(meta.get("kind", "")),
+        url=str(meta["url"]) if meta.get("url") else None,
+    )

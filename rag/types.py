@@ -1,0 +1,128 @@
+"""Plain data passed between the engine's stages and to its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text from one place in a document, as the extractor found it.
+
+    `page` is 1-based (PDF), `heading` the heading path ("Setup > Linux"), `line_start`/`line_end`
+    1-based lines of the source text where the format has lines.
+    """
+
+    text: str
+    page: int | None = None
+    heading: str = ""
+    line_start: int | None = None
+    line_end: int | None = None
+
+
+@dataclass(frozen=True)
+class ExtractedDocument:
+    name: str
+    kind: str  # "pdf", "docx", "html", "markdown", "rst", "text", "json", "yaml", "csv", "code"
+    sections: tuple[Section, ...]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    index: int
+    page: int | None = None
+    heading: str = ""
+    line_start: int | None = None
+    line_end: int | None = None
+
+    def locator(self) -> str:
+        """Where in the document this chunk is, for a citation: page, section or lines."""
+        parts = []
+        if self.page is not None:
+            parts.append(f"p. {self.page}")
+        if self.heading:
+            parts.append(self.heading)
+        if not parts and self.line_start is not None:
+            if self.line_end and self.line_end != self.line_start:
+                parts.append(f"lines {self.line_start}-{self.line_end}")
+            else:
+                parts.append(f"line {self.line_start}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with where it came from."""
+
+    text: str
+    document: str
+    locator: str
+    score: float
+    chunk_id: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    number: int
+    document: str
+    locator: str
+    url: str | None = None
+
+    def label(self) -> str:
+        return f"{self.document} ({self.locator})" if self.locator else self.document
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier exchange in a conversation thread."""
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
+AnswerMode = Literal["llm", "extractive", "not_found"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    citations: tuple[Citation, ...]
+    mode: AnswerMode
+    language: str = "en"
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    name: str
+    sha256: str
+    version: str
+    chunks: int
+    uploader: str
+    uploaded_at: float  # unix seconds
+    size: int
+    kind: str
+    url: str | None = None
+
+
+IngestStatus = Literal["added", "replaced", "unchanged"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    document: str
+    status: IngestStatus
+    chunks: int
+    seconds: float
+    embedded: int = 0  # chunks whose vectors had to be computed (not reused)
+
+
+@dataclass(frozen=True)
+class KbStats:
+    kb: str
+    documents: int
+    chunks: int
+    extra: dict[str, float] = field(default_factory=dict)
