@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -26,6 +27,14 @@ class Embedder(Protocol):
 
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def _load_model(path: str) -> Any:
+    """The weights are read-only: every embedder in a process shares one loaded copy."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu")
 
 
 def model_path() -> str:
@@ -70,9 +79,7 @@ class SentenceEmbedder:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-            from sentence_transformers import SentenceTransformer
-
-            model = SentenceTransformer(model_path(), device="cpu")
+            model = _load_model(model_path())
             self.dimension = int(model.get_embedding_dimension())
             self.max_tokens = int(model.max_seq_length)
             self._model = model

@@ -1,0 +1,72 @@
+"""Shared fixtures: the real embedding model (loaded once), engines on a real embedded Chroma."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rag.answer import Answerer, ExtractiveAnswerer  # noqa: E402
+from rag.cache import SemanticCache  # noqa: E402
+from rag.embed import SentenceEmbedder  # noqa: E402
+from rag.engine import Engine, EngineLimits  # noqa: E402
+from rag.extract import SUPPORTED_EXTENSIONS  # noqa: E402
+from rag.search import SearchOptions  # noqa: E402
+from rag.store import KnowledgeStore, open_client  # noqa: E402
+from rag.types import Answer  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A file under ../shared, or a clean skip where a clone has no ../shared."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not here (../shared is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceEmbedder:
+    emb = SentenceEmbedder(cache_size=10_000, cache_ttl=0)
+    emb.load()
+    return emb
+
+
+EngineFactory = Callable[..., Engine]
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path, embedder: SentenceEmbedder) -> Iterator[EngineFactory]:
+    """Engines on a fresh embedded Chroma in tmp_path; keyword arguments override the defaults."""
+
+    def factory(
+        *,
+        answerer: Answerer | None = None,
+        store: KnowledgeStore | None = None,
+        max_bytes: int = 10 * 1024 * 1024,
+        allowed_types: frozenset[str] = SUPPORTED_EXTENSIONS,
+        options: SearchOptions | None = None,
+        **cache: Any,
+    ) -> Engine:
+        if store is None:
+            client = open_client(persist_directory=str(tmp_path / "chroma"), host=None, port=0)
+            store = KnowledgeStore(client, prefix="test")
+        return Engine(
+            store=store,
+            embedder=embedder,
+            answerer=answerer or ExtractiveAnswerer(reason="disabled"),
+            limits=EngineLimits(max_bytes=max_bytes, allowed_types=allowed_types),
+            search_options=options or SearchOptions(),
+            query_cache=SemanticCache[Answer](
+                size=cache.get("size", 100), ttl=cache.get("ttl", 0), threshold=cache.get("threshold", 0.95)
+            ),
+        )
+
+    yield factory

@@ -1,0 +1,56 @@
+"""Chunks fit the model's real window, lose no text, and keep their place in the document."""
+
+from __future__ import annotations
+
+import re
+
+from rag.chunk import chunk_document
+from rag.embed import SentenceEmbedder
+from rag.types import ExtractedDocument, Section
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text)
+
+
+def test_no_chunk_exceeds_the_model_window_and_no_text_is_lost(embedder: SentenceEmbedder) -> None:
+    paragraph = " ".join(f"Sentence {i} mentions pneumonoultramicroscopic zymurgy and ERR_{i:04d}." for i in range(60))
+    long_word = "x" * 3000  # one "word" far longer than the window must still be split
+    section = Section(text=f"{paragraph}\n\n{long_word}\n\nShort closing paragraph.", heading="Intro > Details")
+    chunks = chunk_document(ExtractedDocument("a.txt", "text", (section,)), embedder)
+
+    assert len(chunks) > 3
+    for chunk in chunks:
+        # [CLS] and [SEP] take two of the model's max_seq_length positions.
+        assert len(embedder.token_spans(chunk.text)) <= embedder.max_tokens - 2
+        assert chunk.text.startswith("Intro > Details\n\n")
+    joined = "".join(_words("".join(c.text.removeprefix("Intro > Details\n\n") for c in chunks)))
+    assert joined == "".join(_words(section.text))
+
+
+def test_chunks_break_at_paragraphs_and_sentences(embedder: SentenceEmbedder) -> None:
+    paras = [" ".join(f"Topic {p} sentence {s} is here." for s in range(12)) for p in range(8)]
+    doc = ExtractedDocument("b.md", "markdown", (Section(text="\n\n".join(paras), line_start=1),))
+    chunks = chunk_document(doc, embedder)
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert chunk.text.rstrip().endswith(".")  # never cut in the middle of a sentence here
+
+
+def test_page_heading_and_lines_are_kept(embedder: SentenceEmbedder) -> None:
+    sections = (
+        Section(text="First page text.", page=1),
+        Section(text="line one\nline two\n\nline four", heading="Setup", line_start=10, line_end=13),
+    )
+    chunks = chunk_document(ExtractedDocument("c.pdf", "pdf", sections), embedder)
+    assert chunks[0].page == 1 and chunks[0].locator() == "p. 1"
+    assert chunks[1].heading == "Setup" and (chunks[1].line_start, chunks[1].line_end) == (10, 13)
+    assert chunks[1].locator() == "Setup"
+    assert [c.index for c in chunks] == [0, 1]
+
+
+def test_repeated_boilerplate_is_stored_once(embedder: SentenceEmbedder) -> None:
+    notice = "Confidential — do not distribute."
+    sections = tuple(Section(text=notice, page=p) for p in range(1, 6)) + (Section(text="Body.", page=6),)
+    chunks = chunk_document(ExtractedDocument("d.pdf", "pdf", sections), embedder)
+    assert [c.text for c in chunks] == [notice, "Body."]

@@ -1,0 +1,235 @@
+"""The engine end to end on the real model and a real embedded Chroma."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import zipfile
+from typing import Any
+
+import pytest
+from pypdf import PdfWriter
+
+from rag.errors import UserFacingError
+from rag.store import KnowledgeStore
+from tests.conftest import EngineFactory
+from tests.fakes.groq_server import FakeGroq
+
+KB = "kb-test"
+VPN = (
+    b"# VPN guide\n\n## Certificates\n\nThe VPN client certificate expires every 90 days. Renew it from the "
+    b"self-service portal under Security > Certificates.\n\n## Errors\n\nERR_CONN_4021 means the TLS "
+    b"certificate of the VPN gateway was rejected. Update the client to 5.2 or later.\n"
+)
+PETS = b"Office pets policy.\n\nDogs are welcome in the office on Fridays if they are house-trained.\n"
+
+
+async def _state(engine: Any) -> tuple[list[tuple[str, str]], int]:
+    docs = await engine.documents(KB)
+    return [(d.name, d.sha256) for d in docs], (await engine.stats(KB)).chunks
+
+
+async def test_ingest_then_ask_cites_the_document(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    result = await engine.ingest(KB, "vpn.md", VPN, uploader="U1")
+    assert result.status == "added" and result.chunks >= 2
+    answer = await engine.ask(KB, "How often does the VPN certificate expire?")
+    assert answer.mode == "extractive"
+    assert "90 days" in answer.text
+    assert answer.citations[0].document == "vpn.md"
+    assert "Certificates" in answer.citations[0].locator
+
+
+async def test_identifiers_are_found_exactly(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "vpn.md", VPN)
+    await engine.ingest(KB, "pets.txt", PETS)
+    passages = await engine.search(KB, "ERR_CONN_4021")
+    assert passages and "ERR_CONN_4021" in passages[0].text
+
+
+async def test_unrelated_question_says_not_found(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "pets.txt", PETS)
+    answer = await engine.ask(KB, "What was the quarterly revenue of the semiconductor division?")
+    assert answer.mode == "not_found" and not answer.citations
+    assert "couldn't find" in answer.text
+
+
+async def test_answer_speaks_the_language_of_the_question(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "vpn.md", VPN)
+    answer = await engine.ask(KB, "Wie oft läuft das Zertifikat für das VPN ab?")
+    assert answer.language == "de"
+    assert "Dokumenten" in answer.text
+
+
+async def test_identical_bytes_are_a_no_op(make_engine: EngineFactory, embedder: Any) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "vpn.md", VPN)
+    before = await _state(engine)
+    embedded = embedder.embedded_texts
+    again = await engine.ingest(KB, "vpn.md", VPN)
+    assert again.status == "unchanged"
+    assert await _state(engine) == before
+    assert embedder.embedded_texts == embedded  # nothing embedded twice
+
+
+async def test_changed_file_replaces_the_old_version(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "vpn.md", VPN)
+    new = VPN.replace(b"90 days", b"30 days")
+    result = await engine.ingest(KB, "vpn.md", new)
+    assert result.status == "replaced"
+    assert result.embedded == 1  # only the changed chunk; the unchanged one's vector is reused
+    docs, chunks = await _state(engine)
+    assert len(docs) == 1 and chunks == result.chunks
+    texts = " ".join(p.text for p in await engine.search(KB, "How often does the certificate expire?"))
+    assert "30 days" in texts and "90 days" not in texts
+
+
+class _PausingStore(KnowledgeStore):
+    """Holds an ingest between writing the new chunks and activating them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.written = threading.Event()
+        self.proceed = threading.Event()
+
+    def activate(self, kb: str, info: Any) -> None:
+        self.written.set()
+        assert self.proceed.wait(30)
+        super().activate(kb, info)
+
+
+async def test_replacement_is_atomic_for_searches(make_engine: EngineFactory, tmp_path: Any) -> None:
+    from rag.store import open_client
+
+    store = _PausingStore(open_client(persist_directory=str(tmp_path / "c"), host=None, port=0), prefix="t")
+    engine = make_engine(store=store)
+    store.proceed.set()
+    await engine.ingest(KB, "vpn.md", VPN)
+    store.proceed.clear()
+    store.written.clear()
+    task = asyncio.create_task(engine.ingest(KB, "vpn.md", VPN.replace(b"90 days", b"45 days")))
+    assert await asyncio.to_thread(store.written.wait, 30)
+    # New chunks are in Chroma now, but not active: searches see exactly the old version.
+    during = " ".join(p.text for p in await engine.search(KB, "certificate expires days", top_k=10))
+    assert "90 days" in during and "45 days" not in during
+    store.proceed.set()
+    await task
+    after = " ".join(p.text for p in await engine.search(KB, "certificate expires days", top_k=10))
+    assert "45 days" in after and "90 days" not in after
+
+
+class _FailingStore(KnowledgeStore):
+    def add_chunks(self, kb: str, **kwargs: Any) -> None:
+        super().add_chunks(kb, **kwargs)  # the chunks are written…
+        raise RuntimeError("disk full")  # …and then the ingest dies before activation
+
+
+async def test_failure_mid_ingest_leaves_the_kb_as_it_was(make_engine: EngineFactory, tmp_path: Any) -> None:
+    from rag.store import open_client
+
+    client = open_client(persist_directory=str(tmp_path / "c"), host=None, port=0)
+    good = make_engine(store=KnowledgeStore(client, prefix="t"))
+    await good.ingest(KB, "vpn.md", VPN)
+    before = await _state(good)
+    failing = make_engine(store=_FailingStore(client, prefix="t"))
+    with pytest.raises(RuntimeError):
+        await failing.ingest(KB, "vpn.md", VPN.replace(b"90 days", b"12 days"))
+    with pytest.raises(RuntimeError):
+        await failing.ingest(KB, "new.txt", PETS)
+    assert await _state(good) == before
+    texts = " ".join(p.text for p in await good.search(KB, "certificate expire days dogs", top_k=10))
+    assert "90 days" in texts and "12 days" not in texts and "Dogs" not in texts
+
+
+def _encrypted_pdf() -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(200, 200)
+    writer.encrypt("secret")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _zip_bomb() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        with z.open("word/document.xml", "w", force_zip64=True) as member:
+            block = b"\0" * (1 << 20)
+            for _ in range(64):  # 64 MB of zeros: over 20x the 2 MB limit used below
+                member.write(block)
+    return out.getvalue()
+
+
+BAD_INPUTS = [
+    ("huge.txt", b"a" * (2 * 1024 * 1024 + 1), "limit"),
+    ("photo.txt", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "PNG"),
+    ("empty.md", b"", "empty"),
+    ("blank.txt", b"   \n\n  ", "text"),
+    ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage without xref", "PDF"),
+    ("locked.pdf", None, "password"),
+    ("bomb.docx", None, "MB"),
+    ("tool.exe", b"MZ\x90\x00", "not supported"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "reason"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+async def test_bad_input_gets_a_clear_error_and_changes_nothing(
+    make_engine: EngineFactory, name: str, data: bytes | None, reason: str
+) -> None:
+    engine = make_engine(max_bytes=2 * 1024 * 1024)
+    await engine.ingest(KB, "vpn.md", VPN)
+    before = await _state(engine)
+    payload = data if data is not None else (_encrypted_pdf() if name.endswith(".pdf") else _zip_bomb())
+    with pytest.raises(UserFacingError) as err:
+        await engine.ingest(KB, name, payload)
+    assert name in err.value.message and reason.lower() in err.value.message.lower()
+    assert "Traceback" not in err.value.message
+    assert await _state(engine) == before
+
+
+async def test_forget_removes_the_document_from_answers(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "vpn.md", VPN)
+    await engine.ingest(KB, "pets.txt", PETS)
+    info = await engine.forget(KB, "vpn.md")
+    assert info.name == "vpn.md"
+    assert [d.name for d in await engine.documents(KB)] == ["pets.txt"]
+    assert all(p.document != "vpn.md" for p in await engine.search(KB, "VPN certificate", top_k=10))
+    with pytest.raises(UserFacingError, match="no document called vpn.md"):
+        await engine.forget(KB, "vpn.md")
+
+
+async def test_knowledge_bases_are_isolated(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    await engine.ingest("slack-T1", "vpn.md", VPN)
+    assert await engine.search("slack-T2", "VPN certificate") == []
+    assert (await engine.ask("slack-T2", "VPN certificate?")).mode == "not_found"
+
+
+async def test_query_cache_hits_until_the_kb_changes(make_engine: EngineFactory) -> None:
+    from rag.answer import ExtractiveAnswerer, GroqAnswerer
+
+    async with FakeGroq() as fake:
+        fake.enqueue_answer("Every 90 days [1].")
+        fake.enqueue_answer("Every 30 days [1].")
+        answerer = GroqAnswerer(
+            api_key="k", model="m", base_url=fake.base_url, timeout_s=5, max_retries=0,
+            fallback=ExtractiveAnswerer(reason="unavailable"),
+        )
+        engine = make_engine(answerer=answerer)
+        await engine.ingest(KB, "vpn.md", VPN)
+        first = await engine.ask(KB, "How often does the VPN certificate expire?")
+        again = await engine.ask(KB, "How often does the VPN certificate expire?")
+        assert first.text == again.text == "Every 90 days [1]." and again.cached and not first.cached
+        assert len(fake.requests) == 1
+        await engine.ingest(KB, "vpn.md", VPN.replace(b"90 days", b"30 days"))
+        changed = await engine.ask(KB, "How often does the VPN certificate expire?")
+        assert changed.text == "Every 30 days [1]." and not changed.cached
+        assert len(fake.requests) == 2
+        await answerer.aclose()
