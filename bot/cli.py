@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--docs", required=True, help="folder of the documents the questions are about")
     evaluate.add_argument("--mode", choices=["hybrid", "vector", "both"], default="both")
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N questions")
-    evaluate.add_argument("--kb", default="eval-scratch", help="scratch knowledge base (re-used if unchanged)")
+    evaluate.add_argument(
+        "--kb", default="eval-scratch", help="scratch knowledge base (re-used if unchanged)"
+    )
     return parser
 
 
@@ -94,13 +96,17 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(markdown_to_plain(documents_list(await engine.documents(args.kb))))
         return 0
     if args.command == "forget":
+        from bot.core.text import plural
+
         info = await engine.forget(args.kb, args.name)
-        print(f"Deleted {info.name} ({info.chunks} passages) from {args.kb}.")
+        print(f"Deleted {info.name} ({plural(info.chunks, 'passage')}) from {args.kb}.")
         return 0
     if args.command == "eval":
         from bot.evaluate import run_eval
 
-        return await run_eval(engine, Path(args.qa), Path(args.docs), kb=args.kb, mode=args.mode, limit=args.limit)
+        return await run_eval(
+            engine, Path(args.qa), Path(args.docs), kb=args.kb, mode=args.mode, limit=args.limit
+        )
     raise AssertionError(args.command)
 
 

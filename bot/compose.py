@@ -28,7 +28,9 @@ def build_engine(settings: Settings) -> Engine:
     )
     return Engine(
         store=KnowledgeStore(client, prefix=settings.chroma_collection_name),
-        embedder=SentenceEmbedder(cache_size=settings.embedding_cache_size, cache_ttl=settings.embedding_cache_ttl),
+        embedder=SentenceEmbedder(
+            cache_size=settings.embedding_cache_size, cache_ttl=settings.embedding_cache_ttl
+        ),
         answerer=build_answerer(
             provider=settings.llm_provider,
             groq_api_key=settings.groq_api_key,
@@ -73,7 +75,11 @@ def build_chat_app(
 ) -> ChatApp:
     memory = MemoryThreadMemory()
     handler = JobHandler(
-        engine=engine, senders=senders, fetchers=fetchers, memory=memory, max_file_mb=settings.max_file_size_mb
+        engine=engine,
+        senders=senders,
+        fetchers=fetchers,
+        memory=memory,
+        max_file_mb=settings.max_file_size_mb,
     )
     runner = InProcessRunner(handler.run)
     dispatcher = Dispatcher(

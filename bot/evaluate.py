@@ -30,7 +30,8 @@ class EvalResult:
 
     def line(self) -> str:
         return (
-            f"{self.mode:<7} n={self.questions}  recall@1={self.recall_at_1:.3f}  recall@5={self.recall_at_5:.3f}  "
+            f"{self.mode:<7} n={self.questions}  "
+            f"recall@1={self.recall_at_1:.3f}  recall@5={self.recall_at_5:.3f}  "
             f"MRR={self.mrr:.3f}  search p50={self.latency_p50_ms:.1f} ms p95={self.latency_p95_ms:.1f} ms"
         )
 

@@ -43,7 +43,8 @@ async def ingest_paths(engine: Engine, kb: str, paths: Sequence[Path], *, upload
             bar.set_postfix_str(f"{done}/{total} chunks", refresh=True)
 
         try:
-            results.append(await engine.ingest(kb, name, path.read_bytes(), uploader=uploader, progress=progress))
+            result = await engine.ingest(kb, name, path.read_bytes(), uploader=uploader, progress=progress)
+            results.append(result)
         except UserFacingError as exc:
             failures += 1
             bar.write(f"skipped: {exc.message}")
@@ -51,8 +52,9 @@ async def ingest_paths(engine: Engine, kb: str, paths: Sequence[Path], *, upload
     seconds = time.perf_counter() - started
     changed = [r for r in results if r.status != "unchanged"]
     chunks = sum(r.chunks for r in changed)
+    unchanged = len(results) - len(changed)
     print(
-        f"{kb}: {len(changed)} documents ingested ({len(results) - len(changed)} unchanged, {failures} failed), "
+        f"{kb}: {len(changed)} documents ingested ({unchanged} unchanged, {failures} failed), "
         f"{chunks} chunks, {seconds:.1f} s"
         + (f", {chunks / seconds:.1f} chunks/s" if changed and seconds > 0 else "")
     )

@@ -26,9 +26,7 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -40,7 +38,8 @@ def configure_logging(
     )
     handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
     if file:
-        handlers.append(logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes, backupCount=backup_count))
+        rotating = logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes, backupCount=backup_count)
+        handlers.append(rotating)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

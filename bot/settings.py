@@ -110,7 +110,8 @@ class Settings(BaseSettings):
         types = [v.lower().lstrip(".") for v in value]
         unknown = sorted(set(types) - SUPPORTED_EXTENSIONS)
         if unknown:
-            raise ValueError(f"unsupported type(s) {', '.join(unknown)}; choose from {', '.join(sorted(SUPPORTED_EXTENSIONS))}")
+            known = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+            raise ValueError(f"unsupported type(s) {', '.join(unknown)}; choose from {known}")
         return types
 
     @field_validator("kb_aliases")
@@ -122,9 +123,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _queue_needs_redis(self) -> Settings:
+    def _consistent(self) -> Settings:
         if self.runner == "queue" and not self.redis_url:
             raise ValueError("RUNNER=queue needs REDIS_URL (e.g. redis://localhost:6379/0)")
+        slack_http = self.slack_bot_token and not self.slack_app_token
+        if self.environment == "production" and slack_http and not self.slack_signing_secret:
+            raise ValueError(
+                "ENVIRONMENT=production refuses unsigned Slack events: set SLACK_SIGNING_SECRET "
+                "(Slack app > Basic Information), or SLACK_APP_TOKEN for Socket Mode"
+            )
         return self
 
     # -- derived -----------------------------------------------------------------------------
@@ -151,9 +158,11 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:
+            raise ConfigError(f"{message}.") from None
+        name = str(err["loc"][0]).upper()
         given = err.get("input")
         secret = any(word in name for word in ("TOKEN", "SECRET", "PASSWORD", "KEY"))
         shown = f"={given!r}" if isinstance(given, str | int | float) and not secret else ""
-        message = str(err["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{name}{shown} is not valid: {message}.") from None

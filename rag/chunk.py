@@ -24,26 +24,57 @@ class Tokenizer(Protocol):
     def token_spans(self, text: str) -> list[tuple[int, int]]: ...
 
 
-def chunk_document(doc: ExtractedDocument, tokenizer: Tokenizer, *, max_tokens: int | None = None) -> list[Chunk]:
+def chunk_document(
+    doc: ExtractedDocument, tokenizer: Tokenizer, *, max_tokens: int | None = None
+) -> list[Chunk]:
     window = min(max_tokens or tokenizer.max_tokens, tokenizer.max_tokens) - 2
+    title = document_title(doc)
     chunks: list[Chunk] = []
     seen: set[str] = set()
     for section in doc.sections:
-        for chunk in _chunk_section(section, tokenizer, window, len(chunks)):
+        for chunk in _chunk_section(section, tokenizer, window, len(chunks), title):
             # Repeated boilerplate (a disclaimer on every page) is stored and embedded once.
             if chunk.text in seen:
                 continue
             seen.add(chunk.text)
-            chunks.append(Chunk(chunk.text, len(chunks), chunk.page, chunk.heading, chunk.line_start, chunk.line_end))
+            chunks.append(
+                Chunk(chunk.text, len(chunks), chunk.page, chunk.heading, chunk.line_start, chunk.line_end)
+            )
     return chunks
 
 
-def _chunk_section(section: Section, tokenizer: Tokenizer, window: int, first_index: int) -> list[Chunk]:
+def document_title(doc: ExtractedDocument) -> str:
+    """The document's title: its top heading, or a short first line standing alone as a title."""
+    if not doc.sections:
+        return ""
+    first = doc.sections[0]
+    if first.heading:
+        return first.heading.split(" > ")[0]
+    head, _, rest = first.text.strip().partition("\n")
+    head = head.strip()
+    standalone = not rest or rest.startswith("\n") or rest.lstrip(" \t").startswith("\n")
+    if 0 < len(head) <= 200 and standalone and not head.endswith((".", ":", ",", ";")):
+        return head
+    return ""
+
+
+def _context(section: Section, title: str) -> str:
+    """The line put before each chunk so it carries its place: title and heading path."""
+    if not section.heading:
+        return title
+    if not title or section.heading.split(" > ")[0] == title:
+        return section.heading
+    return f"{title} > {section.heading}"
+
+
+def _chunk_section(
+    section: Section, tokenizer: Tokenizer, window: int, first_index: int, title: str
+) -> list[Chunk]:
     text = section.text
     spans = tokenizer.token_spans(text)
     if not spans:
         return []
-    heading = _fit_heading(section.heading, tokenizer)
+    heading = _fit_heading(_context(section, title), tokenizer)
     budget = window - (len(tokenizer.token_spans(heading)) + 1 if heading else 0)
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
     out: list[Chunk] = []
@@ -54,7 +85,7 @@ def _chunk_section(section: Section, tokenizer: Tokenizer, window: int, first_in
         lines = _line_range(section, newlines, spans[start][0], spans[end - 1][1])
         out.append(
             Chunk(
-                text=f"{heading}\n\n{body}" if heading else body,
+                text=f"{heading}\n\n{body}" if heading and not body.startswith(heading) else body,
                 index=first_index + len(out),
                 page=section.page,
                 heading=section.heading,

@@ -88,7 +88,10 @@ class SentenceEmbedder:
         """Character spans of the word pieces the model sees, without the [CLS]/[SEP] it adds."""
         self.load()
         enc = self._model.tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False,
+            text,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
             verbose=False,
         )
         return [(int(a), int(b)) for a, b in enc["offset_mapping"]]

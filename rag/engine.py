@@ -23,7 +23,7 @@ from rag.embed import SentenceEmbedder
 from rag.errors import UserFacingError
 from rag.search import HybridSearcher, SearchOptions
 from rag.store import KnowledgeStore, new_version
-from rag.types import Answer, DocumentInfo, IngestResult, KbStats, Passage, Turn
+from rag.types import Answer, DocumentInfo, IngestResult, IngestStatus, KbStats, Passage, Turn
 
 log = structlog.get_logger(__name__)
 
@@ -104,10 +104,19 @@ class Engine:
         vectors, embedded = self._vectors(kb, previous, texts, progress)
         version = new_version()
         try:
-            self._store.add_chunks(kb, document=name, version=version, chunks=chunks, embeddings=vectors, url=url)
+            self._store.add_chunks(
+                kb, document=name, version=version, chunks=chunks, embeddings=vectors, url=url
+            )
             info = DocumentInfo(
-                name=name, sha256=sha, version=version, chunks=len(chunks), uploader=uploader,
-                uploaded_at=time.time(), size=len(data), kind=doc.kind, url=url,
+                name=name,
+                sha256=sha,
+                version=version,
+                chunks=len(chunks),
+                uploader=uploader,
+                uploaded_at=time.time(),
+                size=len(data),
+                kind=doc.kind,
+                url=url,
             )
             self._store.activate(kb, info)
         except BaseException:
@@ -117,8 +126,10 @@ class Engine:
             self._store.delete_version(kb, previous.version)
         self._query_cache.invalidate(kb)
         seconds = time.perf_counter() - started
-        log.info("ingested", kb=kb, document=name, chunks=len(chunks), embedded=embedded, seconds=round(seconds, 2))
-        status = "replaced" if previous is not None else "added"
+        log.info(
+            "ingested", kb=kb, document=name, chunks=len(chunks), embedded=embedded, seconds=round(seconds, 2)
+        )
+        status: IngestStatus = "replaced" if previous is not None else "added"
         return IngestResult(name, status, len(chunks), seconds, embedded)
 
     def _vectors(
@@ -172,7 +183,9 @@ class Engine:
         return await asyncio.to_thread(run)
 
     # -- ask ---------------------------------------------------------------------------------
-    async def search(self, kb: str, query: str, *, top_k: int | None = None, hybrid: bool | None = None) -> list[Passage]:
+    async def search(
+        self, kb: str, query: str, *, top_k: int | None = None, hybrid: bool | None = None
+    ) -> list[Passage]:
         vector = await asyncio.to_thread(self._embedder.embed_query, query)
         return await asyncio.to_thread(self._search, kb, query, vector, top_k, hybrid)
 

@@ -17,9 +17,11 @@ from scipy import sparse
 _WORD = re.compile(r"[^\W_](?:[\w.\-]*[^\W_])?|_+\w+", re.UNICODE)
 _PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+|[^\W\d_]+", re.UNICODE)
 _STOPWORDS = frozenset(
-    """a an and are as at be but by can could did do does for from had has have how i if in into is it its
+    """
+    a an and are as at be but by can could did do does for from had has have how i if in into is it its
     may me my no not of on or our should so such than that the their them then there these they this to
-    was we were what when where which who whom why will with would you your""".split()
+    was we were what when where which who whom why will with would you your
+    """.split()
 )
 K1 = 1.2
 B = 0.75

@@ -50,13 +50,13 @@ class HybridSearcher:
         view = self._view(kb, options.hybrid)
         if not view.documents:
             return []
-        n = min(options.candidates, max(1, self._store.chunk_count(kb)))
+        n = min(options.candidates, max(1, sum(d.chunks for d in view.documents.values())))
         vector_hits = [h for h in self._store.query(kb, vector, n) if h.version in view.documents]
         ranked: dict[str, float] = {}
         for rank, hit in enumerate(vector_hits):
             ranked[hit.id] = 1.0 / (RRF_K + rank + 1)
         keyword_ids: list[str] = []
-        if view.keywords is not None:
+        if options.hybrid and view.keywords is not None:
             keyword_ids = [cid for cid, _ in view.keywords.search(query, options.candidates)]
             for rank, cid in enumerate(keyword_ids):
                 ranked[cid] = ranked.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
@@ -68,10 +68,10 @@ class HybridSearcher:
         exact = [t for t in set(tokenize(query)) if is_identifier(t)]
         passages = []
         for cid in sorted(ranked, key=ranked.__getitem__, reverse=True):
-            hit = by_id.get(cid)
-            if hit is None or not _relevant(hit, options.min_similarity, exact):
+            found = by_id.get(cid)
+            if found is None or not _relevant(found, options.min_similarity, exact):
                 continue
-            passages.append(_passage(hit, ranked[cid]))
+            passages.append(_passage(found, ranked[cid]))
             if len(passages) == options.top_k:
                 break
         return passages

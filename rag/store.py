@@ -8,6 +8,7 @@ old version's chunks deleted. A failed ingest deletes its own chunks and never t
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -116,15 +117,15 @@ class KnowledgeStore:
     def knowledge_bases(self) -> list[str]:
         prefix = self._prefix + "-"
         names = [c if isinstance(c, str) else c.name for c in self._client.list_collections()]
-        return sorted(n[len(prefix) : -len(".docs")] for n in names if n.startswith(prefix) and n.endswith(".docs"))
+        return sorted(
+            n[len(prefix) : -len(".docs")] for n in names if n.startswith(prefix) and n.endswith(".docs")
+        )
 
     def drop(self, kb: str) -> None:
         for name in (collection_base(self._prefix, kb), collection_base(self._prefix, kb) + ".docs"):
             self._collections.pop(name, None)
-            try:
+            with contextlib.suppress(Exception):  # already gone is the wanted outcome
                 self._client.delete_collection(name)
-            except Exception:  # noqa: BLE001 - already gone is the wanted outcome
-                pass
 
     # -- manifest ----------------------------------------------------------------------------
     def generation(self, kb: str) -> str:
@@ -209,7 +210,9 @@ class KnowledgeStore:
         got = self._chunks(kb).get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
         return [
             _stored(c, t, m, float(np.dot(np.asarray(e, dtype=np.float32), vector)))
-            for c, t, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True)
+            for c, t, m, e in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+            )
         ]
 
     def chunks_of_versions(self, kb: str, versions: Sequence[str]) -> list[StoredChunk]:
@@ -218,7 +221,10 @@ class KnowledgeStore:
             part = list(versions[start : start + 100])
             where: Any = {"version": part[0]} if len(part) == 1 else {"version": {"$in": part}}
             got = self._chunks(kb).get(where=where, include=["documents", "metadatas"])
-            out.extend(_stored(c, t, m) for c, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+            out.extend(
+                _stored(c, t, m)
+                for c, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            )
         return out
 
     def sweep(self, kb: str) -> int:

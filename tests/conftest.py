@@ -12,14 +12,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rag.answer import Answerer, ExtractiveAnswerer  # noqa: E402
-from rag.cache import SemanticCache  # noqa: E402
-from rag.embed import SentenceEmbedder  # noqa: E402
-from rag.engine import Engine, EngineLimits  # noqa: E402
-from rag.extract import SUPPORTED_EXTENSIONS  # noqa: E402
-from rag.search import SearchOptions  # noqa: E402
-from rag.store import KnowledgeStore, open_client  # noqa: E402
-from rag.types import Answer  # noqa: E402
+from rag.answer import Answerer, ExtractiveAnswerer
+from rag.cache import SemanticCache
+from rag.embed import SentenceEmbedder
+from rag.engine import Engine, EngineLimits
+from rag.extract import SUPPORTED_EXTENSIONS
+from rag.search import SearchOptions
+from rag.store import KnowledgeStore, open_client
+from rag.types import Answer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

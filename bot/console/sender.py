@@ -23,22 +23,27 @@ class ConsoleSender:
     async def begin(self, address: dict[str, Any], working: str) -> dict[str, Any]:
         self._out.write(markdown_to_plain(working) + "\n")
         self._out.flush()
-        return {"shown": 0}
+        return {"shown": ""}
 
     async def update(self, address: dict[str, Any], handle: dict[str, Any], partial: str) -> None:
         # Print only what is new since the last update, so the answer streams onto the screen.
         partial = partial.removesuffix(" ▌")
         if partial.startswith("_Reading"):
             return
-        shown = int(handle.get("shown", 0))
-        if len(partial) > shown:
-            self._out.write(partial[shown:])
+        shown = str(handle.get("shown", ""))
+        if len(partial) > len(shown) and partial.startswith(shown):
+            self._out.write(partial[len(shown) :])
             self._out.flush()
-            handle["shown"] = len(partial)
+            handle["shown"] = partial
 
     async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
-        shown = int(handle.get("shown", 0)) if reply.kind == "answer" else 0
-        body = reply.text[shown:] if reply.text.startswith(reply.text[:shown]) else "\n" + reply.text
+        # The streamed text is on screen: print the rest, or the whole reply when it differs from it
+        # (citations cleaned up, a fallback answer, an apology).
+        shown = str(handle.get("shown", ""))
+        if reply.kind == "answer" and reply.text.startswith(shown):
+            body = reply.text[len(shown) :]
+        else:
+            body = ("\n" if shown else "") + reply.text
         sources = text.sources_markdown(reply.citations)
         parts = [body.rstrip()] + ([sources] if sources else [])
         self._out.write(markdown_to_plain("\n\n".join(parts)) + "\n\n")

@@ -58,7 +58,8 @@ class Dispatcher:
                 reply = Reply(text.RATE_LIMITED.format(seconds=math.ceil(wait)), kind="error", ephemeral=True)
                 await sender.finish(msg.address, {}, reply)
                 return None
-        working = text.READING.format(names=", ".join(f.name for f in msg.files)) if kind == "ingest" else text.THINKING
+        names = ", ".join(f.name for f in msg.files)
+        working = text.READING.format(names=names) if kind == "ingest" else text.THINKING
         handle = await sender.begin(msg.address, working) if kind != "command" else {}
         job = Job(
             id=msg.event_id,

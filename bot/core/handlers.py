@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+
 import structlog
 
 from bot.core import text
 from bot.core.commands import parse_command
-from bot.core.model import Job, Reply
+from bot.core.model import Job, Reply, ReplyKind
 from bot.core.ports import FileFetcher, ReplySender
 from bot.core.state import ThreadMemory
 from rag.engine import Engine
@@ -31,6 +32,7 @@ class JobHandler:
         memory: ThreadMemory,
         max_file_mb: float,
         stream_interval: float = STREAM_INTERVAL_S,
+        retry_elsewhere: bool = False,
     ) -> None:
         self._engine = engine
         self._senders = senders
@@ -38,6 +40,8 @@ class JobHandler:
         self._memory = memory
         self._max_file_mb = max_file_mb
         self._interval = stream_interval
+        # Only a queue worker can retry a job later; in-process a RetryableError gets the apology.
+        self._retry_elsewhere = retry_elsewhere
 
     async def run(self, job: Job) -> None:
         """Do the job and always reply: with the result, a user-facing reason, or an apology."""
@@ -49,11 +53,12 @@ class JobHandler:
         except UserFacingError as exc:
             reply = Reply(exc.message, kind="error")
             bound.info("job_refused", reason=exc.message)
-        except RetryableError:
-            raise  # the queue runner retries; the in-process runner turns this into an apology
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, RetryableError) and self._retry_elsewhere:
+                raise  # the queue runner retries with backoff
             bound.exception("job_failed")
-            reply = Reply(text.INTERNAL_ERROR.format(doing=text.DOING[job.kind], ref=job.id[:12]), kind="error")
+            apology = text.INTERNAL_ERROR.format(doing=text.DOING[job.kind], ref=job.id[:12])
+            reply = Reply(apology, kind="error")
         await sender.finish(job.address, job.handle, reply)
         bound.info("job_done", seconds=round(time.perf_counter() - started, 3), outcome=reply.kind)
 
@@ -101,8 +106,8 @@ class JobHandler:
                 raise
             except Exception:
                 log.exception("ingest_failed", job_id=job.id, document=file.name)
-                errors.append(f"{file.name}: something went wrong on my side reading it (ref `{job.id[:12]}`).")
-        kind = "error" if errors and not results else "info"
+                errors.append(text.FILE_FAILED.format(name=file.name, ref=job.id[:12]))
+        kind: ReplyKind = "error" if errors and not results else "info"
         return Reply(text.ingest_summary(results, errors), kind=kind)
 
     async def _command(self, job: Job) -> Reply:
@@ -121,9 +126,10 @@ class JobHandler:
             return Reply(text.FORGET_USAGE, kind="error", ephemeral=True)
         info = await self._engine.document(job.kb, name)
         if info is not None and not job.is_admin and info.uploader != job.user:
-            return Reply(text.FORGET_DENIED.format(name=name, uploader=info.uploader or "unknown"), kind="error")
+            denied = text.FORGET_DENIED.format(name=name, uploader=info.uploader or "unknown")
+            return Reply(denied, kind="error")
         info = await self._engine.forget(job.kb, name)
-        return Reply(text.FORGOTTEN.format(name=info.name, chunks=info.chunks))
+        return Reply(text.FORGOTTEN.format(name=info.name, passages=text.plural(info.chunks, "passage")))
 
 
 def answer_reply(answer: Answer) -> Reply:
@@ -151,7 +157,8 @@ class _Progress:
         self._loop.call_soon_threadsafe(self._schedule, message)
 
     def _schedule(self, message: str) -> None:
-        self._pending = self._loop.create_task(self._sender.update(self._job.address, self._job.handle, message))
+        update = self._sender.update(self._job.address, self._job.handle, message)
+        self._pending = self._loop.create_task(update)
 
     async def flush(self) -> None:
         if self._pending is not None:

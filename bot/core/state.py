@@ -45,7 +45,9 @@ class MemoryDeduplicator:
 
     async def first_time(self, key: str) -> bool:
         now = time.monotonic()
-        while self._seen and (len(self._seen) > self._max or now - next(iter(self._seen.values())) > self._ttl):
+        while self._seen and (
+            len(self._seen) > self._max or now - next(iter(self._seen.values())) > self._ttl
+        ):
             self._seen.popitem(last=False)
         if key in self._seen:
             return False

@@ -13,7 +13,8 @@ READING = "_Reading {names}…_"
 HELP = """*threadwise* answers questions from your team's documents, with sources.
 
 • *Ask* — {ask_how}. I answer in the thread and cite the documents I used.
-• *Add documents* — send files to me in a direct message (PDF, Word, Markdown, HTML, text, CSV, JSON, YAML, code; up to {max_mb} MB each). Sending a file with the same name again replaces the old version.
+• *Add documents* — send files to me in a direct message (PDF, Word, Markdown, HTML, text, CSV, JSON, \
+YAML, code; up to {max_mb} MB each). Sending a file with the same name again replaces the old version.
 • `docs` — list the documents in this workspace's knowledge base.
 • `forget NAME` — delete a document (whoever uploaded it, or an admin).
 • `stats` — how big the knowledge base is.
@@ -26,15 +27,23 @@ ASK_HOW = {
 }
 
 NO_DOCUMENTS = "The knowledge base is empty. Send me a document in a direct message to get started."
-FORGOTTEN = "Deleted *{name}* ({chunks} passages). It no longer appears in answers."
+FORGOTTEN = "Deleted *{name}* ({passages}). It no longer appears in answers."
 FORGET_USAGE = "Say `forget NAME` with the document's name, as `docs` lists it."
 FORGET_DENIED = "Only the person who uploaded *{name}* ({uploader}) or an admin can delete it."
 FILES_ONLY_IN_DM = "To add documents, send them to me in a direct message."
 RATE_LIMITED = "You're sending questions faster than I can keep up. Please try again in {seconds} s."
-INTERNAL_ERROR = "Sorry — something went wrong on my side while {doing}. It's logged (ref `{ref}`); please try again in a minute."
+INTERNAL_ERROR = (
+    "Sorry — something went wrong on my side while {doing}. "
+    "It's logged (ref `{ref}`); please try again in a minute."
+)
+FILE_FAILED = "{name}: something went wrong on my side reading it (ref `{ref}`)."
 EMPTY_QUESTION = "What would you like to know? Ask me a question about your documents, or say `help`."
 
 DOING = {"ask": "answering", "ingest": "reading your file", "command": "running that command"}
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def help_text(platform: str, max_mb: float) -> str:
@@ -44,11 +53,11 @@ def help_text(platform: str, max_mb: float) -> str:
 def documents_list(docs: Sequence[DocumentInfo]) -> str:
     if not docs:
         return NO_DOCUMENTS
-    lines = [f"*{len(docs)} document{'s' if len(docs) != 1 else ''}* in the knowledge base:"]
+    lines = [f"*{plural(len(docs), 'document')}* in the knowledge base:"]
     for d in docs:
         when = dt.datetime.fromtimestamp(d.uploaded_at, dt.UTC).strftime("%Y-%m-%d")
         who = f", by {d.uploader}" if d.uploader else ""
-        lines.append(f"• *{d.name}* — {d.chunks} passages{who}, {when}")
+        lines.append(f"• *{d.name}* — {plural(d.chunks, 'passage')}{who}, {when}")
     return "\n".join(lines)
 
 
@@ -59,7 +68,9 @@ def ingest_summary(results: Sequence[IngestResult], errors: Sequence[str]) -> st
             lines.append(f"✅ *{r.document}* is already in the knowledge base, unchanged.")
         else:
             verb = "Replaced" if r.status == "replaced" else "Added"
-            lines.append(f"✅ {verb} *{r.document}*: {r.chunks} passages in {r.seconds:.1f} s. Ask away!")
+            lines.append(
+                f"✅ {verb} *{r.document}*: {plural(r.chunks, 'passage')} in {r.seconds:.1f} s. Ask away!"
+            )
     lines.extend(f"⚠️ {e}" for e in errors)
     return "\n".join(lines)
 
@@ -70,7 +81,7 @@ def ingest_progress(name: str, done: int, total: int) -> str:
 
 
 def stats_text(stats: KbStats) -> str:
-    return f"*{stats.kb}*: {stats.documents} documents, {stats.chunks} passages."
+    return f"*{stats.kb}*: {plural(stats.documents, 'document')}, {plural(stats.chunks, 'passage')}."
 
 
 def sources_markdown(citations: Sequence[Citation]) -> str:

@@ -14,9 +14,13 @@ def _words(text: str) -> list[str]:
 
 
 def test_no_chunk_exceeds_the_model_window_and_no_text_is_lost(embedder: SentenceEmbedder) -> None:
-    paragraph = " ".join(f"Sentence {i} mentions pneumonoultramicroscopic zymurgy and ERR_{i:04d}." for i in range(60))
+    paragraph = " ".join(
+        f"Sentence {i} mentions pneumonoultramicroscopic zymurgy and ERR_{i:04d}." for i in range(60)
+    )
     long_word = "x" * 3000  # one "word" far longer than the window must still be split
-    section = Section(text=f"{paragraph}\n\n{long_word}\n\nShort closing paragraph.", heading="Intro > Details")
+    section = Section(
+        text=f"{paragraph}\n\n{long_word}\n\nShort closing paragraph.", heading="Intro > Details"
+    )
     chunks = chunk_document(ExtractedDocument("a.txt", "text", (section,)), embedder)
 
     assert len(chunks) > 3
@@ -51,6 +55,24 @@ def test_page_heading_and_lines_are_kept(embedder: SentenceEmbedder) -> None:
 
 def test_repeated_boilerplate_is_stored_once(embedder: SentenceEmbedder) -> None:
     notice = "Confidential — do not distribute."
-    sections = tuple(Section(text=notice, page=p) for p in range(1, 6)) + (Section(text="Body.", page=6),)
+    sections = (*(Section(text=notice, page=p) for p in range(1, 6)), Section(text="Body.", page=6))
     chunks = chunk_document(ExtractedDocument("d.pdf", "pdf", sections), embedder)
     assert [c.text for c in chunks] == [notice, "Body."]
+
+
+def test_every_chunk_of_a_titled_text_carries_its_title(embedder: SentenceEmbedder) -> None:
+    body = "\n\n".join(
+        " ".join(f"Finding {p}.{s} about hepcidin levels." for s in range(15)) for p in range(6)
+    )
+    text = f"Hepcidin and oxidant status in children\n\nhttps://example.org/paper\n\n{body}"
+    chunks = chunk_document(
+        ExtractedDocument("paper.txt", "text", (Section(text=text, line_start=1),)), embedder
+    )
+    assert len(chunks) > 2
+    assert all(c.text.startswith("Hepcidin and oxidant status in children\n") for c in chunks)
+    assert chunks[0].text.count("Hepcidin and oxidant status in children") == 1
+
+
+def test_a_first_line_that_is_a_sentence_is_not_a_title(embedder: SentenceEmbedder) -> None:
+    doc = ExtractedDocument("n.txt", "text", (Section(text="This is a note.\nIt continues here."),))
+    assert chunk_document(doc, embedder)[0].text == "This is a note.\nIt continues here."

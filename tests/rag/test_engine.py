@@ -201,7 +201,7 @@ async def test_forget_removes_the_document_from_answers(make_engine: EngineFacto
     assert info.name == "vpn.md"
     assert [d.name for d in await engine.documents(KB)] == ["pets.txt"]
     assert all(p.document != "vpn.md" for p in await engine.search(KB, "VPN certificate", top_k=10))
-    with pytest.raises(UserFacingError, match="no document called vpn.md"):
+    with pytest.raises(UserFacingError, match=r"no document called vpn\.md"):
         await engine.forget(KB, "vpn.md")
 
 
@@ -219,7 +219,11 @@ async def test_query_cache_hits_until_the_kb_changes(make_engine: EngineFactory)
         fake.enqueue_answer("Every 90 days [1].")
         fake.enqueue_answer("Every 30 days [1].")
         answerer = GroqAnswerer(
-            api_key="k", model="m", base_url=fake.base_url, timeout_s=5, max_retries=0,
+            api_key="k",
+            model="m",
+            base_url=fake.base_url,
+            timeout_s=5,
+            max_retries=0,
             fallback=ExtractiveAnswerer(reason="unavailable"),
         )
         engine = make_engine(answerer=answerer)

@@ -1,0 +1,99 @@
+"""Retrieval latency (embed the question + hybrid search, no LLM): covidqa and a 100k-chunk KB.
+
+    .venv/bin/python bench/retrieval_latency.py [--chunks 100000] [--questions 200]
+
+The synthetic knowledge base is built from covidqa's real chunks and vectors: each chunk is copied
+with a little noise added to its vector and a distinct tag added to its text, until there are
+`--chunks` of them, so the index has the cluster structure of real text rather than random points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import numpy as np
+from _common import covidqa, scratch_engine, summary_ms
+
+from rag.store import new_version
+from rag.types import Chunk, DocumentInfo
+
+SYNTH_KB = "synthetic"
+PER_DOC = 1000  # chunks per synthetic document
+
+
+async def latencies(engine, kb: str, questions: list[str]) -> list[float]:
+    await engine.search(kb, questions[0])  # warm: loads the manifest and builds the keyword index
+    out = []
+    for q in questions:
+        started = time.perf_counter()
+        await engine.search(kb, q)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def build_synthetic(engine, texts: list[str], vectors: np.ndarray, total: int) -> float:
+    store = engine._store
+    rng = np.random.default_rng(7)
+    started = time.perf_counter()
+    made = 0
+    doc = 0
+    while made < total:
+        n = min(PER_DOC, total - made)
+        pick = rng.integers(0, len(texts), n)
+        noisy = vectors[pick] + rng.normal(0, 0.02, (n, vectors.shape[1])).astype(np.float32)
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        chunks = [Chunk(text=f"{texts[i]} [copy {made + j}]", index=j) for j, i in enumerate(pick)]
+        version = new_version()
+        name = f"synthetic-{doc:04d}.txt"
+        store.add_chunks(SYNTH_KB, document=name, version=version, chunks=chunks, embeddings=noisy, url=None)
+        store.activate(
+            SYNTH_KB,
+            DocumentInfo(
+                name=name,
+                sha256=version,
+                version=version,
+                chunks=n,
+                uploader="bench",
+                uploaded_at=time.time(),
+                size=0,
+                kind="text",
+            ),
+        )
+        made += n
+        doc += 1
+    return time.perf_counter() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--questions", type=int, default=200)
+    args = parser.parse_args()
+    root = covidqa()
+    rows = [json.loads(line) for line in (root / "qa.jsonl").read_text().splitlines()]
+    questions = [r["question"] for r in rows[: args.questions]]
+
+    engine = scratch_engine()
+    for path in sorted((root / "docs").iterdir()):
+        await engine.ingest("covidqa", path.name, path.read_bytes())
+    covid = await latencies(engine, "covidqa", questions)
+    print(f"covidqa ({(await engine.stats('covidqa')).chunks} chunks): {summary_ms(covid)}")
+
+    got = engine._store._chunks("covidqa").get(include=["documents", "embeddings"])
+    texts, vectors = got["documents"], np.asarray(got["embeddings"], dtype=np.float32)
+    build_s = build_synthetic(engine, texts, vectors, args.chunks)
+    started = time.perf_counter()
+    await engine.search(SYNTH_KB, questions[0])
+    index_s = time.perf_counter() - started
+    synth = await latencies(engine, SYNTH_KB, questions)
+    print(
+        f"synthetic ({args.chunks} chunks; written in {build_s:.0f} s, "
+        f"first search with index build {index_s:.1f} s): {summary_ms(synth)}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,138 @@
+"""Settings from the environment: defaults, and one actionable line for each bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.cli import main
+from bot.settings import load_settings
+from rag.errors import ConfigError
+from rag.extract import SUPPORTED_EXTENSIONS
+
+
+def config_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message, "a configuration error is one line"
+    return message
+
+
+def test_defaults_load_with_an_empty_environment(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+
+    assert settings.port == 3978
+    assert settings.runner == "inprocess"
+    assert settings.llm_provider == "groq"
+    assert settings.max_file_bytes == 10 * 1024 * 1024
+    assert set(settings.allowed_file_types) == SUPPORTED_EXTENSIONS
+    assert settings.admin_user_ids == []
+    assert settings.kb_for("slack-T1") == "slack-T1"
+
+
+def test_a_dotenv_file_in_the_working_directory_is_read(clean_env: pytest.MonkeyPatch) -> None:
+    with open(".env", "w") as env:
+        env.write("LLM_PROVIDER=extractive\nRATE_LIMIT_BURST=2\n")
+
+    settings = load_settings()
+
+    assert settings.llm_provider == "extractive"
+    assert settings.rate_limit_burst == 2
+
+
+def test_a_number_that_is_not_a_number_names_the_variable(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, MAX_FILE_SIZE_MB="abc")
+
+    assert message.startswith("MAX_FILE_SIZE_MB='abc' is not valid")
+    assert "number" in message
+
+
+def test_an_unknown_llm_provider_names_the_allowed_values(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, LLM_PROVIDER="foo")
+
+    assert message.startswith("LLM_PROVIDER='foo'")
+    assert "'groq'" in message and "'extractive'" in message
+
+
+def test_the_queue_runner_without_redis_says_what_to_set(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, RUNNER="queue")
+
+    assert "RUNNER=queue needs REDIS_URL" in message
+    assert "redis://" in message  # an example of what to write
+
+
+def test_the_queue_runner_with_redis_is_accepted(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("RUNNER", "queue")
+    clean_env.setenv("REDIS_URL", "redis://localhost:6379/0")
+
+    assert load_settings().runner == "queue"
+
+
+def test_an_unsupported_file_type_is_named(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, ALLOWED_FILE_TYPES="pdf,exe")
+
+    assert message.startswith("ALLOWED_FILE_TYPES")
+    assert "unsupported type(s) exe;" in message
+
+
+def test_allowed_file_types_are_normalised(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ALLOWED_FILE_TYPES", " PDF, .md ,txt")
+
+    assert load_settings().allowed_file_types == ["pdf", "md", "txt"]
+
+
+def test_kb_aliases_map_workspaces_onto_one_knowledge_base(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("KB_ALIASES", "slack-T1=acme, teams-9f2=acme")
+
+    settings = load_settings()
+
+    assert settings.kb_for("slack-T1") == "acme"
+    assert settings.kb_for("teams-9f2") == "acme"
+    assert settings.kb_for("slack-T2") == "slack-T2"
+
+
+def test_a_malformed_kb_alias_shows_the_expected_form(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, KB_ALIASES="slack-T1")
+
+    assert message.startswith("KB_ALIASES")
+    assert "WORKSPACE=KB" in message
+
+
+def test_admin_user_ids_are_split_on_commas_and_trimmed(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ADMIN_USER_IDS", "U1, U2,,")
+
+    assert load_settings().admin_user_ids == ["U1", "U2"]
+
+
+def test_secrets_are_never_echoed_in_an_error(clean_env: pytest.MonkeyPatch) -> None:
+    # The whole-configuration check sees every value, tokens included; none may reach the message.
+    message = config_error(
+        clean_env,
+        RUNNER="queue",
+        SLACK_BOT_TOKEN="xoxb-1111-secret-bot-token",
+        GROQ_API_KEY="gsk_secret_groq_key",
+        MICROSOFT_APP_PASSWORD="secret-app-password",
+    )
+    assert "secret" not in message
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(groq_api_key=987654321)  # a wrong-typed secret names the setting, not the value
+    assert str(caught.value).startswith("GROQ_API_KEY is not valid")
+    assert "987654321" not in str(caught.value)
+
+
+def test_the_command_stops_with_exit_code_2_and_one_line(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("MAX_FILE_SIZE_MB", "abc")
+
+    code = main(["docs"])
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.startswith("threadwise: MAX_FILE_SIZE_MB")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
