@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kb", default=LOCAL_KB, help="knowledge base id (default: local)")
         return p
 
+    sub.add_parser("serve", help="run the HTTP service (platform routes, /health, /ready)")
     with_kb(sub.add_parser("chat", help="talk to the bot in this terminal"))
     ingest = with_kb(sub.add_parser("ingest", help="add files or folders to a knowledge base"))
     ingest.add_argument("paths", nargs="+", metavar="PATH")
@@ -72,6 +73,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.compose import build_engine
 
     engine = build_engine(settings)
+    if args.command == "serve":
+        from bot.serve_cli import run_serve
+
+        return await run_serve(settings, engine)
     if args.command == "chat":
         from bot.console.chat import run_chat
 

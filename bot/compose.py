@@ -9,7 +9,7 @@ from bot.core.dispatch import Dispatcher
 from bot.core.handlers import JobHandler
 from bot.core.ports import FileFetcher, ReplySender
 from bot.core.runner import InProcessRunner
-from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory
+from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory, ThreadMemory
 from bot.settings import Settings
 from rag.answer import build_answerer
 from rag.cache import SemanticCache
@@ -64,6 +64,7 @@ class ChatApp:
     dispatcher: Dispatcher
     runner: InProcessRunner
     handler: JobHandler
+    memory: ThreadMemory
 
 
 def build_chat_app(
@@ -92,4 +93,4 @@ def build_chat_app(
         kb_for=settings.kb_for,
         admins=settings.admin_user_ids,
     )
-    return ChatApp(dispatcher, runner, handler)
+    return ChatApp(dispatcher, runner, handler, memory)

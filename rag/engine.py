@@ -65,6 +65,10 @@ class Engine:
     def limits(self) -> EngineLimits:
         return self._limits
 
+    def ping(self) -> None:
+        """Raises when the store does not answer."""
+        self._store.ping()
+
     # -- ingest ------------------------------------------------------------------------------
     def check_upload(self, name: str, size: int | None) -> None:
         """Reject a file from its metadata alone, before anything is downloaded."""

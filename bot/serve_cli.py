@@ -1,0 +1,29 @@
+"""`threadwise serve`: the chat app behind the aiohttp service, with whichever platforms are configured."""
+
+from __future__ import annotations
+
+from bot.compose import build_chat_app
+from bot.platform import Platform
+from bot.server import build_app, serve
+from bot.settings import Settings
+from rag.engine import Engine
+
+
+def configured_platforms(settings: Settings) -> list[Platform]:
+    platforms: list[Platform] = []
+    return platforms
+
+
+async def run_serve(settings: Settings, engine: Engine) -> int:
+    platforms = configured_platforms(settings)
+    chat = build_chat_app(
+        settings,
+        engine,
+        senders={p.name: p.sender for p in platforms},
+        fetchers={p.name: p.fetcher for p in platforms},
+    )
+    app = build_app(engine=engine, chat=chat)
+    for platform in platforms:
+        platform.mount(app, chat)
+    await serve(app, host=settings.host, port=settings.port)
+    return 0
