@@ -73,6 +73,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.compose import build_engine
 
     engine = build_engine(settings)
+    if args.command in {"serve", "chat", "ingest"}:
+        await engine.sweep()
     if args.command == "serve":
         from bot.serve_cli import run_serve
 

@@ -27,7 +27,9 @@ def build_engine(settings: Settings) -> Engine:
         port=settings.chroma_port,
     )
     return Engine(
-        store=KnowledgeStore(client, prefix=settings.chroma_collection_name),
+        store=KnowledgeStore(
+            client, prefix=settings.chroma_collection_name, exclusive=not settings.chroma_host
+        ),
         embedder=SentenceEmbedder(
             cache_size=settings.embedding_cache_size, cache_ttl=settings.embedding_cache_ttl
         ),

@@ -65,6 +65,17 @@ class Engine:
     def limits(self) -> EngineLimits:
         return self._limits
 
+    async def sweep(self) -> int:
+        """Remove what ingests killed midway left behind (invisible, but it takes room). Start-up only."""
+
+        def run() -> int:
+            return sum(self._store.sweep(kb) for kb in self._store.knowledge_bases())
+
+        removed = await asyncio.to_thread(run)
+        if removed:
+            log.info("swept_unfinished_ingests", versions=removed)
+        return removed
+
     def ping(self) -> None:
         """Raises when the store does not answer."""
         self._store.ping()

@@ -90,9 +90,11 @@ def collection_base(prefix: str, kb: str) -> str:
 class KnowledgeStore:
     """Synchronous access to the chunks and manifests of every knowledge base in one Chroma."""
 
-    def __init__(self, client: Any, *, prefix: str) -> None:
+    def __init__(self, client: Any, *, prefix: str, exclusive: bool = False) -> None:
         self._client = client
         self._prefix = prefix
+        # True when this process holds the embedded store's lock: nobody else can be mid-ingest.
+        self.exclusive = exclusive
         self._collections: dict[str, Any] = {}
 
     def ping(self) -> None:
@@ -228,7 +230,13 @@ class KnowledgeStore:
         return out
 
     def sweep(self, kb: str) -> int:
-        """Delete chunks of versions that are not active (left by an ingest that was killed)."""
+        """Delete chunks of versions that are not active (left by an ingest that was killed).
+
+        Only safe while no other process can be writing: with a shared Chroma server another
+        worker's in-flight ingest looks exactly like such leftovers.
+        """
+        if not self.exclusive:
+            return 0
         active = {d.version for d in self.documents(kb)}
         got = self._chunks(kb).get(include=["metadatas"])
         stale = {str(m["version"]) for m in got["metadatas"] or [] if m["version"] not in active}

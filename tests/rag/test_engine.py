@@ -8,11 +8,13 @@ import threading
 import zipfile
 from typing import Any
 
+import numpy as np
 import pytest
 from pypdf import PdfWriter
 
 from rag.errors import UserFacingError
 from rag.store import KnowledgeStore
+from rag.types import Chunk
 from tests.conftest import EngineFactory
 from tests.fakes.groq_server import FakeGroq
 
@@ -237,3 +239,27 @@ async def test_query_cache_hits_until_the_kb_changes(make_engine: EngineFactory)
         assert changed.text == "Every 30 days [1]." and not changed.cached
         assert len(fake.requests) == 2
         await answerer.aclose()
+
+
+async def test_leftovers_of_a_killed_ingest_are_swept_at_start(
+    make_engine: EngineFactory, tmp_path: Any
+) -> None:
+    from rag.store import open_client
+
+    client = open_client(persist_directory=str(tmp_path / "c"), host=None, port=0)
+    engine = make_engine(store=KnowledgeStore(client, prefix="t", exclusive=True))
+    await engine.ingest(KB, "vpn.md", VPN)
+    active = (await engine.stats(KB)).chunks
+    # What a process killed between writing chunks and activating them leaves behind (kill -9 runs
+    # no cleanup): chunks of a version no manifest names.
+    vector = np.ones((1, 384), dtype=np.float32) / np.sqrt(384)
+    store = KnowledgeStore(client, prefix="t", exclusive=True)
+    store.add_chunks(
+        KB, document="x.txt", version="deadbeef", chunks=[Chunk("orphan", 0)], embeddings=vector, url=None
+    )
+    assert store.chunk_count(KB) == active + 1
+    shared = make_engine(store=KnowledgeStore(client, prefix="t", exclusive=False))
+    assert await shared.sweep() == 0  # on a shared server it may be another worker's ingest: never
+    assert await engine.sweep() == 1
+    assert store.chunk_count(KB) == active
+    assert [d.name for d in await engine.documents(KB)] == ["vpn.md"]
