@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import structlog
@@ -208,13 +208,10 @@ class Engine:
         self, kb: str, query: str, vector: np.ndarray, top_k: int | None, hybrid: bool | None
     ) -> list[Passage]:
         options = self._options
-        if top_k is not None or hybrid is not None:
-            options = SearchOptions(
-                top_k=top_k or options.top_k,
-                min_similarity=options.min_similarity,
-                hybrid=options.hybrid if hybrid is None else hybrid,
-                candidates=max(options.candidates, (top_k or 0) * 4),
-            )
+        if top_k is not None:
+            options = replace(options, top_k=top_k, candidates=max(options.candidates, top_k * 4))
+        if hybrid is not None:
+            options = replace(options, hybrid=hybrid)
         return self._searcher.search(kb, query, vector, options)
 
     async def ask(

@@ -21,6 +21,7 @@ class SearchOptions:
     min_similarity: float = 0.2  # below this a vector hit is not evidence (all-MiniLM cosine)
     hybrid: bool = True
     candidates: int = 40
+    per_document: int = 2
 
 
 @dataclass
@@ -52,29 +53,23 @@ class HybridSearcher:
             return []
         n = min(options.candidates, max(1, sum(d.chunks for d in view.documents.values())))
         vector_hits = [h for h in self._store.query(kb, vector, n) if h.version in view.documents]
-        ranked: dict[str, float] = {}
-        for rank, hit in enumerate(vector_hits):
-            ranked[hit.id] = 1.0 / (RRF_K + rank + 1)
-        keyword_ids: list[str] = []
+        rankings = [[h.id for h in vector_hits]]
         if options.hybrid and view.keywords is not None:
-            keyword_ids = [cid for cid, _ in view.keywords.search(query, options.candidates)]
-            for rank, cid in enumerate(keyword_ids):
-                ranked[cid] = ranked.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+            rankings.append([cid for cid, _ in view.keywords.search(query, options.candidates)])
+        scores = fuse(rankings)
         by_id = {h.id: h for h in vector_hits}
-        missing = [cid for cid in keyword_ids if cid not in by_id]
+        missing = [cid for cid in scores if cid not in by_id]
         for hit in self._store.chunks_by_id(kb, missing, vector):
             if hit.version in view.documents:
                 by_id[hit.id] = hit
         exact = [t for t in set(tokenize(query)) if is_identifier(t)]
-        passages = []
-        for cid in sorted(ranked, key=ranked.__getitem__, reverse=True):
-            found = by_id.get(cid)
-            if found is None or not _relevant(found, options.min_similarity, exact):
-                continue
-            passages.append(_passage(found, ranked[cid]))
-            if len(passages) == options.top_k:
-                break
-        return passages
+        relevant = [
+            by_id[cid]
+            for cid in sorted(scores, key=scores.__getitem__, reverse=True)
+            if cid in by_id and _relevant(by_id[cid], options.min_similarity, exact)
+        ]
+        chosen = spread(relevant, options.top_k, options.per_document)
+        return [_passage(hit, scores[hit.id]) for hit in chosen]
 
     def _view(self, kb: str, hybrid: bool) -> _KbView:
         generation = self._store.generation(kb)
@@ -106,6 +101,38 @@ class HybridSearcher:
     def forget(self, kb: str) -> None:
         with self._lock:
             self._views.pop(kb, None)
+
+
+def fuse(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) to the ids it ranks."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, cid in enumerate(ranking):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank + 1)
+    return scores
+
+
+def spread(hits: Sequence[StoredChunk], top_k: int, per_document: int) -> list[StoredChunk]:
+    """The best `top_k` hits, at most `per_document` from one document while others qualify.
+
+    An answer drawn from several sources is more often right than one drawn from the single
+    document that happened to rank first; when fewer documents qualify, the rest are filled in
+    rank order, so a knowledge base of one document still gets `top_k` passages.
+    """
+    chosen: list[StoredChunk] = []
+    skipped: list[StoredChunk] = []
+    count: dict[str, int] = {}
+    for hit in hits:
+        if len(chosen) == top_k:
+            break
+        if count.get(hit.document, 0) < per_document:
+            chosen.append(hit)
+            count[hit.document] = count.get(hit.document, 0) + 1
+        else:
+            skipped.append(hit)
+    chosen.extend(skipped[: top_k - len(chosen)])
+    order = {id(h): i for i, h in enumerate(hits)}
+    return sorted(chosen, key=lambda h: order[id(h)])
 
 
 def _relevant(hit: StoredChunk, min_similarity: float, exact_terms: Sequence[str]) -> bool:
