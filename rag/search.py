@@ -12,7 +12,9 @@ from rag.keyword import KeywordIndex, is_identifier, tokenize
 from rag.store import KnowledgeStore, StoredChunk
 from rag.types import DocumentInfo, Passage
 
-RRF_K = 60
+# Reciprocal-rank constant. The textbook 60 flattens the top of lists only ~40 long; 10 keeps
+# first places decisive (covidqa, full set: recall@5 0.86 with 10, 0.82 with 60).
+RRF_K = 10
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pypdf
 import pypdfium2 as pdfium
 import pytest
 
-import rag.extract as extract_module
+import rag.extract.pdf as extract_module
 from rag.errors import UserFacingError
 from rag.extract import SUPPORTED_EXTENSIONS, check_metadata, extract
 from rag.types import ExtractedDocument
