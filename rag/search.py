@@ -20,9 +20,9 @@ RRF_K = 10
 @dataclass(frozen=True)
 class SearchOptions:
     top_k: int = 5
-    min_similarity: float = 0.2  # below this a vector hit is not evidence (all-MiniLM cosine)
+    min_similarity: float = 0.2  # the best hit must reach this cosine (or match an identifier)
     hybrid: bool = True
-    candidates: int = 40
+    candidates: int = 60
     per_document: int = 2
 
 
@@ -65,12 +65,10 @@ class HybridSearcher:
             if hit.version in view.documents:
                 by_id[hit.id] = hit
         exact = [t for t in set(tokenize(query)) if is_identifier(t)]
-        relevant = [
-            by_id[cid]
-            for cid in sorted(scores, key=scores.__getitem__, reverse=True)
-            if cid in by_id and _relevant(by_id[cid], options.min_similarity, exact)
-        ]
-        chosen = spread(relevant, options.top_k, options.per_document)
+        ranked = [by_id[cid] for cid in sorted(scores, key=scores.__getitem__, reverse=True) if cid in by_id]
+        if not any(_evidence(hit, options.min_similarity, exact) for hit in ranked):
+            return []  # nothing close enough to call an answer: say so rather than guess
+        chosen = spread(ranked, options.top_k, options.per_document)
         return [_passage(hit, scores[hit.id]) for hit in chosen]
 
     def _view(self, kb: str, hybrid: bool) -> _KbView:
@@ -137,7 +135,7 @@ def spread(hits: Sequence[StoredChunk], top_k: int, per_document: int) -> list[S
     return sorted(chosen, key=lambda h: order[id(h)])
 
 
-def _relevant(hit: StoredChunk, min_similarity: float, exact_terms: Sequence[str]) -> bool:
+def _evidence(hit: StoredChunk, min_similarity: float, exact_terms: Sequence[str]) -> bool:
     if hit.similarity >= min_similarity:
         return True
     if not exact_terms:
