@@ -35,7 +35,7 @@ async def latencies(engine, kb: str, questions: list[str]) -> list[float]:
 
 
 def build_synthetic(engine, texts: list[str], vectors: np.ndarray, total: int) -> float:
-    store = engine._store
+    store = engine.store
     rng = np.random.default_rng(7)
     started = time.perf_counter()
     made = 0
@@ -82,8 +82,7 @@ async def main() -> None:
     covid = await latencies(engine, "covidqa", questions)
     print(f"covidqa ({(await engine.stats('covidqa')).chunks} chunks): {summary_ms(covid)}")
 
-    got = engine._store._chunks("covidqa").get(include=["documents", "embeddings"])
-    texts, vectors = got["documents"], np.asarray(got["embeddings"], dtype=np.float32)
+    texts, vectors = engine.store.all_chunks("covidqa")
     build_s = build_synthetic(engine, texts, vectors, args.chunks)
     started = time.perf_counter()
     await engine.search(SYNTH_KB, questions[0])

@@ -118,7 +118,7 @@ class SentenceEmbedder:
         items = list(todo.items())
         for start in range(0, len(items), self._batch_size * 4):
             part = items[start : start + self._batch_size * 4]
-            vectors = self._encode([t for _, t in part])
+            vectors = self.encode([t for _, t in part])
             for (key, _), vec in zip(part, vectors, strict=True):
                 found[key] = vec
                 self._cache.put(key, vec)
@@ -128,7 +128,9 @@ class SentenceEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([found[k] for k in keys])
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """The model alone: no cache, no de-duplication (benchmarks compare against this)."""
+        self.load()
         with self._run_lock:
             vectors = self._model.encode(
                 texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True

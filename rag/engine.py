@@ -62,6 +62,10 @@ class Engine:
         return self._embedder
 
     @property
+    def store(self) -> KnowledgeStore:
+        return self._store
+
+    @property
     def limits(self) -> EngineLimits:
         return self._limits
 

@@ -188,6 +188,11 @@ class KnowledgeStore:
         vectors = got["embeddings"] if got["embeddings"] is not None else []
         return {str(m["hash"]): np.asarray(v, dtype=np.float32) for m, v in zip(metas, vectors, strict=True)}
 
+    def all_chunks(self, kb: str) -> tuple[list[str], np.ndarray]:
+        """Every chunk's text and vector (benchmarks and exports)."""
+        got = self._chunks(kb).get(include=["documents", "embeddings"])
+        return list(got["documents"] or []), np.asarray(got["embeddings"], dtype=np.float32)
+
     def chunk_count(self, kb: str) -> int:
         return int(self._chunks(kb).count())
 
