@@ -61,12 +61,14 @@ class HybridSearcher:
         scores = fuse(rankings)
         by_id = {h.id: h for h in vector_hits}
         missing = [cid for cid in scores if cid not in by_id]
-        for hit in self._store.chunks_by_id(kb, missing, vector):
+        for hit in self._store.chunks_by_id(kb, missing):
             if hit.version in view.documents:
                 by_id[hit.id] = hit
         exact = [t for t in set(tokenize(query)) if is_identifier(t)]
         ranked = [by_id[cid] for cid in sorted(scores, key=scores.__getitem__, reverse=True) if cid in by_id]
-        if not any(_evidence(hit, options.min_similarity, exact) for hit in ranked):
+        # The nearest vector hit is the most similar chunk of all: it alone decides "close enough".
+        close = bool(vector_hits) and vector_hits[0].similarity >= options.min_similarity
+        if not close and not any(_names_identifier(hit, exact) for hit in ranked):
             return []  # nothing close enough to call an answer: say so rather than guess
         chosen = spread(ranked, options.top_k, options.per_document)
         return [_passage(hit, scores[hit.id]) for hit in chosen]
@@ -135,12 +137,10 @@ def spread(hits: Sequence[StoredChunk], top_k: int, per_document: int) -> list[S
     return sorted(chosen, key=lambda h: order[id(h)])
 
 
-def _evidence(hit: StoredChunk, min_similarity: float, exact_terms: Sequence[str]) -> bool:
-    if hit.similarity >= min_similarity:
-        return True
+def _names_identifier(hit: StoredChunk, exact_terms: Sequence[str]) -> bool:
+    """An identifier of the question found verbatim in the chunk: evidence however low the cosine."""
     if not exact_terms:
         return False
-    # An identifier in the question found verbatim in the chunk is evidence however low the cosine.
     terms = set(tokenize(hit.text))
     return any(t in terms for t in exact_terms)
 

@@ -210,16 +210,12 @@ class KnowledgeStore:
             )
         ]
 
-    def chunks_by_id(self, kb: str, ids: Sequence[str], vector: np.ndarray) -> list[StoredChunk]:
-        """The chunks with these ids, with their cosine similarity to `vector` (normalised)."""
+    def chunks_by_id(self, kb: str, ids: Sequence[str]) -> list[StoredChunk]:
         if not ids:
             return []
-        got = self._chunks(kb).get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        got = self._chunks(kb).get(ids=list(ids), include=["documents", "metadatas"])
         return [
-            _stored(c, t, m, float(np.dot(np.asarray(e, dtype=np.float32), vector)))
-            for c, t, m, e in zip(
-                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
-            )
+            _stored(c, t, m) for c, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         ]
 
     def chunks_of_versions(self, kb: str, versions: Sequence[str]) -> list[StoredChunk]:
