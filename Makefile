@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run serve test lint typecheck pytest install bench eval clean
+.PHONY: run serve test lint typecheck pytest install bench eval teams-package clean
 
 run: install
 	$(BIN)/threadwise chat
@@ -37,11 +37,17 @@ typecheck: install
 pytest: install
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (minutes, not a test): figures for the README and issue notes. Run on a quiet machine.
 bench: install
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/ingest_throughput.py
+	$(BIN)/python bench/retrieval_latency.py
 
 eval: install
 	$(BIN)/threadwise eval ../shared/eval/covidqa/qa_sample100.jsonl --docs ../shared/eval/covidqa/docs
+
+# The Teams app package (dist/threadwise-teams.zip): make teams-package MICROSOFT_APP_ID=… BOT_DOMAIN=…
+teams-package:
+	$(PYTHON) deploy/teams/package.py --app-id "$(MICROSOFT_APP_ID)" --domain "$(BOT_DOMAIN)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,14 @@ from rag.engine import Engine
 
 def configured_platforms(settings: Settings) -> list[Platform]:
     platforms: list[Platform] = []
+    if settings.slack_bot_token:
+        from bot.slack.platform import SlackPlatform
+
+        platforms.append(SlackPlatform.from_settings(settings))
+    if settings.teams_enabled:
+        from bot.teams.platform import TeamsPlatform
+
+        platforms.append(TeamsPlatform.from_settings(settings))
     return platforms
 
 

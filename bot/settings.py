@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None
     slack_api_url: str = "https://slack.com/api/"
+    slack_thread_follow_ups: bool = True  # answer replies in a thread the bot is in, without a mention
 
     # Microsoft Teams
     microsoft_app_id: str | None = None
@@ -132,12 +133,55 @@ class Settings(BaseSettings):
                 "ENVIRONMENT=production refuses unsigned Slack events: set SLACK_SIGNING_SECRET "
                 "(Slack app > Basic Information), or SLACK_APP_TOKEN for Socket Mode"
             )
+        self._teams_consistent()
         return self
+
+    def _teams_consistent(self) -> None:
+        """Teams credentials that would leave /api/messages open, or the bot unable to reply.
+
+        The rule for ENVIRONMENT=production: Teams is served only with MICROSOFT_APP_ID (every request
+        then needs a valid Bot Framework token), so a Slack-only deployment starts without any Teams
+        setting; Teams settings without the app id are a mistake and stop start-up.
+        """
+        given = [
+            name
+            for name, value in (
+                ("MICROSOFT_APP_PASSWORD", self.microsoft_app_password),
+                ("MICROSOFT_APP_TENANT_ID", self.microsoft_app_tenant_id),
+            )
+            if value
+        ]
+        if not self.microsoft_app_id:
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)} set without MICROSOFT_APP_ID would leave the Teams endpoint "
+                    "unauthenticated: set MICROSOFT_APP_ID to the Azure Bot's Microsoft App ID "
+                    "(Azure portal > the bot > Configuration), or unset the MICROSOFT_* variables"
+                )
+            return
+        needs_secret = self.microsoft_app_type != "UserAssignedMSI"
+        if needs_secret and not self.microsoft_app_password:
+            raise ValueError(
+                "MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is not, so the bot could not reply in "
+                "Teams: set it to a client secret of the app (Azure portal > the bot > Configuration > "
+                "Manage Password)"
+            )
+        if self.microsoft_app_type != "MultiTenant" and not self.microsoft_app_tenant_id:
+            raise ValueError(
+                f"MICROSOFT_APP_TYPE={self.microsoft_app_type} needs MICROSOFT_APP_TENANT_ID, the "
+                "Directory (tenant) ID of the app's Entra tenant"
+            )
 
     # -- derived -----------------------------------------------------------------------------
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def teams_enabled(self) -> bool:
+        """Serve Teams' /api/messages: authenticated with MICROSOFT_APP_ID; without it only outside
+        production, for the Bot Framework Emulator (and then only to a loopback serviceUrl)."""
+        return bool(self.microsoft_app_id) or self.environment != "production"
 
     @property
     def data_dir(self) -> Path:

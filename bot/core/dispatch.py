@@ -43,12 +43,12 @@ class Dispatcher:
     async def handle(self, msg: Incoming) -> Job | None:
         """Returns the job submitted, or None when the message was a duplicate or refused."""
         bound = log.bind(platform=msg.platform, workspace=msg.workspace, user=msg.user, event_id=msg.event_id)
-        if not await self._dedup.first_time(f"{msg.platform}:{msg.event_id}"):
+        if not await self._dedup.first_time(f"{msg.platform}:{msg.message_key or msg.event_id}"):
             bound.info("duplicate_dropped")
             return None
         sender = self._senders[msg.platform]
         kind = _kind(msg)
-        if kind == "ingest" and not msg.is_direct:
+        if kind == "ingest" and not (msg.is_direct or msg.mentioned):
             await sender.finish(msg.address, {}, Reply(text.FILES_ONLY_IN_DM, ephemeral=True))
             return None
         if kind != "command":

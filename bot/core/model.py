@@ -35,6 +35,10 @@ class Incoming:
     thread: str  # key of the conversation thread, for memory
     address: dict[str, Any]  # where replies go, in the platform's own terms
     files: tuple[FileRef, ...] = ()
+    # The user message itself, where one message can arrive as several events (Slack sends a mention
+    # as both `app_mention` and `message`): the dispatcher answers each key once. Empty: event_id.
+    message_key: str = ""
+    mentioned: bool = False  # the message names the bot: files shared with it are meant for it
 
 
 @dataclass(frozen=True)

@@ -93,3 +93,42 @@ def sources_markdown(citations: Sequence[Citation]) -> str:
         where = f" — {c.locator}" if c.locator else ""
         lines.append(f"[{c.number}] {name}{where}")
     return "\n".join(lines)
+
+
+# -- Microsoft Teams -----------------------------------------------------------------------------
+
+TEAMS_WELCOME = """Hi, I'm *threadwise*. I answer questions from your team's documents, and say where \
+each answer comes from.
+
+• *Ask* — mention me in a channel or group chat (“@threadwise how do I rotate the VPN certificate?”), \
+or just write to me in our personal chat. I answer in the thread.
+• *Add documents* — attach files (PDF, Word, Markdown, text…) to a message in our personal chat.
+• Say `help` to see everything I can do."""
+
+TEAMS_INLINE_IMAGE = (
+    "I can read documents, not pictures pasted into a message. To add a document, attach it as a file "
+    "in our personal chat; to ask something, type your question."
+)
+TEAMS_ATTACHMENT_UNSUPPORTED = (
+    "I can't open that kind of attachment. Attach documents as files in our personal chat, "
+    "or type your question."
+)
+FILE_LINK_EXPIRED = "{name}: the download link expired before I could fetch it. Please send the file again."
+FILE_DOWNLOAD_REFUSED = "{name}: Teams would not let me download it (HTTP {status}). Please send it again."
+FILE_TOO_LARGE = "{name} is larger than the {limit} limit. Please upload a smaller file or split it."
+
+SOURCES_TITLE = "Sources"
+FEEDBACK_UP = "👍 Helpful"
+FEEDBACK_DOWN = "👎 Not helpful"
+FEEDBACK_THANKS = "Thanks for the feedback — it helps me get better."
+
+
+# -- Slack ---------------------------------------------------------------------------------------
+
+# Suggested prompts when someone opens a thread with the bot in Slack's AI app view: (title, message).
+ASSISTANT_PROMPTS_TITLE = "Try one of these:"
+ASSISTANT_PROMPTS = (
+    ("What can you do?", "help"),
+    ("Which documents do you know?", "docs"),
+    ("How big is the knowledge base?", "stats"),
+)

@@ -136,3 +136,45 @@ def test_the_command_stops_with_exit_code_2_and_one_line(
     assert err.startswith("threadwise: MAX_FILE_SIZE_MB")
     assert err.count("\n") == 1
     assert "Traceback" not in err
+
+
+# -- Teams: when /api/messages is served, and with what -------------------------------------------
+
+
+def test_production_serves_teams_only_with_an_app_id(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ENVIRONMENT", "production")
+    assert not load_settings().teams_enabled  # a Slack-only deployment starts, without /api/messages
+
+    clean_env.setenv("MICROSOFT_APP_ID", "aabdbd62-bc97-4afb-83ee-575594577de5")
+    clean_env.setenv("MICROSOFT_APP_PASSWORD", "secret-app-password")
+    assert load_settings().teams_enabled
+
+
+def test_development_serves_teams_without_an_app_id_for_the_emulator(clean_env: pytest.MonkeyPatch) -> None:
+    assert load_settings().teams_enabled
+
+
+def test_teams_secrets_without_an_app_id_stop_start_up(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, ENVIRONMENT="production", MICROSOFT_APP_PASSWORD="secret-app-password")
+
+    assert "MICROSOFT_APP_PASSWORD set without MICROSOFT_APP_ID" in message
+    assert "unauthenticated" in message
+    assert "secret-app-password" not in message
+
+
+def test_an_app_id_without_a_password_says_where_to_get_one(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(clean_env, MICROSOFT_APP_ID="aabdbd62-bc97-4afb-83ee-575594577de5")
+
+    assert "MICROSOFT_APP_PASSWORD is not" in message
+    assert "Manage Password" in message
+
+
+def test_a_single_tenant_bot_needs_its_tenant(clean_env: pytest.MonkeyPatch) -> None:
+    message = config_error(
+        clean_env,
+        MICROSOFT_APP_ID="aabdbd62-bc97-4afb-83ee-575594577de5",
+        MICROSOFT_APP_PASSWORD="secret-app-password",
+        MICROSOFT_APP_TYPE="SingleTenant",
+    )
+
+    assert message.startswith("MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID")

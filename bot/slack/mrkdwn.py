@@ -1,0 +1,114 @@
+"""Our Markdown → Slack mrkdwn, and cutting long text into pieces Slack accepts.
+
+The core writes Markdown where `*x*` is bold (as Slack has it) and `_x_` italic; answers from the
+model add CommonMark: `**bold**`, `# headings`, `[label](url)`, `- lists`, fenced code. Slack needs
+`<url|label>` links, `•` bullets, and `&`, `<`, `>` escaped everywhere except in its own markup.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+SECTION_LIMIT = 3000  # characters in one section block's text (Block Kit's limit)
+
+_CODE = re.compile(r"```[^\n`]*\n?.*?(?:```|\Z)|`[^`\n]+`", re.S)
+_LINK = re.compile(r"!?\[([^\]\n]+)\]\(\s*<?([^\s)>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
+_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__", re.S)
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.M)
+_RULE = re.compile(r"^[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*$", re.M)
+_TOKEN = re.compile("\x00(\\d+)\x00")
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Convert, leaving code (inline and fenced) as it is apart from Slack's escaping."""
+    out: list[str] = []
+    pos = 0
+    for m in _CODE.finditer(markdown):
+        out.append(_convert_prose(markdown[pos : m.start()]))
+        out.append(_convert_code(m.group()))
+        pos = m.end()
+    out.append(_convert_prose(markdown[pos:]))
+    return "".join(out)
+
+
+def escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def split(text: str, limit: int = SECTION_LIMIT) -> list[str]:
+    """Cut text into pieces of at most `limit` characters at paragraph, line or word boundaries.
+
+    Never inside a `<url|label>` link; a code block cut in two is closed and reopened so both pieces
+    render as code.
+    """
+    if limit < 64:
+        raise ValueError("limit too small to split sensibly")
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = _cut_point(rest, limit - 8)  # room to close a code block
+        head, rest = rest[:cut].rstrip(), rest[cut:].lstrip("\n").lstrip(" ")
+        if head.count("```") % 2 == 1:
+            head += "\n```"
+            rest = "```\n" + rest
+        pieces.append(head)
+    pieces.append(rest)
+    return [p for p in pieces if p.strip()] or [""]
+
+
+def _convert_code(code: str) -> str:
+    if code.startswith("```"):
+        # Slack ignores a language name after the fence and would show it as code: drop it.
+        code = re.sub(r"\A```[^\n`]*\n?", "```\n", code, count=1)
+    return escape(code)
+
+
+def _convert_prose(text: str) -> str:
+    links: list[str] = []
+
+    def keep(slack_markup: str) -> str:
+        links.append(slack_markup)
+        return f"\x00{len(links) - 1}\x00"
+
+    text = _LINK.sub(lambda m: keep(_link(m.group(2), m.group(1))), text)
+    text = _AUTOLINK.sub(lambda m: keep(_link(m.group(1), "")), text)
+    text = escape(text)
+    text = re.sub(r"^&gt;", ">", text, flags=re.M)  # a leading > is a quote in both syntaxes
+    text = _RULE.sub("──────────", text)
+    text = _HEADING.sub(lambda m: f"*{_unbold(m.group(1))}*", text)
+    text = _BULLET.sub(lambda m: f"{m.group(1)}• ", text)
+    text = _BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", text)
+    text = _STRIKE.sub(r"~\1~", text)
+    return _TOKEN.sub(lambda m: links[int(m.group(1))], text)
+
+
+def _link(url: str, label: str) -> str:
+    # Inside <…|…> a URL may not contain |, < or > (percent-encode them); & is escaped as Slack does.
+    safe_url = quote(url, safe=":/?#[]@!$&'()*+,;=%~-._").replace("&", "&amp;")
+    label = escape(_unbold(label.strip())).replace("|", "¦")
+    return f"<{safe_url}|{label}>" if label and label != url else f"<{safe_url}>"
+
+
+def _unbold(text: str) -> str:
+    return text.replace("**", "").replace("__", "")
+
+
+def _cut_point(text: str, limit: int) -> int:
+    window = text[:limit]
+    for sep in ("\n\n", "\n", " "):
+        at = window.rfind(sep)
+        if at >= limit // 3:
+            return _outside_link(text, at)
+    return _outside_link(text, limit)
+
+
+def _outside_link(text: str, at: int) -> int:
+    """Move a cut back before a `<…>` it would fall inside of (unless that leaves nothing)."""
+    opening = text.rfind("<", 0, at)
+    if opening > 0 and text.rfind(">", opening, at) == -1 and text.find(">", at) != -1:
+        return opening
+    return at

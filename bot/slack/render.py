@@ -1,0 +1,74 @@
+"""A `Reply` → the Slack messages that show it: mrkdwn text, numbered Sources, 👍/👎 buttons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.core import text
+from bot.core.model import Reply
+from bot.slack import mrkdwn
+from bot.slack.translate import FEEDBACK_DOWN, FEEDBACK_UP
+
+FEEDBACK_BLOCK = "threadwise_feedback"
+CURSOR = "▌"  # JobHandler appends it to a partial answer
+MORE = " …"
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """One chat.postMessage / chat.update: `text` is also the notification fallback of `blocks`."""
+
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def render_reply(reply: Reply, *, feedback_value: str = "") -> list[SlackMessage]:
+    """One message per piece of a long answer; Sources and buttons go under the last one."""
+    pieces = mrkdwn.split(mrkdwn.to_mrkdwn(reply.text) or "…")
+    sources = mrkdwn.to_mrkdwn(text.sources_markdown(reply.citations))
+    if not sources and not reply.feedback:
+        return [SlackMessage(p) for p in pieces]
+    *before, last = pieces
+    blocks = [_section(last)]
+    blocks.extend(_section(part) for part in mrkdwn.split(sources) if sources)
+    if reply.feedback:
+        blocks.append(_feedback_buttons(feedback_value))
+    return [*(SlackMessage(p) for p in before), SlackMessage(last, blocks)]
+
+
+def render_working(markdown: str) -> str:
+    """Text for the working message while an answer streams in: its first piece only, and the
+    core's typing cursor kept outside the markup (`## ▌` must not become a bold cursor)."""
+    body = markdown.rstrip()
+    cursor = body.endswith(CURSOR)
+    pieces = mrkdwn.split(mrkdwn.to_mrkdwn(body.removesuffix(CURSOR).rstrip()) or "…")
+    shown = pieces[0] + (MORE if len(pieces) > 1 else "")
+    return f"{shown} {CURSOR}" if cursor else shown
+
+
+def status_text(working_markdown: str) -> str:
+    """The assistant-thread status from the working text: "_Searching your documents…_" →
+    "is searching your documents…" (Slack shows it after the app's name)."""
+    plain = working_markdown.strip().strip("_*").strip()
+    return f"is {plain[:1].lower()}{plain[1:]}" if plain else "is working on it…"
+
+
+def _section(mrkdwn_text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn_text}}
+
+
+def _feedback_buttons(value: str) -> dict[str, Any]:
+    def button(action_id: str, label: str) -> dict[str, Any]:
+        return {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": label, "emoji": True},
+            "value": value[:2000] or "-",
+        }
+
+    return {
+        "type": "actions",
+        "block_id": FEEDBACK_BLOCK,
+        "elements": [button(FEEDBACK_UP, text.FEEDBACK_UP), button(FEEDBACK_DOWN, text.FEEDBACK_DOWN)],
+    }

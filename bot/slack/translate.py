@@ -1,0 +1,222 @@
+"""Slack payloads → `Incoming` messages and small records: pure functions, no I/O, no SDK.
+
+Each function takes a payload as Slack sends it (an Events API body, a slash command's form fields, a
+`block_actions` payload) and returns what the core needs, or None when threadwise should not react.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.core.model import FileRef, Incoming
+
+PLATFORM = "slack"
+FEEDBACK_ACTION_PREFIX = "threadwise_feedback_"
+FEEDBACK_UP = FEEDBACK_ACTION_PREFIX + "up"
+FEEDBACK_DOWN = FEEDBACK_ACTION_PREFIX + "down"
+# A user's own words: plain, with files, or a thread reply also sent to the channel. Edits, deletions,
+# joins, bot posts… are not questions.
+HANDLED_SUBTYPES = (None, "file_share", "thread_broadcast")
+_COMMAND_PREFIX = "/threadwise"
+
+_USER_REF = re.compile(r"<@([A-Z0-9]+)(?:\|([^>]*))?>")
+_CHANNEL_REF = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
+_SPECIAL_REF = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
+_LINK_REF = re.compile(r"<([a-z][a-z0-9+.-]*:[^|>]+)(?:\|([^>]*))?>")
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    """Who the bot is in its workspace (from `auth.test`, asked once at start)."""
+
+    user_id: str
+    bot_id: str
+    team_id: str
+
+
+@dataclass(frozen=True)
+class Intake:
+    """A message for the dispatcher. `follow_up_only`: answer only in a thread the bot is already in."""
+
+    incoming: Incoming
+    follow_up_only: bool = False
+
+
+@dataclass(frozen=True)
+class Feedback:
+    vote: Literal["up", "down"]
+    user: str
+    team: str
+    channel: str
+    message_ts: str
+    thread_ts: str
+    event_id: str  # of the question the answer was for (the button's value)
+
+
+@dataclass(frozen=True)
+class AssistantThread:
+    team: str
+    channel: str
+    thread_ts: str
+    user: str
+
+
+def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | None:
+    """An `app_mention` or `message` event callback → an Intake, or None to ignore it.
+
+    Ignored: other bots and the bot itself, subtypes other than file_share (edits, deletions…), channel
+    messages that neither mention the bot nor reply in a thread (only a thread it is in counts, which
+    the caller checks), and files in channels unless the message mentions the bot.
+    """
+    event = body.get("event") or {}
+    kind = event.get("type")
+    if kind not in ("app_mention", "message") or event.get("subtype") not in HANDLED_SUBTYPES:
+        return None
+    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+    if not (user and channel and ts) or _from_a_bot(event, bot):
+        return None
+    raw = event.get("text") or ""
+    direct = event.get("channel_type") == "im"
+    mentioned = kind == "app_mention" or f"<@{bot.user_id}" in raw
+    follow_up_only = not (direct or mentioned)
+    files = tuple(f for f in (file_ref(d) for d in event.get("files") or ()) if f is not None)
+    if follow_up_only and (not event.get("thread_ts") or files):
+        return None  # a channel message not for the bot (files shared among people stay theirs)
+    if event.get("subtype") == "file_share" and not files:
+        return None  # an upload whose files[] did not come along: nothing to read, no question asked
+    text = plain_text(raw, bot_user_id=bot.user_id)
+    if not text and not files and not mentioned:
+        return None
+    team = str(body.get("team_id") or event.get("team") or bot.team_id)
+    root = str(event.get("thread_ts") or ts)
+    event_id = str(body.get("event_id") or f"{channel}-{ts}")
+    address: dict[str, Any] = {
+        "team": team,
+        "channel": channel,
+        "thread_ts": root,
+        "user": user,
+        "event_id": event_id,
+        "dm": direct,
+    }
+    if direct and event.get("thread_ts"):
+        address["assistant"] = True  # a DM thread: an AI app's assistant thread shows a status there
+    incoming = Incoming(
+        platform=PLATFORM,
+        workspace=f"slack-{team}",
+        user=user,
+        text=text,
+        event_id=event_id,
+        is_direct=direct,
+        thread=thread_key(team, channel, root),
+        address=address,
+        files=files,
+        message_key=f"{team}:{channel}:{ts}",
+        mentioned=mentioned,
+    )
+    return Intake(incoming, follow_up_only=follow_up_only)
+
+
+def command_from_form(form: Mapping[str, Any]) -> Incoming | None:
+    """A slash command (`/threadwise docs`) → an Incoming whose replies go to the response_url."""
+    team, user, channel = form.get("team_id"), form.get("user_id"), form.get("channel_id")
+    if not (team and user and channel):
+        return None
+    words = str(form.get("text") or "").strip()
+    # Whatever the command is called in this workspace, its words are threadwise's commands.
+    text = f"{_COMMAND_PREFIX} {words}".strip()
+    ref = str(form.get("trigger_id") or f"{channel}-{user}")
+    return Incoming(
+        platform=PLATFORM,
+        workspace=f"slack-{team}",
+        user=str(user),
+        text=text,
+        event_id=ref,
+        is_direct=str(channel).startswith("D"),
+        thread=thread_key(str(team), str(channel), "command"),
+        address={
+            "team": team,
+            "channel": channel,
+            "user": user,
+            "response_url": form.get("response_url") or "",
+            "event_id": ref,
+            "dm": str(channel).startswith("D"),
+        },
+    )
+
+
+def feedback_from_action(body: Mapping[str, Any]) -> Feedback | None:
+    """A click on a 👍/👎 button under an answer, or None for any other action."""
+    actions = body.get("actions") or []
+    ours = (a for a in actions if str(a.get("action_id", "")).startswith(FEEDBACK_ACTION_PREFIX))
+    action = next(ours, None)
+    if action is None:
+        return None
+    vote: Literal["up", "down"] = "up" if action["action_id"] == FEEDBACK_UP else "down"
+    user = body.get("user") or {}
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    message_ts = str(message.get("ts") or container.get("message_ts") or "")
+    return Feedback(
+        vote=vote,
+        user=str(user.get("id", "")),
+        team=str((body.get("team") or {}).get("id") or user.get("team_id") or ""),
+        channel=str((body.get("channel") or {}).get("id") or container.get("channel_id") or ""),
+        message_ts=message_ts,
+        thread_ts=str(message.get("thread_ts") or container.get("thread_ts") or message_ts),
+        event_id=str(action.get("value") or ""),
+    )
+
+
+def assistant_thread_from_event(body: Mapping[str, Any]) -> AssistantThread | None:
+    """`assistant_thread_started`: someone opened a thread with the bot in Slack's AI app view."""
+    event = body.get("event") or {}
+    thread = event.get("assistant_thread") or {}
+    channel, ts, user = thread.get("channel_id"), thread.get("thread_ts"), thread.get("user_id")
+    if event.get("type") != "assistant_thread_started" or not (channel and ts):
+        return None
+    team = str(body.get("team_id") or (thread.get("context") or {}).get("team_id") or "")
+    return AssistantThread(team=team, channel=channel, thread_ts=ts, user=str(user or ""))
+
+
+def file_ref(data: Mapping[str, Any]) -> FileRef | None:
+    """A `files[]` entry. Slack Connect files come as a bare id (`"file_access": "check_file_info"`):
+    their name and URLs are empty here, and the adapter looks them up with files.info."""
+    file_id, name = data.get("id"), data.get("name") or data.get("title") or ""
+    if not file_id or data.get("mode") == "tombstone":
+        return None
+    size = data.get("size")
+    return FileRef(
+        name=str(name),
+        size=int(size) if isinstance(size, int) else None,
+        url=str(data.get("url_private_download") or data.get("url_private") or ""),
+        mimetype=str(data.get("mimetype") or ""),
+        id=str(file_id),
+        permalink=data.get("permalink") or None,
+    )
+
+
+def thread_key(team: str, channel: str, root_ts: str) -> str:
+    return f"slack:{team}:{channel}:{root_ts}"
+
+
+def plain_text(text: str, *, bot_user_id: str) -> str:
+    """Slack's message markup → the plain question: no bot mention, readable links and names."""
+    text = _USER_REF.sub(lambda m: "" if m.group(1) == bot_user_id else f"@{m.group(2) or m.group(1)}", text)
+    text = _CHANNEL_REF.sub(lambda m: f"#{m.group(2) or m.group(1)}", text)
+    text = _SPECIAL_REF.sub(lambda m: f"@{m.group(2) or m.group(1)}", text)
+    text = _LINK_REF.sub(lambda m: m.group(2) or m.group(1).removeprefix("mailto:"), text)
+    text = html.unescape(text)  # Slack escapes &, < and > as entities
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def _from_a_bot(event: Mapping[str, Any], bot: BotIdentity) -> bool:
+    return bool(
+        event.get("bot_id")
+        or event.get("subtype") == "bot_message"
+        or event.get("user") == bot.user_id
+        or (event.get("bot_profile") is not None)
+    )

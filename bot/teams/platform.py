@@ -1,0 +1,193 @@
+"""Teams on our aiohttp app: botbuilder's CloudAdapter behind `POST /api/messages`.
+
+The route authenticates the request (`auth.GuardedAuthentication`), hands the raw activity to
+`translate`, and does what it says: a message goes to the dispatcher (which shows typing and submits the
+job), an unreadable attachment or the bot joining gets a reply at once, 👍/👎 is recorded.
+
+Without MICROSOFT_APP_ID nothing is authenticated: that is for the Bot Framework Emulator on this
+machine, so activities are then accepted only when their serviceUrl is a loopback address — an open
+endpoint must not send a knowledge base's answers to whatever server a stranger names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlparse
+
+import structlog
+from aiohttp import web
+from botbuilder.core import InvokeResponse, TurnContext
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+    ConfigurationServiceClientCredentialFactory,
+)
+from botbuilder.schema import Activity, ActivityTypes
+
+from bot.compose import ChatApp
+from bot.core import text
+from bot.core.model import Reply
+from bot.core.ports import FileFetcher, ReplySender
+from bot.settings import Settings
+from bot.teams.auth import DEFAULT_LOGIN_URL, AuthUnavailable, ClientSecretCredentials, GuardedAuthentication
+from bot.teams.feedback import FeedbackRecorder
+from bot.teams.files import TeamsFileFetcher
+from bot.teams.sender import TeamsSender
+from bot.teams.translate import BotAdded, Feedback, Message, Notice, translate
+
+log = structlog.get_logger(__name__)
+
+ROUTE = "/api/messages"
+AUTH_TIMEOUT_S = 10.0  # Teams gives a bot about 15 s to answer a request
+
+
+class TeamsPlatform:
+    name = "teams"
+
+    def __init__(
+        self,
+        *,
+        app_id: str | None,
+        app_password: str | None,
+        app_type: str = "MultiTenant",
+        tenant_id: str | None = None,
+        kb_for: Callable[[str], str] = lambda workspace: workspace,
+        login_url: str = DEFAULT_LOGIN_URL,
+        auth_timeout: float = AUTH_TIMEOUT_S,
+    ) -> None:
+        self.authenticated = bool(app_id)
+        self._kb_for = kb_for
+        self._credentials = ClientSecretCredentials(
+            app_id=app_id,
+            password=app_password,
+            tenant_id=tenant_id if app_type == "SingleTenant" else None,
+            login_url=login_url,
+        )
+        factory: Any = self._credentials
+        if app_type == "UserAssignedMSI":
+            # A managed identity has no secret; botbuilder's factory gets its token (MSAL, blocking).
+            config = SimpleNamespace(APP_ID=app_id, APP_TYPE=app_type, APP_TENANTID=tenant_id)
+            factory = ConfigurationServiceClientCredentialFactory(config)
+        inner = ConfigurationBotFrameworkAuthentication(SimpleNamespace(), credentials_factory=factory)
+        self._auth = GuardedAuthentication(inner, enabled=self.authenticated, timeout=auth_timeout)
+        self.adapter = CloudAdapter(self._auth)
+        self._fetcher = TeamsFileFetcher()
+        self.sender: ReplySender = TeamsSender(self.adapter, app_id=app_id)
+        self.fetcher: FileFetcher = self._fetcher
+        self.feedback = FeedbackRecorder()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TeamsPlatform:
+        return cls(
+            app_id=settings.microsoft_app_id,
+            app_password=settings.microsoft_app_password,
+            app_type=settings.microsoft_app_type,
+            tenant_id=settings.microsoft_app_tenant_id,
+            kb_for=settings.kb_for,
+        )
+
+    def mount(self, app: web.Application, chat: ChatApp) -> None:
+        async def messages(request: web.Request) -> web.Response:
+            return await self._handle(request, chat)
+
+        async def close(_: web.Application) -> None:
+            await self._fetcher.close()
+            await self._credentials.close()
+            self._auth.close()
+
+        app.router.add_post(ROUTE, messages)
+        app.on_cleanup.append(close)
+        if not self.authenticated:
+            log.warning("teams_unauthenticated", route=ROUTE, accepts="loopback serviceUrl only (Emulator)")
+
+    # -- one request ---------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request, chat: ChatApp) -> web.Response:
+        parsed = await _parse(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        body, activity = parsed
+        if not self.authenticated and not _is_loopback(activity.service_url):
+            log.warning("teams_refused_remote_service_url", reason="no MICROSOFT_APP_ID")
+            return _error(403, "set MICROSOFT_APP_ID to accept activities from Teams")
+        try:
+            auth = await self._auth.authenticate_request(activity, request.headers.get("Authorization", ""))
+        except PermissionError as exc:
+            log.info("teams_unauthorized", reason=str(exc))
+            return _error(401, "unauthorized")
+        except AuthUnavailable as exc:
+            log.error("teams_auth_unavailable", reason=str(exc))
+            return _error(503, "authentication is unavailable; try again")
+
+        async def turn(ctx: TurnContext) -> None:
+            await self._on_turn(ctx, body, chat)
+
+        try:
+            invoke: InvokeResponse | None = await self.adapter.process_activity(auth, activity, turn)
+        except Exception:  # e.g. the Bot Connector or Entra unreachable: nothing reached the user
+            log.exception("teams_turn_failed", activity_type=activity.type)
+            return _error(500, "the bot failed to handle this activity")
+        if invoke is not None:
+            return web.json_response(invoke.body, status=invoke.status)
+        return web.Response(status=200)
+
+    async def _on_turn(self, ctx: TurnContext, raw: dict[str, Any], chat: ChatApp) -> None:
+        event = translate(raw)
+        if isinstance(event, Message):
+            incoming = event.incoming
+            follow_up = event.kind == "channel" and await chat.memory.known(incoming.thread)
+            if event.addressed or follow_up:
+                await chat.dispatcher.handle(incoming)
+        elif isinstance(event, Notice):
+            await self.sender.finish(event.address, {}, Reply(event.text))
+        elif isinstance(event, BotAdded):
+            await self.sender.finish(event.address, {}, Reply(text.TEAMS_WELCOME))
+        elif isinstance(event, Feedback):
+            self.feedback.record(event, kb=self._kb_for(event.workspace))
+            await self._thank(ctx, event)
+
+    async def _thank(self, ctx: TurnContext, event: Feedback) -> None:
+        if not event.invoke:  # a message-back from Action.Submit: say thanks in the thread
+            await ctx.send_activity(text.FEEDBACK_THANKS)
+            return
+        # Action.Execute: the HTTP response is the answer; Teams shows the message under the card.
+        body = {
+            "statusCode": 200,
+            "type": "application/vnd.microsoft.activity.message",
+            "value": text.FEEDBACK_THANKS,
+        }
+        response = InvokeResponse(status=200, body=body)
+        await ctx.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+
+
+async def _parse(request: web.Request) -> tuple[dict[str, Any], Activity] | web.Response:
+    """The activity as posted (translate reads it) and as botbuilder's model; or the 4xx to answer."""
+    if request.content_type != "application/json":
+        return _error(415, "expected application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "the body is not JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        return _error(400, "the body is not an activity")
+    try:
+        return body, Activity().deserialize(body)
+    except Exception:  # msrest's DeserializationError and friends: a malformed activity
+        return _error(400, "the body is not an activity")
+
+
+def _is_loopback(url: str | None) -> bool:
+    host = urlparse(url or "").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

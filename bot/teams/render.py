@@ -1,0 +1,94 @@
+"""Replies in Teams' terms: its Markdown, messages split to size, sources and 👍/👎 as an Adaptive Card.
+
+Pure functions; the sender turns their output into Bot Connector calls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from bot.core import text
+from bot.teams.translate import FEEDBACK_VERB, feedback_data
+from rag.types import Citation
+
+# Teams refuses a message above 40 KB of UTF-16 (docs: "Format your bot messages"), card included.
+# Splitting well below that keeps each message readable and leaves room for the card.
+MAX_MESSAGE_CHARS = 6000
+ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+CARD_VERSION = "1.4"  # Action.Execute (the 👍/👎 buttons) needs 1.4
+
+
+def teams_markdown(md: str) -> str:
+    """Our Markdown (`*bold*`, `_italic_`, one line per line) → the subset Teams renders.
+
+    Teams reads `*x*` as italic and `**x**` as bold, and joins single line breaks: paragraphs need a blank
+    line between them.
+    """
+    out = re.sub(r"(?<![*\w])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![*\w])", r"**\1**", md)
+    return re.sub(r"(?<!\n)\n(?!\n)", "\n\n", out)
+
+
+def split_message(body: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """Cut a long reply into messages of at most `limit` characters, at paragraph, line or word ends."""
+    parts: list[str] = []
+    rest = body.strip()
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = max(window.rfind("\n\n"), 0) or max(window.rfind("\n"), 0) or max(window.rfind(" "), 0)
+        if cut < limit // 2:  # no good break near the end: cut at the limit
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest or not parts:
+        parts.append(rest)
+    return parts
+
+
+def sources_card(citations: Sequence[Citation], *, ref: str, feedback: bool) -> dict[str, Any] | None:
+    """An Adaptive Card listing each cited file with its page or section, and the 👍/👎 buttons."""
+    if not citations and not feedback:
+        return None
+    body: list[dict[str, Any]] = []
+    if citations:
+        body.append({"type": "TextBlock", "text": text.SOURCES_TITLE, "weight": "Bolder", "wrap": True})
+        body.extend(_citation_block(c) for c in citations)
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": CARD_VERSION,
+        "body": body,
+    }
+    if feedback:
+        card["actions"] = [
+            _feedback_action(text.FEEDBACK_UP, "up", ref),
+            _feedback_action(text.FEEDBACK_DOWN, "down", ref),
+        ]
+    return {"contentType": ADAPTIVE_CARD, "content": card}
+
+
+def _citation_block(citation: Citation) -> dict[str, Any]:
+    name = _card_escape(citation.document)
+    shown = f"[{name}]({citation.url})" if citation.url else f"**{name}**"
+    where = f" — {_card_escape(citation.locator)}" if citation.locator else ""
+    return {
+        "type": "TextBlock",
+        "text": f"[{citation.number}] {shown}{where}",
+        "wrap": True,
+        "spacing": "Small",
+    }
+
+
+def _feedback_action(title: str, vote: str, ref: str) -> dict[str, Any]:
+    return {
+        "type": "Action.Execute",
+        "title": title,
+        "verb": FEEDBACK_VERB,
+        "data": feedback_data(vote, ref),  # type: ignore[arg-type]
+    }
+
+
+def _card_escape(value: str) -> str:
+    """Keep a file name such as `notes_*draft*.md` from turning into Markdown in the card."""
+    return re.sub(r"([*_\[\]`])", r"\\\1", value)

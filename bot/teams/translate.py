@@ -1,0 +1,275 @@
+"""Teams activities (the JSON Bot Framework posts to /api/messages) → what the bot should do.
+
+Pure functions over the raw activity dict, not botbuilder's `Activity`: its model drops the fields this
+needs (a mention entity's `mentioned` and `text`, `conversation.tenantId`). See
+../shared/fixtures/teams/PROTOCOL_NOTES.md for the shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.core import text
+from bot.core.model import FileRef, Incoming
+
+PLATFORM = "teams"
+FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
+# Teams mirrors every message's text as an HTML attachment, and cards travel as attachments: not files.
+_NOT_FILES = ("text/html", "application/vnd.microsoft.card.")
+FEEDBACK_VERB = "threadwise.feedback"
+
+ConversationKind = Literal["personal", "channel", "groupChat"]
+Vote = Literal["up", "down"]
+Activity = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A user message for the dispatcher. `addressed`: the bot was mentioned, or it is a personal chat."""
+
+    incoming: Incoming
+    addressed: bool
+    kind: ConversationKind
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message the adapter answers by itself (an attachment it cannot read), in the thread."""
+
+    text: str
+    address: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BotAdded:
+    """The bot joined a team, a group chat or someone's personal scope: say hello there."""
+
+    address: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """👍/👎 on an answer, from the card's buttons (an invoke, or a message-back from older clients)."""
+
+    vote: Vote
+    ref: str  # the id of the question's activity
+    workspace: str
+    user: str
+    invoke: bool  # an invoke needs the HTTP response to carry the reply
+
+
+Event = Message | Notice | BotAdded | Feedback
+
+
+def translate(activity: Activity) -> Event | None:
+    """What an incoming activity asks of the bot; None for activities it ignores."""
+    kind = activity.get("type")
+    if kind == "message":
+        feedback = _feedback(activity, _dict(activity.get("value")), invoke=False)
+        return feedback or _message(activity)
+    if kind == "invoke" and activity.get("name") == "adaptiveCard/action":
+        action = _dict(_dict(activity.get("value")).get("action"))
+        return _feedback(activity, _dict(action.get("data")), invoke=True)
+    if kind == "conversationUpdate" and bot_was_added(activity):
+        return BotAdded(address_of(activity, reply=False))
+    return None
+
+
+# -- messages -----------------------------------------------------------------------------------
+
+
+def _message(activity: Activity) -> Message | Notice | None:
+    kind = conversation_kind(activity)
+    question = question_text(activity)
+    attachments = [_dict(a) for a in activity.get("attachments") or ()]
+    files = tuple(_file_ref(a) for a in attachments if a.get("contentType") == FILE_DOWNLOAD_INFO)
+    others = [a for a in attachments if a.get("contentType") != FILE_DOWNLOAD_INFO and not _is_echo(a)]
+    addressed = kind == "personal" or mentions_bot(activity)
+    if not files and not question and others:
+        if not addressed:
+            return None
+        images = all(str(a.get("contentType", "")).startswith("image/") for a in others)
+        notice = text.TEAMS_INLINE_IMAGE if images else text.TEAMS_ATTACHMENT_UNSUPPORTED
+        return Notice(notice, address_of(activity))
+    incoming = Incoming(
+        platform=PLATFORM,
+        workspace=workspace_of(activity),
+        user=user_of(activity),
+        text=question,
+        event_id=event_id(activity),
+        is_direct=kind == "personal",
+        thread=thread_of(activity),
+        address=address_of(activity),
+        files=files,
+        # `mentioned` stays False: Teams' bot file API works in personal chat only, so a file in a
+        # channel is refused whether or not the bot is named.
+    )
+    return Message(incoming, addressed, kind)
+
+
+def _is_echo(attachment: Mapping[str, Any]) -> bool:
+    return str(attachment.get("contentType", "")).startswith(_NOT_FILES)
+
+
+def _file_ref(attachment: Mapping[str, Any]) -> FileRef:
+    content = _dict(attachment.get("content"))
+    return FileRef(
+        name=str(attachment.get("name") or "file"),
+        size=None,  # Teams does not say; the fetcher enforces the limit while downloading
+        url=str(content.get("downloadUrl") or ""),
+        mimetype=str(content.get("fileType") or ""),
+        id=str(content.get("uniqueId") or ""),
+        permalink=attachment.get("contentUrl") or None,  # the SharePoint path: a link for citations
+    )
+
+
+def question_text(activity: Activity) -> str:
+    """The message text without the bot's @mention; other people's mentions keep their names."""
+    raw = str(activity.get("text") or "")
+    for entity in _bot_mentions(activity):
+        if entity.get("text"):
+            raw = raw.replace(str(entity["text"]), " ")
+        name = str(_dict(entity.get("mentioned")).get("name") or "")
+        if name:  # the entity's text and the message's can differ in case or an "@"
+            raw = re.sub(rf"<at>\s*@?{re.escape(name)}\s*</at>", " ", raw, flags=re.I)
+    raw = re.sub(r"<at>(.*?)</at>", r"\1", raw, flags=re.S)
+    return " ".join(html.unescape(raw).split())
+
+
+def mentions_bot(activity: Activity) -> bool:
+    """Whether the bot is @mentioned, from the `entities` (the text alone can't tell who <at>X</at> is)."""
+    return bool(_bot_mentions(activity))
+
+
+def _bot_mentions(activity: Activity) -> list[Mapping[str, Any]]:
+    bot = _bare_id(str(_dict(activity.get("recipient")).get("id") or ""))
+    found = []
+    for entity in activity.get("entities") or ():
+        entity = _dict(entity)
+        mentioned = _bare_id(str(_dict(entity.get("mentioned")).get("id") or ""))
+        if entity.get("type") == "mention" and bot and mentioned == bot:
+            found.append(entity)
+    return found
+
+
+def _bare_id(account_id: str) -> str:
+    """Bot ids come as `28:<app id>`; some clients mention the bare app id."""
+    return account_id.removeprefix("28:")
+
+
+# -- where the message came from ----------------------------------------------------------------
+
+
+def conversation_kind(activity: Activity) -> ConversationKind:
+    conversation = _dict(activity.get("conversation"))
+    declared = conversation.get("conversationType")
+    if declared in ("personal", "channel", "groupChat"):
+        return declared
+    # Old payloads (2017) have no conversationType: thread ids are group conversations.
+    cid = str(conversation.get("id") or "")
+    if ";messageid=" in cid:
+        return "channel"
+    if conversation.get("isGroup") or "@thread" in cid:
+        return "groupChat"
+    return "personal"
+
+
+def tenant_of(activity: Activity) -> str:
+    tenant = _dict(_dict(activity.get("channelData")).get("tenant")).get("id")
+    return str(tenant or _dict(activity.get("conversation")).get("tenantId") or "")
+
+
+def workspace_of(activity: Activity) -> str:
+    """`teams-<tenant id>`; the Bot Framework Emulator sends no tenant, so it is `teams-local`."""
+    return f"teams-{tenant_of(activity) or 'local'}"
+
+
+def user_of(activity: Activity) -> str:
+    """The Entra (AAD) object id when Teams sends it: stable across bots, and what admins can look up."""
+    sender = _dict(activity.get("from"))
+    return str(sender.get("aadObjectId") or sender.get("id") or "")
+
+
+def conversation_id(activity: Activity) -> str:
+    """The conversation to reply into. In a channel it names the thread (`;messageid=<root>`).
+
+    A mention in a new channel post may arrive without `;messageid=`: the post is then the thread's root,
+    so the reply goes under it, never to the channel itself.
+    """
+    cid = str(_dict(activity.get("conversation")).get("id") or "")
+    is_post = activity.get("type") == "message" and activity.get("id")
+    if is_post and conversation_kind(activity) == "channel" and ";messageid=" not in cid:
+        cid = f"{cid};messageid={activity['id']}"
+    return cid
+
+
+def thread_of(activity: Activity) -> str:
+    return f"{PLATFORM}:{conversation_id(activity)}"
+
+
+def event_id(activity: Activity) -> str:
+    """Unique per user message. Activity ids are only unique within a conversation, hence the suffix."""
+    conversation = str(_dict(activity.get("conversation")).get("id") or "")
+    digest = hashlib.sha256(conversation.encode()).hexdigest()[:10]
+    return f"{activity.get('id') or ''}.{digest}"
+
+
+def conversation_reference(activity: Activity, *, reply: bool = True) -> dict[str, Any]:
+    """The ConversationReference as botbuilder serialises it: plain JSON, so a job can carry it anywhere."""
+    conversation = dict(_dict(activity.get("conversation")))
+    conversation["id"] = conversation_id(activity)
+    reference: dict[str, Any] = {
+        "user": dict(_dict(activity.get("from"))),
+        "bot": dict(_dict(activity.get("recipient"))),
+        "conversation": conversation,
+        "channelId": activity.get("channelId"),
+        "locale": activity.get("locale"),
+        "serviceUrl": activity.get("serviceUrl"),
+    }
+    if reply and activity.get("id"):
+        reference["activityId"] = activity["id"]
+    return {k: v for k, v in reference.items() if v is not None}
+
+
+def address_of(activity: Activity, *, reply: bool = True) -> dict[str, Any]:
+    """Where replies go: the reference, and the activity they answer (None: a new message)."""
+    return {
+        "reference": conversation_reference(activity, reply=reply),
+        "reply_to_id": activity.get("id") if reply else None,
+    }
+
+
+def bot_was_added(activity: Activity) -> bool:
+    bot = _bare_id(str(_dict(activity.get("recipient")).get("id") or ""))
+    added = {_bare_id(str(_dict(m).get("id") or "")) for m in activity.get("membersAdded") or ()}
+    return bool(bot) and bot in added
+
+
+# -- feedback -----------------------------------------------------------------------------------
+
+
+def feedback_data(vote: Vote, ref: str) -> dict[str, str]:
+    """What the card's 👍/👎 buttons send back (see `_feedback`)."""
+    return {"threadwise": "feedback", "vote": vote, "ref": ref}
+
+
+def _feedback(activity: Activity, data: Mapping[str, Any], *, invoke: bool) -> Feedback | None:
+    vote = data.get("vote")
+    if data.get("threadwise") != "feedback" or vote not in ("up", "down"):
+        return None
+    return Feedback(
+        vote=vote,
+        ref=str(data.get("ref") or "")[:100],
+        workspace=workspace_of(activity),
+        user=user_of(activity),
+        invoke=invoke,
+    )
+
+
+def _dict(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}

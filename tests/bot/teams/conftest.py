@@ -1,0 +1,95 @@
+"""A Teams bot on our aiohttp app (127.0.0.1), replying to a fake Bot Connector (127.0.0.1).
+
+Everything real from the HTTP request to the reply: aiohttp, botbuilder's CloudAdapter and connector
+client, the dispatcher, runner, handler and engine (model and Chroma). Only Microsoft is a fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.compose import ChatApp, build_chat_app
+from bot.server import build_app
+from bot.settings import Settings
+from bot.teams.platform import TeamsPlatform
+from rag.answer import Answerer
+from rag.engine import Engine
+from tests.bot.teams.activities import TENANT
+from tests.conftest import EngineFactory
+from tests.fakes.bot_connector import FakeBotConnector
+
+KB = f"teams-{TENANT}"
+VPN_GUIDE = (
+    b"# VPN guide\n\nTo rotate the VPN certificate, open the Keychain app and delete the old certificate. "
+    b"Then download the new certificate from the IT portal at it.example.com and double-click it.\n"
+)
+
+
+@dataclass
+class TeamsBot:
+    client: TestClient
+    fake: FakeBotConnector
+    platform: TeamsPlatform
+    chat: ChatApp
+    engine: Engine
+
+    async def post(self, activity: dict[str, Any], *, token: str | None = None) -> ClientResponse:
+        """POST an activity to /api/messages as the Bot Connector does, then let the job finish."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.post("/api/messages", json=activity, headers=headers)
+        await response.read()
+        await self.chat.runner.drain()
+        return response
+
+
+TeamsBotFactory = Callable[..., Awaitable[TeamsBot]]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotConnector]:
+    async with FakeBotConnector(tenant=TENANT) as connector:
+        yield connector
+
+
+@pytest.fixture
+async def make_teams_bot(
+    make_engine: EngineFactory, fake: FakeBotConnector
+) -> AsyncIterator[TeamsBotFactory]:
+    clients: list[TestClient] = []
+
+    async def factory(
+        *,
+        app_id: str | None = None,
+        app_password: str = "fake-password",
+        answerer: Answerer | None = None,
+        max_bytes: int = 10 * 1024 * 1024,
+        auth_timeout: float = 5.0,
+        **settings: Any,
+    ) -> TeamsBot:
+        engine = make_engine(answerer=answerer, max_bytes=max_bytes)
+        platform = TeamsPlatform(
+            app_id=app_id,
+            app_password=app_password if app_id else None,
+            login_url=fake.login_url,
+            auth_timeout=auth_timeout,
+        )
+        config = Settings(rate_limit_requests_per_minute=600, rate_limit_burst=100, **settings)
+        chat = build_chat_app(
+            config, engine, senders={"teams": platform.sender}, fetchers={"teams": platform.fetcher}
+        )
+        app = build_app(engine=engine, chat=chat)
+        platform.mount(app, chat)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return TeamsBot(client, fake, platform, chat, engine)
+
+    yield factory
+    for client in clients:
+        await client.close()

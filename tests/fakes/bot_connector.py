@@ -1,0 +1,219 @@
+"""A local stand-in for the Bot Framework services a Teams bot talks to.
+
+A real aiohttp server on 127.0.0.1 (ephemeral port) that the real botbuilder SDK talks to over HTTP:
+
+- the Bot Connector REST API under `service_url` (it records every `POST`/`PUT`
+  `/v3/conversations/{conversationId}/activities[/{activityId}]` and answers `{"id": …}`);
+- file downloads (`add_file` returns the `downloadUrl`; `expire_file` makes it answer 401 as an expired
+  SharePoint link does), recording the request headers so a test can check no token was sent;
+- the Entra token endpoint (`/{tenant}/oauth2/v2.0/token`, client-credentials grant) for the bot's
+  outgoing token;
+- OpenID metadata and signing keys for incoming tokens (`openid_url`, `sign` makes a token), or a
+  metadata endpoint that never answers (`hang_openid`).
+
+    async with FakeBotConnector() as fake:
+        activity["serviceUrl"] = fake.service_url
+        ...
+        (reply,) = fake.activities("POST")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Self
+from urllib.parse import unquote
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+KEY_ID = "fake-key-1"
+BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the bot made to the Bot Connector."""
+
+    method: str
+    conversation_id: str
+    activity_id: str | None  # in the path: the activity replied to (POST) or edited (PUT)
+    body: dict[str, Any]
+    response_id: str  # the id the fake answered: the new message's, or the edited one's
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return str(self.body.get("type", ""))
+
+    @property
+    def text(self) -> str:
+        return str(self.body.get("text") or "")
+
+
+@dataclass
+class _File:
+    data: bytes
+    status: int = 200
+
+
+class FakeBotConnector:
+    """See the module docstring."""
+
+    def __init__(self, *, tenant: str = "56653e9d-2158-46ee-90d7-675c39642038") -> None:
+        self.tenant = tenant
+        self.calls: list[Call] = []
+        self.downloads: list[dict[str, str]] = []  # headers of each file request
+        self.token_requests: list[dict[str, str]] = []
+        self.openid_requests = 0
+        self._files: dict[str, _File] = {}
+        self._ids = itertools.count(1)
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._hang_openid = False
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    # -- addresses ---------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self._runner is None:
+            raise RuntimeError("FakeBotConnector is not started; use `async with FakeBotConnector()`")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def service_url(self) -> str:
+        """Shaped like Teams' own (`https://smba.trafficmanager.net/amer/<tenant>/`), path and all."""
+        return f"{self.base_url}/amer/{self.tenant}/"
+
+    @property
+    def openid_url(self) -> str:
+        return f"{self.base_url}/openid/.well-known/openidconfiguration"
+
+    @property
+    def login_url(self) -> str:
+        return self.base_url
+
+    # -- scripting ---------------------------------------------------------------------------------
+
+    def add_file(self, name: str, data: bytes) -> str:
+        """Serve `data` and return its pre-authenticated download URL (as SharePoint's, with tempauth)."""
+        key = f"{next(self._ids)}-{name}"
+        self._files[key] = _File(data)
+        return f"{self.base_url}/personal/download/{key}?tempauth=fake-{key}"
+
+    def expire_file(self, url: str, status: int = 401) -> None:
+        self._files[_file_key(url)].status = status
+
+    def hang_openid(self) -> None:
+        """The OpenID metadata endpoint stops answering (until the fake closes)."""
+        self._hang_openid = True
+
+    def sign(self, claims: dict[str, Any], *, kid: str = KEY_ID, key: Any = None) -> str:
+        """A JWT signed with the fake's key (or another), shaped like the Bot Connector's."""
+        now = int(time.time())
+        payload = {"iss": BOT_FRAMEWORK_ISSUER, "nbf": now - 10, "exp": now + 3600, **claims}
+        return jwt.encode(payload, key or self._key, algorithm="RS256", headers={"kid": kid})
+
+    # -- reading back --------------------------------------------------------------------------------
+
+    def activities(self, method: str | None = None, *, type: str | None = None) -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if (method is None or c.method == method) and (type is None or c.type == type)
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._route)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- handlers ----------------------------------------------------------------------------------
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if "/v3/conversations/" in path:
+            return await self._conversation(request)
+        if path.startswith("/personal/download/"):
+            return self._download(request)
+        if path.startswith("/openid/"):
+            return await self._openid(request)
+        if path.endswith("/oauth2/v2.0/token") and request.method == "POST":
+            return await self._token(request)
+        return web.json_response({"error": {"code": "NotFound", "message": path}}, status=404)
+
+    async def _conversation(self, request: web.Request) -> web.Response:
+        # Conversation ids hold `:` `@` `;` `=`; the SDK percent-encodes them into the path.
+        tail = request.raw_path.split("/v3/conversations/", 1)[1].split("?", 1)[0]
+        segments = [unquote(s) for s in tail.split("/")]
+        if len(segments) < 2 or segments[1] != "activities":
+            return web.json_response({"error": {"code": "BadSyntax"}}, status=400)
+        activity_id = segments[2] if len(segments) > 2 else None
+        if request.method not in ("POST", "PUT") or (request.method == "PUT" and not activity_id):
+            return web.json_response({"error": {"code": "MethodNotAllowed"}}, status=405)
+        body = await request.json()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        new_id = activity_id if request.method == "PUT" else f"{int(time.time() * 1000)}{next(self._ids):04d}"
+        self.calls.append(Call(request.method, segments[0], activity_id, body, str(new_id), headers))
+        return web.json_response({"id": new_id})
+
+    def _download(self, request: web.Request) -> web.Response:
+        self.downloads.append({k.lower(): v for k, v in request.headers.items()})
+        served = self._files.get(request.path.rsplit("/", 1)[1])
+        if served is None:
+            return web.Response(status=404)
+        if served.status != 200:
+            return web.Response(status=served.status, text="<error>tempauth expired</error>")
+        return web.Response(body=served.data, content_type="application/octet-stream")
+
+    async def _openid(self, request: web.Request) -> web.Response:
+        self.openid_requests += 1
+        if self._hang_openid:
+            await self._closing.wait()
+            return web.Response(status=503)
+        if request.path.endswith("/keys"):
+            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key()))
+            jwk.update(kid=KEY_ID, use="sig", endorsements=["msteams", "emulator"])
+            return web.json_response({"keys": [jwk]})
+        return web.json_response({"issuer": BOT_FRAMEWORK_ISSUER, "jwks_uri": f"{self.base_url}/openid/keys"})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        self.token_requests.append({k: str(v) for k, v in form.items()})
+        if form.get("grant_type") != "client_credentials" or form.get("client_secret") != "fake-password":
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret"},
+                status=401,
+            )
+        token = f"fake-bot-token-{len(self.token_requests)}"
+        return web.json_response({"token_type": "Bearer", "expires_in": 3599, "access_token": token})
+
+
+def _file_key(url: str) -> str:
+    return url.split("?", 1)[0].rsplit("/", 1)[1]

@@ -1,0 +1,380 @@
+"""A local stand-in for Slack: the Web API, file downloads, response_urls and a Socket Mode websocket.
+
+A real aiohttp server on 127.0.0.1 (ephemeral port) that the real `slack_sdk` clients talk to over
+HTTP. It records every call, keeps the messages posted and edited (so a test can read a thread as a
+person would see it), answers in the shapes of Slack's documented responses (the fixtures in
+../shared/fixtures/slack/web_api), and can be scripted to fail the next call to a method.
+
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        slack.fail_next("chat.postMessage", status=429, retry_after=1)
+        ...
+        assert [c.method for c in slack.calls] == ["chat.postMessage", "chat.postMessage"]
+
+File downloads (`url_private_download`) need `Authorization: Bearer <bot token>`; without it the
+server answers as Slack does: HTTP 200 with an HTML login page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from aiohttp import WSMsgType, web
+
+LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    method: str
+    params: dict[str, Any]
+    token: str
+    at: float  # time.perf_counter() when it arrived
+
+
+@dataclass
+class FakeFile:
+    id: str
+    name: str
+    data: bytes
+    mimetype: str
+    user: str
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    retry_after: float | None
+    error: str | None
+
+
+@dataclass
+class _SocketState:
+    ws: web.WebSocketResponse | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+
+
+class FakeSlack:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        team_id: str = "T111",
+        bot_user_id: str = "W111",
+        bot_id: str = "B111",
+        bot_token: str = "xoxb-111-222-fake",
+        app_token: str = "xapp-1-A111-fake",
+    ) -> None:
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.calls: list[ApiCall] = []
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) → message as shown now
+        self.ephemeral: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []  # bodies POSTed to response_urls
+        self.downloads: list[tuple[str, bool]] = []  # (file id, had the right token)
+        self.files: dict[str, FakeFile] = {}
+        self.serve_login_page = False  # answer downloads with the login page even with the token
+        self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
+        self._ts = itertools.count(1)
+        self._socket = _SocketState()
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    # -- scripting -----------------------------------------------------------------------------------
+
+    def fail_next(
+        self, method: str, *, status: int = 429, retry_after: float | None = 1, error: str | None = None
+    ) -> None:
+        """Make the next call to `method` fail: an HTTP status (429 with Retry-After by default), or
+        with `status=200, error="…"` Slack's `{"ok": false, "error": …}`."""
+        self._failures[method].append(_Failure(status, retry_after, error))
+
+    def add_file(
+        self, name: str, data: bytes, *, mimetype: str = "text/plain", user: str = "U111"
+    ) -> dict[str, Any]:
+        """Store a file and return its `files[]` object, shaped like an Events API file_share's."""
+        file_id = f"F{len(self.files) + 1:03d}{uuid.uuid4().hex[:6].upper()}"
+        self.files[file_id] = FakeFile(file_id, name, data, mimetype, user)
+        return self.file_object(file_id)
+
+    def file_object(self, file_id: str) -> dict[str, Any]:
+        f = self.files[file_id]
+        now = int(time.time())
+        private = f"{self.base_url}/files-pri/{self.team_id}-{f.id}"
+        return {
+            "id": f.id,
+            "created": now,
+            "timestamp": now,
+            "name": f.name,
+            "title": f.name,
+            "mimetype": f.mimetype,
+            "filetype": f.name.rsplit(".", 1)[-1] if "." in f.name else "",
+            "pretty_type": f.name.rsplit(".", 1)[-1].upper() if "." in f.name else "",
+            "user": f.user,
+            "editable": False,
+            "size": len(f.data),
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": False,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{private}/{f.name}",
+            "url_private_download": f"{private}/download/{f.name}",
+            "permalink": f"https://fake.slack.com/files/{f.user}/{f.id}/{f.name}",
+            "permalink_public": f"https://slack-files.com/{self.team_id}-{f.id}-0000",
+            "has_rich_preview": False,
+        }
+
+    # -- reading what happened -----------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[ApiCall]:
+        return [c for c in self.calls if c.method == method]
+
+    def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The bot's messages in a thread as they read now (edits applied), oldest first."""
+        found = [
+            m
+            for (ch, _), m in self.messages.items()
+            if ch == channel and (m.get("thread_ts") == thread_ts or m["ts"] == thread_ts)
+        ]
+        return sorted(found, key=lambda m: float(m["ts"]))
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(condition), timeout)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self._runner is None:
+            raise RuntimeError("FakeSlack is not started; use `async with FakeSlack() as slack`")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api/"
+
+    def response_url(self, name: str = "commands") -> str:
+        return f"{self.base_url}/{name}/{self.team_id}/{next(self._ts)}/{uuid.uuid4().hex[:16]}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/files-pri/{key}/download/{name}", self._download)
+        app.router.add_post("/commands/{rest:.*}", self._response_url)
+        app.router.add_post("/actions/{rest:.*}", self._response_url)
+        app.router.add_get("/link/", self._websocket)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def close(self) -> None:
+        if self._socket.ws is not None:
+            await self._socket.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- Socket Mode ---------------------------------------------------------------------------------
+
+    async def socket_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._socket.connected.wait(), timeout)
+
+    async def send_envelope(
+        self,
+        payload: dict[str, Any],
+        *,
+        kind: str = "events_api",
+        retry_attempt: int = 0,
+        timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Push one envelope down the Socket Mode connection; returns the app's ack."""
+        ws = self._socket.ws
+        if ws is None:
+            raise RuntimeError("no Socket Mode connection")
+        envelope_id = str(uuid.uuid4())
+        ack: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._socket.acks[envelope_id] = ack
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+        }
+        await ws.send_str(json.dumps(envelope))
+        return await asyncio.wait_for(ack, timeout)
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._socket.ws = ws
+        hello = {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A111"}}
+        await ws.send_str(json.dumps(hello))
+        self._socket.connected.set()
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                data = json.loads(message.data)
+                future = self._socket.acks.pop(str(data.get("envelope_id")), None)
+                if future is not None and not future.done():
+                    future.set_result(data)
+        self._socket.connected.clear()
+        return ws
+
+    # -- handlers ------------------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(await request.post())
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or str(params.pop("token", ""))
+        call = ApiCall(method, params, token, time.perf_counter())
+        self.calls.append(call)
+        failures = self._failures.get(method)
+        if failures:
+            failure = failures.popleft()
+            if failure.status != 200:
+                headers = (
+                    {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
+                )
+                error = "ratelimited" if failure.status == 429 else "fatal_error"
+                return web.json_response(
+                    {"ok": False, "error": error}, status=failure.status, headers=headers
+                )
+            return await self._answer({"ok": False, "error": failure.error or "fatal_error"})
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if token != expected:
+            return await self._answer({"ok": False, "error": "invalid_auth" if token else "not_authed"})
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return await self._answer({"ok": False, "error": "unknown_method"})
+        return await self._answer(handler(params))
+
+    async def _answer(self, body: dict[str, Any]) -> web.Response:
+        async with self._changed:
+            self._changed.notify_all()
+        return web.json_response(body)
+
+    def _next_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake.slack.com/",
+            "team": "Fake Workspace",
+            "user": "threadwise",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel", ""))
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not params.get("text") and not params.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        ts = self._next_ts()
+        message = {
+            "bot_id": self.bot_id,
+            "type": "message",
+            "text": params.get("text", ""),
+            "user": self.bot_user_id,
+            "ts": ts,
+            "blocks": _blocks(params.get("blocks")),
+        }
+        if params.get("thread_ts"):
+            message["thread_ts"] = str(params["thread_ts"])
+        self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (str(params.get("channel", "")), str(params.get("ts", "")))
+        message = self.messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message["text"] = params.get("text", "")
+        if "blocks" in params:
+            message["blocks"] = _blocks(params["blocks"])
+        message["edits"] = message.get("edits", 0) + 1
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": message["text"], "message": message}
+
+    def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.ephemeral.append(dict(params))
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _assistant_threads_setStatus(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True}
+
+    def _assistant_threads_setTitle(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True}
+
+    def _assistant_threads_setSuggestedPrompts(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True}
+
+    def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(params.get("file", ""))
+        if file_id not in self.files:
+            return {"ok": False, "error": "file_not_found"}
+        return {"ok": True, "file": self.file_object(file_id), "comments": [], "response_metadata": {}}
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": f"ws://127.0.0.1:{self._port}/link/?ticket={uuid.uuid4()}"}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["key"].split("-", 1)[-1]
+        authorised = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        self.downloads.append((file_id, authorised))
+        stored = self.files.get(file_id)
+        if not authorised or self.serve_login_page:
+            return web.Response(body=LOGIN_PAGE, content_type="text/html")
+        if stored is None:
+            return web.Response(status=404, text="file_not_found")
+        return web.Response(body=stored.data, content_type=stored.mimetype)
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        async with self._changed:
+            self._changed.notify_all()
+        return web.Response(text="ok")
+
+
+def _blocks(raw: Any) -> list[dict[str, Any]]:
+    if isinstance(raw, str):  # form-encoded calls send blocks as a JSON string
+        return list(json.loads(raw)) if raw else []
+    return list(raw or [])
