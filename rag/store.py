@@ -135,7 +135,7 @@ class KnowledgeStore:
         return str(meta.get("generation", "0"))
 
     def documents(self, kb: str) -> list[DocumentInfo]:
-        got = self._docs(kb).get(include=["metadatas"])
+        got = _get_all(self._docs(kb), include=["metadatas"])
         docs = [_info_from_meta(m) for m in got["metadatas"] or []]
         return sorted(docs, key=lambda d: d.name.lower())
 
@@ -183,14 +183,14 @@ class KnowledgeStore:
         self._chunks(kb).delete(where={"version": version})
 
     def embeddings_by_hash(self, kb: str, version: str) -> dict[str, np.ndarray]:
-        got = self._chunks(kb).get(where={"version": version}, include=["embeddings", "metadatas"])
+        got = _get_all(self._chunks(kb), where={"version": version}, include=["embeddings", "metadatas"])
         metas = got["metadatas"] or []
         vectors = got["embeddings"] if got["embeddings"] is not None else []
         return {str(m["hash"]): np.asarray(v, dtype=np.float32) for m, v in zip(metas, vectors, strict=True)}
 
     def all_chunks(self, kb: str) -> tuple[list[str], np.ndarray]:
         """Every chunk's text and vector (benchmarks and exports)."""
-        got = self._chunks(kb).get(include=["documents", "embeddings"])
+        got = _get_all(self._chunks(kb), include=["documents", "embeddings"])
         return list(got["documents"] or []), np.asarray(got["embeddings"], dtype=np.float32)
 
     def chunk_count(self, kb: str) -> int:
@@ -223,7 +223,7 @@ class KnowledgeStore:
         for start in range(0, len(versions), 100):
             part = list(versions[start : start + 100])
             where: Any = {"version": part[0]} if len(part) == 1 else {"version": {"$in": part}}
-            got = self._chunks(kb).get(where=where, include=["documents", "metadatas"])
+            got = _get_all(self._chunks(kb), where=where, include=["documents", "metadatas"])
             out.extend(
                 _stored(c, t, m)
                 for c, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
@@ -239,11 +239,29 @@ class KnowledgeStore:
         if not self.exclusive:
             return 0
         active = {d.version for d in self.documents(kb)}
-        got = self._chunks(kb).get(include=["metadatas"])
+        got = _get_all(self._chunks(kb), include=["metadatas"])
         stale = {str(m["version"]) for m in got["metadatas"] or [] if m["version"] not in active}
         for version in stale:
             self.delete_version(kb, version)
         return len(stale)
+
+
+_PAGE = 5000  # Chroma's SQLite backend refuses a statement with too many variables (~32k)
+
+
+def _get_all(collection: Any, **query: Any) -> dict[str, Any]:
+    """`collection.get(**query)` in pages, merged: any number of records in one result."""
+    fields = ["ids", *query.get("include", [])]
+    merged: dict[str, list[Any]] = {f: [] for f in fields}
+    offset = 0
+    while True:
+        page = collection.get(**query, limit=_PAGE, offset=offset)
+        for f in fields:
+            values = page[f]
+            merged[f].extend(values if values is not None else [])
+        if len(page["ids"]) < _PAGE:
+            return merged
+        offset += _PAGE
 
 
 def new_version() -> str:

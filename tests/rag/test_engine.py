@@ -263,3 +263,18 @@ async def test_leftovers_of_a_killed_ingest_are_swept_at_start(
     assert await engine.sweep() == 1
     assert store.chunk_count(KB) == active
     assert [d.name for d in await engine.documents(KB)] == ["vpn.md"]
+
+
+async def test_large_results_are_read_in_pages(
+    make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chroma refuses one statement over ~32k variables; reading a big KB must page. Shrink the page.
+    monkeypatch.setattr("rag.store._PAGE", 2)
+    engine = make_engine()
+    for name in ("a.md", "b.md", "c.md"):
+        await engine.ingest(KB, name, VPN.replace(b"VPN guide", name.encode()))
+    assert [d.name for d in await engine.documents(KB)] == ["a.md", "b.md", "c.md"]
+    texts, vectors = engine.store.all_chunks(KB)
+    assert len(texts) == len(vectors) == (await engine.stats(KB)).chunks > 2
+    hits = await engine.search(KB, "ERR_CONN_4021", top_k=10)
+    assert {p.document for p in hits} == {"a.md", "b.md", "c.md"}  # the keyword index saw every page
