@@ -31,7 +31,7 @@ def chunk_document(
     title = document_title(doc)
     chunks: list[Chunk] = []
     seen: set[str] = set()
-    for section in doc.sections:
+    for section in merge_adjacent(doc.sections):
         for chunk in _chunk_section(section, tokenizer, window, len(chunks), title):
             # Repeated boilerplate (a disclaimer on every page) is stored and embedded once.
             if chunk.text in seen:
@@ -41,6 +41,42 @@ def chunk_document(
                 Chunk(chunk.text, len(chunks), chunk.page, chunk.heading, chunk.line_start, chunk.line_end)
             )
     return chunks
+
+
+def merge_adjacent(sections: Sequence[Section]) -> list[Section]:
+    """Join consecutive sections that share heading and page and follow each other line by line.
+
+    Extractors cut long plain text into sections of convenient size, not meaning; chunking each
+    separately would end every one with a short, half-empty chunk. Lines are joined so that line
+    numbers stay exact.
+    """
+    merged: list[Section] = []
+    for section in sections:
+        last = merged[-1] if merged else None
+        gap = _line_gap(last, section) if last else None
+        if last is None or gap is None:
+            merged.append(section)
+            continue
+        merged[-1] = Section(
+            text=last.text + "\n" * gap + section.text,
+            page=last.page,
+            heading=last.heading,
+            line_start=last.line_start,
+            line_end=section.line_end,
+        )
+    return merged
+
+
+def _line_gap(before: Section, after: Section) -> int | None:
+    """Newlines that join `before` to `after` keeping line numbers, or None if they don't continue."""
+    if (before.heading, before.page) != (after.heading, after.page):
+        return None
+    if before.line_end is None or after.line_start is None or before.line_start is None:
+        return None
+    if before.line_start + before.text.count("\n") != before.line_end:
+        return None  # its text does not map line for line onto the source
+    gap = after.line_start - before.line_end
+    return gap if 1 <= gap <= 3 else None
 
 
 def document_title(doc: ExtractedDocument) -> str:

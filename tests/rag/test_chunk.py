@@ -76,3 +76,21 @@ def test_every_chunk_of_a_titled_text_carries_its_title(embedder: SentenceEmbedd
 def test_a_first_line_that_is_a_sentence_is_not_a_title(embedder: SentenceEmbedder) -> None:
     doc = ExtractedDocument("n.txt", "text", (Section(text="This is a note.\nIt continues here."),))
     assert chunk_document(doc, embedder)[0].text == "This is a note.\nIt continues here."
+
+
+def test_adjacent_plain_text_sections_are_chunked_as_one_run(embedder: SentenceEmbedder) -> None:
+    first = "\n".join(f"Line {i} says something about topic {i}." for i in range(1, 11))
+    second = "\n".join(f"Line {i} says something about topic {i}." for i in range(12, 22))
+    sections = (
+        Section(text=first, line_start=1, line_end=10),
+        Section(text=second, line_start=12, line_end=21),  # a blank line 11 between them
+    )
+    chunks = chunk_document(ExtractedDocument("n.txt", "text", sections), embedder)
+    assert len(chunks) == 1  # one chunk, not a half-empty one per section
+    assert (chunks[0].line_start, chunks[0].line_end) == (1, 21)
+    assert "Line 10 says" in chunks[0].text and "Line 12 says" in chunks[0].text
+
+
+def test_sections_of_different_pages_or_headings_stay_apart(embedder: SentenceEmbedder) -> None:
+    sections = (Section(text="Page one.", page=1), Section(text="Page two.", page=2))
+    assert [c.page for c in chunk_document(ExtractedDocument("p.pdf", "pdf", sections), embedder)] == [1, 2]
