@@ -13,9 +13,10 @@ import fcntl
 import hashlib
 import os
 import re
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,14 @@ def open_client(*, persist_directory: str, host: str | None, port: int) -> Any:
 _held_locks: dict[str, int] = {}
 
 
+class StoreInUseError(ConfigError):
+    """Another process holds the embedded store; `owner` is its process id as it wrote it."""
+
+    def __init__(self, message: str, *, owner: str) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
 def _lock_directory(path: Path) -> None:
     key = str(path.resolve())
     if key in _held_locks:
@@ -69,14 +78,38 @@ def _lock_directory(path: Path) -> None:
     except BlockingIOError:
         owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise ConfigError(
+        raise StoreInUseError(
             f"The embedded store {path} is in use by process {owner}. Stop that process first "
             "(e.g. the running `threadwise serve` or `threadwise chat`), or run a Chroma server "
-            "(`chroma run --path DIR`) and set CHROMA_HOST so several processes can share it."
+            "(`chroma run --path DIR`) and set CHROMA_HOST so several processes can share it.",
+            owner=owner,
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _held_locks[key] = fd
+
+
+def release_directory(path: Path) -> None:
+    """Give up this process's lock on an embedded store directory (after its client is closed)."""
+    fd = _held_locks.pop(str(path.resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_directory(path: Path) -> Iterator[None]:
+    """The embedded store's directory to ourselves, without opening Chroma (backup and restore).
+
+    Raises StoreInUseError when another process has it, and refuses when this process has it open.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    if str(path.resolve()) in _held_locks:
+        raise ConfigError(f"The embedded store {path} is open in this process: close it first.")
+    _lock_directory(path)
+    try:
+        yield
+    finally:
+        release_directory(path)
 
 
 def collection_base(prefix: str, kb: str) -> str:
@@ -96,9 +129,34 @@ class KnowledgeStore:
         # True when this process holds the embedded store's lock: nobody else can be mid-ingest.
         self.exclusive = exclusive
         self._collections: dict[str, Any] = {}
+        # Held to create a collection, and by quiesced(): a snapshot copies no half-made collection.
+        self._creating = threading.Lock()
 
     def ping(self) -> None:
         self._client.heartbeat()
+
+    def close(self) -> None:
+        """Release Chroma's files and, for the embedded store, this process's lock on its directory."""
+        settings = self._client.get_settings()
+        self._client.close()
+        self._collections.clear()
+        if settings.is_persistent and settings.persist_directory:
+            release_directory(Path(settings.persist_directory))
+
+    @contextlib.contextmanager
+    def quiesced(self) -> Iterator[None]:
+        """While this is held (and no write is under way) the embedded store's files do not change.
+
+        Chroma applies its write-ahead log to a collection's vector index on the first read of that
+        collection in a process, and may persist the index and purge the log then: so every
+        collection is read once here, before the caller copies files, and no collection is created
+        until the caller is done. Writes themselves are the caller's to hold (Engine.writes_held).
+        """
+        with self._creating:
+            for col in self._client.list_collections():
+                col = self._client.get_collection(col) if isinstance(col, str) else col
+                col.get(limit=1, include=[])
+            yield
 
     # -- collections -------------------------------------------------------------------------
     def _chunks(self, kb: str) -> Any:
@@ -110,18 +168,23 @@ class KnowledgeStore:
     def _collection(self, name: str, space: str) -> Any:
         col = self._collections.get(name)
         if col is None:
-            col = self._client.get_or_create_collection(
-                name, embedding_function=None, configuration={"hnsw": {"space": space}}
-            )
+            with self._creating:
+                col = self._client.get_or_create_collection(
+                    name, embedding_function=None, configuration={"hnsw": {"space": space}}
+                )
             self._collections[name] = col
         return col
 
     def knowledge_bases(self) -> list[str]:
+        """Every knowledge base with a manifest, by the id it was written with (see _bump)."""
         prefix = self._prefix + "-"
-        names = [c if isinstance(c, str) else c.name for c in self._client.list_collections()]
-        return sorted(
-            n[len(prefix) : -len(".docs")] for n in names if n.startswith(prefix) and n.endswith(".docs")
-        )
+        found = []
+        for col in self._client.list_collections():
+            name = col if isinstance(col, str) else col.name
+            if name.startswith(prefix) and name.endswith(".docs"):
+                meta = {} if isinstance(col, str) else col.metadata or {}
+                found.append(str(meta.get("kb") or name[len(prefix) : -len(".docs")]))
+        return sorted(found)
 
     def drop(self, kb: str) -> None:
         for name in (collection_base(self._prefix, kb), collection_base(self._prefix, kb) + ".docs"):
@@ -156,7 +219,9 @@ class KnowledgeStore:
         self._bump(kb)
 
     def _bump(self, kb: str) -> None:
-        self._docs(kb).modify(metadata={"generation": f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"})
+        # The kb id rides along: a collection name is only a sanitised form of it (collection_base).
+        generation = f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"
+        self._docs(kb).modify(metadata={"generation": generation, "kb": kb})
 
     # -- chunks ------------------------------------------------------------------------------
     def add_chunks(
@@ -219,15 +284,19 @@ class KnowledgeStore:
         ]
 
     def chunks_of_versions(self, kb: str, versions: Sequence[str]) -> list[StoredChunk]:
+        """Every chunk of these document versions (texts and metadata, no vectors)."""
+        if len(versions) > 20:
+            # Many versions (a first load): one plain scan, filtered here, beats paging through a
+            # large `$in` filter that the database re-evaluates for every page.
+            wanted = set(versions)
+            got = _get_all(self._chunks(kb), include=["documents", "metadatas"])
+            rows = zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            return [_stored(c, t, m) for c, t, m in rows if m["version"] in wanted]
         out: list[StoredChunk] = []
-        for start in range(0, len(versions), 100):
-            part = list(versions[start : start + 100])
-            where: Any = {"version": part[0]} if len(part) == 1 else {"version": {"$in": part}}
-            got = _get_all(self._chunks(kb), where=where, include=["documents", "metadatas"])
-            out.extend(
-                _stored(c, t, m)
-                for c, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-            )
+        for version in versions:
+            got = _get_all(self._chunks(kb), where={"version": version}, include=["documents", "metadatas"])
+            rows = zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            out.extend(_stored(c, t, m) for c, t, m in rows)
         return out
 
     def sweep(self, kb: str) -> int:
