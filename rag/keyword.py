@@ -47,47 +47,68 @@ def is_identifier(term: str) -> bool:
     return bool(re.search(r"\d|_|\w[.\-]\w", term)) or (term != term.lower() and term != term.capitalize())
 
 
-class KeywordIndex:
-    """BM25 over a fixed list of documents (chunk ids and their texts)."""
+Encoded = tuple[np.ndarray, np.ndarray]  # a chunk's distinct term ids and their counts
 
-    def __init__(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+
+class Vocabulary:
+    """Term ids, append-only, so a chunk encoded once stays valid for every later index."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def encode(self, text: str) -> Encoded:
+        terms = tokenize(text)
+        ids = np.fromiter((self._ids.setdefault(t, len(self._ids)) for t in terms), np.int32, len(terms))
+        unique, counts = np.unique(ids, return_counts=True)
+        return unique, counts.astype(np.float32)
+
+    def get(self, term: str) -> int | None:
+        return self._ids.get(term)
+
+
+class KeywordIndex:
+    """BM25 over a fixed list of chunks, given as ids and their encoded terms.
+
+    Built from encodings rather than texts, so a change to a large knowledge base re-tokenises
+    only the new chunks: the rest is array concatenation.
+    """
+
+    def __init__(self, ids: Sequence[str], encoded: Sequence[Encoded], vocabulary: Vocabulary) -> None:
         self.ids = list(ids)
-        self._vocab: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        counts: list[int] = []
-        lengths = np.zeros(len(texts), dtype=np.float32)
-        for row, text in enumerate(texts):
-            terms = tokenize(text)
-            lengths[row] = len(terms)
-            tf: dict[int, int] = {}
-            for term in terms:
-                col = self._vocab.setdefault(term, len(self._vocab))
-                tf[col] = tf.get(col, 0) + 1
-            rows.extend([row] * len(tf))
-            cols.extend(tf.keys())
-            counts.extend(tf.values())
-        n = len(texts)
-        shape = (n, max(1, len(self._vocab)))
-        tf_matrix = sparse.csc_matrix(
-            (np.asarray(counts, dtype=np.float32), (np.asarray(rows), np.asarray(cols))), shape=shape
-        )
+        self._vocab = vocabulary
+        n = len(self.ids)
+        width = max(1, len(vocabulary))
+        per_row = np.fromiter((len(e[0]) for e in encoded), np.int64, n)
+        rows = np.repeat(np.arange(n), per_row)
+        cols = np.concatenate([e[0] for e in encoded]) if n else np.zeros(0, np.int32)
+        counts = np.concatenate([e[1] for e in encoded]) if n else np.zeros(0, np.float32)
+        lengths = np.bincount(rows, weights=counts, minlength=n).astype(np.float32)
+        tf_matrix = sparse.csc_matrix((counts, (rows, cols)), shape=(n, width))
         df = np.diff(tf_matrix.indptr).astype(np.float32)
         self._idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         avg = float(lengths.mean()) if n else 1.0
         norm = K1 * (1 - B + B * lengths / max(avg, 1e-9))
         # BM25 weight per (chunk, term): idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg)).
         data = tf_matrix.data
-        row_of = tf_matrix.indices
-        col_of = np.repeat(np.arange(shape[1]), np.diff(tf_matrix.indptr))
-        tf_matrix.data = self._idf[col_of] * data * (K1 + 1) / (data + norm[row_of])
+        col_of = np.repeat(np.arange(width), np.diff(tf_matrix.indptr))
+        tf_matrix.data = self._idf[col_of] * data * (K1 + 1) / (data + norm[tf_matrix.indices])
         self._weights = tf_matrix
+
+    @classmethod
+    def from_texts(cls, ids: Sequence[str], texts: Sequence[str]) -> KeywordIndex:
+        vocabulary = Vocabulary()
+        return cls(ids, [vocabulary.encode(t) for t in texts], vocabulary)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        cols = sorted({self._vocab[t] for t in tokenize(query) if t in self._vocab})
+        width = self._weights.shape[1]
+        found = (self._vocab.get(t) for t in tokenize(query))
+        cols = sorted({c for c in found if c is not None and c < width})
         if not cols or not self.ids:
             return []
         scores = np.asarray(self._weights[:, cols].sum(axis=1)).ravel()
@@ -100,4 +121,4 @@ class KeywordIndex:
 
     def idf(self, term: str) -> float:
         col = self._vocab.get(term)
-        return float(self._idf[col]) if col is not None else math.inf
+        return float(self._idf[col]) if col is not None and col < len(self._idf) else math.inf

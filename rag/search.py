@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.keyword import KeywordIndex, is_identifier, tokenize
+from rag.keyword import Encoded, KeywordIndex, Vocabulary, is_identifier, tokenize
 from rag.store import KnowledgeStore, StoredChunk
 from rag.types import DocumentInfo, Passage
 
@@ -31,7 +31,8 @@ class _KbView:
     generation: str
     documents: dict[str, DocumentInfo]  # by active version
     keywords: KeywordIndex | None
-    texts: dict[str, str]  # chunk texts by id, kept so a change fetches only new versions
+    vocabulary: Vocabulary
+    encoded: dict[str, Encoded]  # terms per chunk id, kept so a change encodes only new chunks
 
 
 class HybridSearcher:
@@ -80,25 +81,30 @@ class HybridSearcher:
             if view is not None and view.generation == generation and (view.keywords or not hybrid):
                 return view
             documents = {d.version: d for d in self._store.documents(kb)}
-            texts = dict(view.texts) if view else {}
+            vocabulary = view.vocabulary if view else Vocabulary()
+            encoded = dict(view.encoded) if view else {}
             keywords = None
             if hybrid:
-                keywords = self._rebuild_keywords(kb, documents, texts)
-            view = _KbView(generation, documents, keywords, texts)
+                keywords = self._rebuild_keywords(kb, documents, vocabulary, encoded)
+            view = _KbView(generation, documents, keywords, vocabulary, encoded)
             self._views[kb] = view
             return view
 
     def _rebuild_keywords(
-        self, kb: str, documents: dict[str, DocumentInfo], texts: dict[str, str]
+        self,
+        kb: str,
+        documents: dict[str, DocumentInfo],
+        vocabulary: Vocabulary,
+        encoded: dict[str, Encoded],
     ) -> KeywordIndex:
-        known_versions = {cid.split(":", 1)[0] for cid in texts}
-        for cid in [c for c in texts if c.split(":", 1)[0] not in documents]:
-            del texts[cid]
+        known_versions = {cid.split(":", 1)[0] for cid in encoded}
+        for cid in [c for c in encoded if c.split(":", 1)[0] not in documents]:
+            del encoded[cid]
         new_versions = [v for v in documents if v not in known_versions]
         for chunk in self._store.chunks_of_versions(kb, new_versions):
-            texts[chunk.id] = chunk.text
-        ids = sorted(texts)
-        return KeywordIndex(ids, [texts[i] for i in ids])
+            encoded[chunk.id] = vocabulary.encode(chunk.text)
+        ids = sorted(encoded)
+        return KeywordIndex(ids, [encoded[i] for i in ids], vocabulary)
 
     def forget(self, kb: str) -> None:
         with self._lock:

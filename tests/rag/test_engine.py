@@ -278,3 +278,13 @@ async def test_large_results_are_read_in_pages(
     assert len(texts) == len(vectors) == (await engine.stats(KB)).chunks > 2
     hits = await engine.search(KB, "ERR_CONN_4021", top_k=10)
     assert {p.document for p in hits} == {"a.md", "b.md", "c.md"}  # the keyword index saw every page
+
+
+async def test_keyword_index_follows_replacements(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "codes.md", b"# Codes\n\nQX_7731 means the badge reader is offline.\n")
+    await engine.ingest(KB, "pets.txt", PETS)
+    assert "QX_7731" in (await engine.search(KB, "QX_7731"))[0].text
+    await engine.ingest(KB, "codes.md", b"# Codes\n\nZV_1402 means the badge reader is offline.\n")
+    assert "ZV_1402" in (await engine.search(KB, "ZV_1402"))[0].text
+    assert all("QX_7731" not in p.text for p in await engine.search(KB, "QX_7731", top_k=10))

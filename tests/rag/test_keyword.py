@@ -13,7 +13,7 @@ def test_identifiers_are_kept_whole_and_split() -> None:
 
 
 def test_exact_identifier_ranks_its_chunk_first() -> None:
-    index = KeywordIndex(
+    index = KeywordIndex.from_texts(
         ["a", "b", "c"],
         [
             "Connection errors are common; ERR_CONN_4020 means the proxy refused.",
