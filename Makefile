@@ -34,8 +34,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The Redis tests need a Redis on 127.0.0.1:6379: .ci/with-redis uses the one there, else starts one.
 pytest: install
-	$(BIN)/python -m pytest -q
+	.ci/with-redis $(BIN)/python -m pytest -q
 
 # Benchmarks (minutes, not a test): figures for the README and issue notes. Run on a quiet machine.
 bench: install

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kb", default=LOCAL_KB, help="knowledge base id (default: local)")
         return p
 
-    sub.add_parser("serve", help="run the HTTP service (platform routes, /health, /ready)")
+    sub.add_parser("serve", help="run the HTTP service (platform routes, /health, /ready, /metrics)")
+    sub.add_parser("worker", help="run queued jobs (RUNNER=queue: serve enqueues them on REDIS_URL)")
     with_kb(sub.add_parser("chat", help="talk to the bot in this terminal"))
     ingest = with_kb(sub.add_parser("ingest", help="add files or folders to a knowledge base"))
     ingest.add_argument("paths", nargs="+", metavar="PATH")
@@ -32,8 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     ask = with_kb(sub.add_parser("ask", help="answer one question"))
     ask.add_argument("question")
     with_kb(sub.add_parser("docs", help="list the documents of a knowledge base"))
-    forget = with_kb(sub.add_parser("forget", help="delete a document"))
-    forget.add_argument("name")
+    forget = sub.add_parser(
+        "forget", help="delete a document, everything a user uploaded (--user), or a knowledge base (--kb)"
+    )
+    forget.add_argument("name", nargs="?", help="the document to delete (in --kb, default: local)")
+    forget.add_argument("--kb", default=None, help="knowledge base; alone: drop this whole knowledge base")
+    forget.add_argument("--user", default=None, metavar="ID", help="every document this user uploaded")
+    forget.add_argument("--all-kbs", action="store_true", help="with --user: in every KB (the default)")
+    forget.add_argument("--yes", action="store_true", help="do not ask before deleting many documents")
+    sub.add_parser("backup", help="archive the embedded store into BACKUP_DIR (.tar.gz)")
+    restore = sub.add_parser("restore", help="replace the embedded store with a backup archive")
+    restore.add_argument("file", metavar="FILE")
+    restore.add_argument("--yes", action="store_true", help="do not ask before replacing the store")
+    stats = sub.add_parser("stats", help="documents and passages per knowledge base")
+    stats.add_argument("--kb", default=None, help="only this knowledge base (default: all)")
+    sub.add_parser("check", help="try each configured dependency (Slack, Teams, Groq, Chroma, Redis, model)")
     evaluate = sub.add_parser("eval", help="measure retrieval on a QA set (recall@k, MRR)")
     evaluate.add_argument("qa", metavar="QA.jsonl")
     evaluate.add_argument("--docs", required=True, help="folder of the documents the questions are about")
@@ -50,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         # The terminal chat is for reading answers: routine INFO lines would drown them.
-        quiet = args.command in {"chat", "ask", "docs"} and "log_level" not in settings.model_fields_set
+        terminal = {"chat", "ask", "docs", "stats", "check"}
+        quiet = args.command in terminal and "log_level" not in settings.model_fields_set
         configure_logging(
             level="WARNING" if quiet else settings.log_level,
             fmt=settings.log_format,
@@ -70,15 +85,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.compose import build_engine
+    from prometheus_client import CollectorRegistry
 
-    engine = build_engine(settings)
+    from bot.compose import build_engine
+    from bot.metrics import Metrics
+
+    if args.command == "check":  # before opening anything: the check says what fails to open
+        from bot.check import run_check
+
+        return await run_check(settings, out=sys.stdout)
+    if args.command in {"backup", "restore"}:  # the store's files, without opening Chroma
+        from bot.backup_cli import run_backup, run_restore
+
+        if args.command == "backup":
+            return await run_backup(settings, out=sys.stdout)
+        return await run_restore(settings, Path(args.file), yes=args.yes, stdin=sys.stdin, out=sys.stdout)
+    if args.command == "worker":  # builds its own engine, once arq has connected to Redis
+        from bot.worker import run_worker
+
+        if not settings.redis_url:
+            raise ConfigError("threadwise worker needs REDIS_URL: the Redis `threadwise serve` queues on")
+        return await run_worker(settings)
+    metrics = Metrics(registry=CollectorRegistry())  # this process's, exported at /metrics by `serve`
+    engine = build_engine(settings, stage_observer=metrics.stage)
     if args.command in {"serve", "chat", "ingest"}:
         await engine.sweep()
     if args.command == "serve":
         from bot.serve_cli import run_serve
 
-        return await run_serve(settings, engine)
+        return await run_serve(settings, engine, metrics=metrics)
     if args.command == "chat":
         from bot.console.chat import run_chat
 
@@ -103,11 +138,28 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(markdown_to_plain(documents_list(await engine.documents(args.kb))))
         return 0
     if args.command == "forget":
-        from bot.core.text import plural
+        from bot.forget_cli import ForgetRequest, run_forget
 
-        info = await engine.forget(args.kb, args.name)
-        print(f"Deleted {info.name} ({plural(info.chunks, 'passage')}) from {args.kb}.")
-        return 0
+        request = ForgetRequest(args.name, args.kb, args.user, args.all_kbs, args.yes)
+        note = None
+        if not settings.chroma_host:
+            note = (
+                "Backups taken before now still hold it until they are older than "
+                f"BACKUP_RETENTION_DAYS ({settings.backup_retention_days}); restoring one brings it back."
+            )
+        return await run_forget(engine, request, backups_note=note, stdin=sys.stdin, out=sys.stdout)
+    if args.command == "stats":
+        from bot.stats_cli import run_stats
+
+        if settings.runner != "queue" or not settings.redis_url:
+            return await run_stats(engine, kb=args.kb, out=sys.stdout)
+        from redis.asyncio import Redis
+
+        from bot.jobqueue import QueueRunner
+
+        async with Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5) as redis:
+            depth = QueueRunner.sharing(redis).depth
+            return await run_stats(engine, kb=args.kb, out=sys.stdout, queue_depth=depth)
     if args.command == "eval":
         from bot.evaluate import run_eval
 

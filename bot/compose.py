@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 
 from bot.core.dispatch import Dispatcher
+from bot.core.feedback import FeedbackRecorder
 from bot.core.handlers import JobHandler
-from bot.core.ports import FileFetcher, ReplySender
+from bot.core.ports import FileFetcher, JobRunner, ReplySender
 from bot.core.runner import InProcessRunner
-from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory, ThreadMemory
+from bot.core.state import (
+    Deduplicator,
+    MemoryDeduplicator,
+    MemoryRateLimiter,
+    MemoryThreadMemory,
+    RateLimiter,
+    ThreadMemory,
+)
+from bot.jobqueue import QueueRunner
+from bot.metrics import Metrics
 from bot.settings import Settings
 from rag.answer import build_answerer
-from rag.cache import SemanticCache
+from rag.cache import QueryCache, SemanticCache
 from rag.embed import SentenceEmbedder
-from rag.engine import Engine, EngineLimits
+from rag.engine import Engine, EngineLimits, StageObserver
+from rag.errors import ConfigError
 from rag.search import SearchOptions
 from rag.store import KnowledgeStore, open_client
 from rag.types import Answer
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings, *, stage_observer: StageObserver | None = None) -> Engine:
     client = open_client(
         persist_directory=settings.chroma_persist_directory,
         host=settings.chroma_host,
@@ -51,12 +68,51 @@ def build_engine(settings: Settings) -> Engine:
             min_similarity=settings.search_min_similarity,
             hybrid=settings.search_hybrid,
         ),
-        query_cache=SemanticCache[Answer](
+        query_cache=build_query_cache(settings),
+        stage_observer=stage_observer,
+    )
+
+
+def build_query_cache(settings: Settings) -> QueryCache[Answer]:
+    """In Redis when REDIS_URL is set (every process shares it), else in this process."""
+    if not settings.redis_url:
+        return SemanticCache[Answer](
             size=settings.query_cache_size,
             ttl=settings.query_cache_ttl,
             threshold=settings.query_cache_similarity_threshold,
-        ),
+        )
+    from rag.redis_cache import RedisQueryCache, decode_answer, encode_answer
+
+    return RedisQueryCache[Answer](
+        open_redis(settings.redis_url),  # synchronous: the engine calls its cache from worker threads
+        size=settings.query_cache_size,
+        ttl=settings.query_cache_ttl,
+        threshold=settings.query_cache_similarity_threshold,
+        encode=encode_answer,
+        decode=decode_answer,
     )
+
+
+def open_redis(url: str) -> redis.Redis:
+    """A synchronous client that has answered a PING: a REDIS_URL that does not answer stops start-up."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        client.ping()
+    except (RedisError, ValueError) as exc:  # ValueError: not a redis:// rediss:// unix:// URL
+        raise ConfigError(
+            f"REDIS_URL={_without_password(url)!r} is not usable: {type(exc).__name__}: {exc}. "
+            "Start Redis there, or correct REDIS_URL (e.g. redis://localhost:6379/0), "
+            "or unset it to keep state in this process"
+        ) from None
+    return client
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass
@@ -64,9 +120,16 @@ class ChatApp:
     """The chat side wired together: dispatcher in front, runner and handler behind."""
 
     dispatcher: Dispatcher
-    runner: InProcessRunner
+    runner: JobRunner
     handler: JobHandler
     memory: ThreadMemory
+    redis: aioredis.Redis | None = None  # the shared-state connection pool, when REDIS_URL is set
+    metrics: Metrics = field(default_factory=lambda: Metrics(registry=CollectorRegistry()))
+    feedback: FeedbackRecorder = field(default_factory=FeedbackRecorder)  # 👍/👎 from any platform
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def build_chat_app(
@@ -75,24 +138,56 @@ def build_chat_app(
     *,
     senders: Mapping[str, ReplySender],
     fetchers: Mapping[str, FileFetcher],
+    metrics: Metrics | None = None,
 ) -> ChatApp:
-    memory = MemoryThreadMemory()
+    """`metrics`: the process's metrics, whose `stage` the engine was built with; else a fresh set."""
+    metrics = metrics or Metrics(registry=CollectorRegistry())
+    dedup, limiter, memory, shared = _chat_state(settings)
     handler = JobHandler(
         engine=engine,
         senders=senders,
         fetchers=fetchers,
         memory=memory,
         max_file_mb=settings.max_file_size_mb,
+        telemetry=metrics,
     )
-    runner = InProcessRunner(handler.run)
+    runner: InProcessRunner | QueueRunner
+    if settings.runner == "queue":
+        assert shared is not None  # Settings refuse RUNNER=queue without REDIS_URL
+        runner = QueueRunner.sharing(shared)  # jobs run on `threadwise worker`s
+    else:
+        runner = InProcessRunner(handler.run)
     dispatcher = Dispatcher(
         runner=runner,
         senders=senders,
-        dedup=MemoryDeduplicator(),
-        limiter=MemoryRateLimiter(
-            per_minute=settings.rate_limit_requests_per_minute, burst=settings.rate_limit_burst
-        ),
+        dedup=dedup,
+        limiter=limiter,
         kb_for=settings.kb_for,
         admins=settings.admin_user_ids,
+        telemetry=metrics,
     )
-    return ChatApp(dispatcher, runner, handler, memory)
+    metrics.watch_engine(engine)
+    metrics.watch_queue(runner.depth)
+    feedback = FeedbackRecorder(kb_for=settings.kb_for, telemetry=metrics)
+    return ChatApp(dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback)
+
+
+def _chat_state(
+    settings: Settings,
+) -> tuple[Deduplicator, RateLimiter, ThreadMemory, aioredis.Redis | None]:
+    """Dedup, rate limits and thread memory: in Redis when REDIS_URL is set, so every replica
+    agrees, else in this process. The three share one connection pool."""
+    per_minute, burst = settings.rate_limit_requests_per_minute, settings.rate_limit_burst
+    if not settings.redis_url:
+        limiter = MemoryRateLimiter(per_minute=per_minute, burst=burst)
+        return MemoryDeduplicator(), limiter, MemoryThreadMemory(), None
+    from bot.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
+
+    open_redis(settings.redis_url).close()  # fail at start, not at the first message
+    shared = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
+    return (
+        RedisDeduplicator(shared),
+        RedisRateLimiter(shared, per_minute=per_minute, burst=burst),
+        RedisThreadMemory(shared),
+        shared,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.compose import build_chat_app
+from bot.metrics import Metrics
 from bot.platform import Platform
 from bot.server import build_app, serve
 from bot.settings import Settings
@@ -22,16 +23,20 @@ def configured_platforms(settings: Settings) -> list[Platform]:
     return platforms
 
 
-async def run_serve(settings: Settings, engine: Engine) -> int:
+async def run_serve(settings: Settings, engine: Engine, *, metrics: Metrics | None = None) -> int:
     platforms = configured_platforms(settings)
     chat = build_chat_app(
         settings,
         engine,
         senders={p.name: p.sender for p in platforms},
         fetchers={p.name: p.fetcher for p in platforms},
+        metrics=metrics,
     )
-    app = build_app(engine=engine, chat=chat)
+    app = build_app(engine=engine, chat=chat, runs_jobs=settings.runner == "inprocess")
     for platform in platforms:
         platform.mount(app, chat)
+    from bot.scheduler import attach_backups
+
+    attach_backups(app, settings=settings, engine=engine)  # embedded store only
     await serve(app, host=settings.host, port=settings.port)
     return 0

@@ -1,14 +1,19 @@
-"""The aiohttp service: platform routes (mounted by each adapter) plus /health and /ready."""
+"""The aiohttp service: platform routes (mounted by each adapter) plus /health, /ready and /metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import signal
+import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from aiohttp import web
 
 from bot.compose import ChatApp
+from bot.metrics import metrics_handler
 from rag.engine import Engine
 
 log = structlog.get_logger(__name__)
@@ -16,52 +21,111 @@ log = structlog.get_logger(__name__)
 ReadyCheck = Callable[[], Awaitable[None]]  # raises when the dependency is not ready
 CHAT_APP = web.AppKey("chat_app", ChatApp)
 ENGINE = web.AppKey("engine", Engine)
+READY_MAX_AGE_S = 0.5  # a readiness answer is reused this long (load balancers probe often)
 
 
-def build_app(*, engine: Engine, chat: ChatApp, check_timeout: float = 2.0) -> web.Application:
-    """The web application. Adapters add their routes with `app.router` before it starts."""
+def build_app(
+    *, engine: Engine, chat: ChatApp, check_timeout: float = 2.0, runs_jobs: bool = True
+) -> web.Application:
+    """The web application. Adapters add their routes with `app.router` before it starts.
+
+    `runs_jobs=False` (RUNNER=queue): workers run the jobs, so this process never loads the model.
+    """
     app = web.Application()
     app[CHAT_APP] = chat
     app[ENGINE] = engine
-    checks: dict[str, ReadyCheck] = {
-        "embedding_model": _model_check(engine),
-        "chroma": _chroma_check(engine),
-    }
+    checks: dict[str, ReadyCheck] = {"embedding_model": _model_check(engine)} if runs_jobs else {}
+    # Probes get their own threads: under load the default executor is full of jobs' work, and a
+    # heartbeat queued behind it would turn /ready 503 exactly when the process is busiest.
+    probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ready")
+    checks["chroma"] = _chroma_check(engine, probes)
+    if chat.redis is not None:  # REDIS_URL: dedup, rate limits and thread memory live there
+        checks["redis"] = _redis_check(chat)
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    readiness = _SharedProbe(lambda: _failures(checks, check_timeout), max_age=READY_MAX_AGE_S)
+
     async def ready(_: web.Request) -> web.Response:
-        failures = await _failures(checks, check_timeout)
+        failures = await readiness.get()
         if failures:
             return web.json_response({"status": "unavailable", "failed": failures}, status=503)
         return web.json_response({"status": "ready"})
 
     async def load_model(_: web.Application) -> None:
-        # The model takes seconds to load: do it in the background so /health answers at once.
-        app["model_task"] = asyncio.create_task(asyncio.to_thread(engine.embedder.load))
+        # Model and keyword indexes take seconds (a 100k-chunk knowledge base: tens of seconds):
+        # load them in the background so /health answers at once; /ready waits for them.
+        app["model_task"] = asyncio.create_task(_warm_until_done(engine))
 
     async def drain(_: web.Application) -> None:
         await chat.runner.drain()
 
+    async def close_chat(_: web.Application) -> None:
+        await chat.aclose()
+        probes.shutdown(wait=False)
+
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.on_startup.append(load_model)
+    app.router.add_get("/metrics", metrics_handler(chat.metrics))
+    if runs_jobs:
+        app.on_startup.append(load_model)
     app.on_shutdown.append(drain)
+    app.on_cleanup.append(close_chat)
     return app
 
 
 async def serve(app: web.Application, *, host: str, port: int) -> None:
-    """Serve until SIGINT/SIGTERM, then stop taking requests and let running jobs finish."""
-    runner = web.AppRunner(app, handle_signals=True)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    log.info("serving", host=host, port=port)
+    """Serve until SIGINT/SIGTERM, then stop taking requests, let running jobs finish, and return.
+
+    Our own signal handlers: aiohttp's (`handle_signals=True`) raise GracefulExit, which cancels the
+    running jobs instead of draining them and makes the process exit with status 1. A second signal
+    during the drain gets the default action (stop at once).
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(app)
     try:
-        await asyncio.Event().wait()
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("serving", host=host, port=port)
+        await stop.wait()
+        log.info("stopping", reason="signal")
     finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
         await runner.cleanup()
+        log.info("stopped")
+
+
+class _SharedProbe:
+    """One readiness evaluation at a time, its result reused for `max_age` seconds: however many
+    probes arrive at once, /ready costs one round of checks."""
+
+    def __init__(self, run: Callable[[], Awaitable[dict[str, str]]], *, max_age: float) -> None:
+        self._run = run
+        self._max_age = max_age
+        self._running: asyncio.Task[dict[str, str]] | None = None
+        self._last: dict[str, str] = {}
+        self._at = -math.inf
+
+    async def get(self) -> dict[str, str]:
+        if time.monotonic() - self._at < self._max_age:
+            return self._last
+        if self._running is None:
+            self._running = asyncio.create_task(self._evaluate())
+        return await asyncio.shield(self._running)
+
+    async def _evaluate(self) -> dict[str, str]:
+        try:
+            self._last = await self._run()
+            self._at = time.monotonic()
+            return self._last
+        finally:
+            self._running = None
 
 
 async def _failures(checks: dict[str, ReadyCheck], timeout: float) -> dict[str, str]:
@@ -79,16 +143,35 @@ async def _failures(checks: dict[str, ReadyCheck], timeout: float) -> dict[str, 
     return {n: r for n, r in zip(names, results, strict=True) if r is not None}
 
 
+async def _warm_until_done(engine: Engine, retry_s: float = 2.0) -> None:
+    """Warm the engine, retrying while a dependency (Chroma) is down: /ready says what is missing."""
+    while True:
+        try:
+            await engine.warm()
+            return
+        except Exception:
+            log.warning("warm_up_failed_retrying", exc_info=True)
+            await asyncio.sleep(retry_s)
+
+
 def _model_check(engine: Engine) -> ReadyCheck:
     async def check() -> None:
-        if not engine.embedder.loaded:
-            raise RuntimeError("loading")
+        if not engine.warmed:
+            raise RuntimeError("loading the model and keyword indexes")
 
     return check
 
 
-def _chroma_check(engine: Engine) -> ReadyCheck:
+def _redis_check(chat: ChatApp) -> ReadyCheck:
     async def check() -> None:
-        await asyncio.to_thread(engine.ping)
+        assert chat.redis is not None
+        await chat.redis.ping()
+
+    return check
+
+
+def _chroma_check(engine: Engine, probes: ThreadPoolExecutor) -> ReadyCheck:
+    async def check() -> None:
+        await asyncio.get_running_loop().run_in_executor(probes, engine.ping)
 
     return check

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # Jobs and shared state
     runner: Literal["inprocess", "queue"] = "inprocess"
     redis_url: str | None = None
+    worker_concurrency: int = Field(4, ge=1, le=256)  # jobs one `threadwise worker` runs at once
+    job_timeout_seconds: int = Field(300, ge=1)  # also when a dead worker's job runs again (+13 s)
+    job_max_tries: int = Field(3, ge=1, le=20)
+    job_retry_delay_seconds: float = Field(5.0, ge=0)  # doubled after each retry
+    worker_shutdown_grace_seconds: int = Field(25, ge=0)  # SIGTERM: finish jobs this long, re-queue the rest
+    worker_metrics_port: int = Field(3979, ge=0, le=65535)  # a worker's GET /metrics (on HOST); 0: none
 
     # Uploads
     max_file_size_mb: float = Field(10.0, gt=0, le=1024)
@@ -104,6 +110,14 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from bot.cron import cron_trigger
+
+        cron_trigger(value, timezone="UTC")  # raises ValueError saying what is wrong
+        return value
 
     @field_validator("allowed_file_types")
     @classmethod

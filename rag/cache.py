@@ -1,4 +1,7 @@
-"""Small in-memory caches: an LRU with a time-to-live, and the semantic query cache."""
+"""Small in-memory caches: an LRU with a time-to-live, and the semantic query cache.
+
+`QueryCache` is the query cache's interface; rag/redis_cache.py has the version several processes share.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -54,6 +57,27 @@ class TTLCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class QueryCache(Protocol[V]):
+    """Earlier answers by question vector, per knowledge base and knowledge-base generation.
+
+    Called from worker threads (the engine keeps the event loop free), so implementations are
+    thread-safe and may block. `hits`/`misses` count this process's lookups.
+    """
+
+    hits: int
+    misses: int
+
+    def get(self, kb: str, generation: str, vector: np.ndarray) -> V | None:
+        """The value of the most similar cached question at or above the threshold, else None."""
+        ...
+
+    def put(self, kb: str, generation: str, vector: np.ndarray, value: V) -> None: ...
+
+    def invalidate(self, kb: str) -> None:
+        """Forget every entry of `kb`."""
+        ...
 
 
 @dataclass

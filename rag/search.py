@@ -74,6 +74,10 @@ class HybridSearcher:
         chosen = spread(ranked, options.top_k, options.per_document)
         return [_passage(hit, scores[hit.id]) for hit in chosen]
 
+    def warm(self, kb: str) -> None:
+        """Load the manifest and build the keyword index now (seconds for 100k chunks), not on a question."""
+        self._view(kb, hybrid=True)
+
     def _view(self, kb: str, hybrid: bool) -> _KbView:
         generation = self._store.generation(kb)
         with self._lock:

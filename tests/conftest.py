@@ -13,9 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rag.answer import Answerer, ExtractiveAnswerer
-from rag.cache import SemanticCache
+from rag.cache import QueryCache, SemanticCache
 from rag.embed import SentenceEmbedder
-from rag.engine import Engine, EngineLimits
+from rag.engine import Engine, EngineLimits, StageObserver
 from rag.extract import SUPPORTED_EXTENSIONS
 from rag.search import SearchOptions
 from rag.store import KnowledgeStore, open_client
@@ -53,6 +53,8 @@ def make_engine(tmp_path: Path, embedder: SentenceEmbedder) -> Iterator[EngineFa
         max_bytes: int = 10 * 1024 * 1024,
         allowed_types: frozenset[str] = SUPPORTED_EXTENSIONS,
         options: SearchOptions | None = None,
+        query_cache: QueryCache[Answer] | None = None,
+        stage_observer: StageObserver | None = None,
         **cache: Any,
     ) -> Engine:
         if store is None:
@@ -64,9 +66,12 @@ def make_engine(tmp_path: Path, embedder: SentenceEmbedder) -> Iterator[EngineFa
             answerer=answerer or ExtractiveAnswerer(reason="disabled"),
             limits=EngineLimits(max_bytes=max_bytes, allowed_types=allowed_types),
             search_options=options or SearchOptions(),
-            query_cache=SemanticCache[Answer](
+            query_cache=query_cache
+            if query_cache is not None
+            else SemanticCache[Answer](
                 size=cache.get("size", 100), ttl=cache.get("ttl", 0), threshold=cache.get("threshold", 0.95)
             ),
+            stage_observer=stage_observer,
         )
 
     yield factory

@@ -12,6 +12,7 @@ from bot.core.commands import parse_command
 from bot.core.model import Incoming, Job, JobKind, Reply
 from bot.core.ports import JobRunner, ReplySender
 from bot.core.state import Deduplicator, RateLimiter
+from bot.core.telemetry import NullTelemetry, Telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +33,7 @@ class Dispatcher:
         limiter: RateLimiter,
         kb_for: Callable[[str], str],
         admins: Collection[str],
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._runner = runner
         self._senders = senders
@@ -39,22 +41,27 @@ class Dispatcher:
         self._limiter = limiter
         self._kb_for = kb_for
         self._admins = set(admins)
+        self._telemetry = telemetry or NullTelemetry()
 
     async def handle(self, msg: Incoming) -> Job | None:
         """Returns the job submitted, or None when the message was a duplicate or refused."""
         bound = log.bind(platform=msg.platform, workspace=msg.workspace, user=msg.user, event_id=msg.event_id)
+        kind = _kind(msg)
         if not await self._dedup.first_time(f"{msg.platform}:{msg.message_key or msg.event_id}"):
             bound.info("duplicate_dropped")
+            self._telemetry.request(msg.platform, kind, "duplicate")
             return None
         sender = self._senders[msg.platform]
-        kind = _kind(msg)
         if kind == "ingest" and not (msg.is_direct or msg.mentioned):
+            self._telemetry.request(msg.platform, kind, "refused")
             await sender.finish(msg.address, {}, Reply(text.FILES_ONLY_IN_DM, ephemeral=True))
             return None
         if kind != "command":
             wait = await self._limiter.acquire(f"{msg.workspace}:{msg.user}")
             if wait > 0:
                 bound.info("rate_limited", wait=round(wait, 1))
+                self._telemetry.request(msg.platform, kind, "rate_limited")
+                self._telemetry.rate_limited(msg.platform, self._kb_for(msg.workspace))
                 reply = Reply(text.RATE_LIMITED.format(seconds=math.ceil(wait)), kind="error", ephemeral=True)
                 await sender.finish(msg.address, {}, reply)
                 return None

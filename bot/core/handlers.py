@@ -13,6 +13,7 @@ from bot.core.commands import parse_command
 from bot.core.model import Job, Reply, ReplyKind
 from bot.core.ports import FileFetcher, ReplySender
 from bot.core.state import ThreadMemory
+from bot.core.telemetry import NullTelemetry, Outcome, Telemetry, timed
 from rag.engine import Engine
 from rag.errors import RetryableError, UserFacingError
 from rag.types import Answer, IngestResult, Turn
@@ -33,6 +34,7 @@ class JobHandler:
         max_file_mb: float,
         stream_interval: float = STREAM_INTERVAL_S,
         retry_elsewhere: bool = False,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._engine = engine
         self._senders = senders
@@ -42,25 +44,40 @@ class JobHandler:
         self._interval = stream_interval
         # Only a queue worker can retry a job later; in-process a RetryableError gets the apology.
         self._retry_elsewhere = retry_elsewhere
+        self._telemetry = telemetry or NullTelemetry()
 
     async def run(self, job: Job) -> None:
         """Do the job and always reply: with the result, a user-facing reason, or an apology."""
         sender = self._senders[job.platform]
         bound = log.bind(job_id=job.id, platform=job.platform, kb=job.kb, user=job.user, kind=job.kind)
         started = time.perf_counter()
+        outcome: Outcome = "answered"
         try:
             reply = await self._dispatch(job, sender)
+            if reply.kind == "error":
+                outcome = "refused"
         except UserFacingError as exc:
-            reply = Reply(exc.message, kind="error")
+            reply, outcome = Reply(exc.message, kind="error"), "refused"
             bound.info("job_refused", reason=exc.message)
         except Exception as exc:
             if isinstance(exc, RetryableError) and self._retry_elsewhere:
                 raise  # the queue runner retries with backoff
             bound.exception("job_failed")
             apology = text.INTERNAL_ERROR.format(doing=text.DOING[job.kind], ref=job.id[:12])
-            reply = Reply(apology, kind="error")
-        await sender.finish(job.address, job.handle, reply)
+            reply, outcome = Reply(apology, kind="error"), "error"
+        try:
+            with timed(self._telemetry, "reply"):
+                await sender.finish(job.address, job.handle, reply)
+        except Exception as exc:
+            if not (isinstance(exc, RetryableError) and self._retry_elsewhere):  # else counted on retry
+                self._count(job, "error", started)  # the user saw nothing
+            raise
+        self._count(job, outcome, started)
         bound.info("job_done", seconds=round(time.perf_counter() - started, 3), outcome=reply.kind)
+
+    def _count(self, job: Job, outcome: Outcome, started: float) -> None:
+        self._telemetry.request(job.platform, job.kind, outcome)
+        self._telemetry.job(job.kind, time.perf_counter() - started)
 
     async def _dispatch(self, job: Job, sender: ReplySender) -> Reply:
         if job.kind == "ingest":
@@ -93,7 +110,8 @@ class JobHandler:
         for file in job.files:
             try:
                 self._engine.check_upload(file.name, file.size)
-                data = await fetcher.fetch(file, max_bytes=max_bytes)
+                with timed(self._telemetry, "download"):
+                    data = await fetcher.fetch(file, max_bytes=max_bytes)
                 progress = _Progress(sender, job, file.name, self._interval)
                 result = await self._engine.ingest(
                     job.kb, file.name, data, uploader=job.user, url=file.permalink, progress=progress

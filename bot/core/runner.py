@@ -22,6 +22,7 @@ class InProcessRunner:
         self._run = run
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._active = 0  # tasks holding a slot; the others wait for one
 
     async def submit(self, job: Job) -> None:
         task = asyncio.create_task(self._guarded(job), name=f"job-{job.id}")
@@ -30,15 +31,22 @@ class InProcessRunner:
 
     async def _guarded(self, job: Job) -> None:
         async with self._slots:
+            self._active += 1
             try:
                 await self._run(job)
             except Exception:
                 # JobHandler replies to the user itself; this only catches a failure to reply.
                 log.exception("job_crashed", job_id=job.id)
+            finally:
+                self._active -= 1
 
     @property
     def running(self) -> int:
         return len(self._tasks)
+
+    async def depth(self) -> dict[str, int]:
+        """Jobs running now and jobs waiting for a slot (the /metrics queue depth)."""
+        return {"running": self._active, "pending": len(self._tasks) - self._active}
 
     async def drain(self) -> None:
         while self._tasks:

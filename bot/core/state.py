@@ -1,6 +1,7 @@
 """State the dispatcher shares across messages: dedup, rate limits, thread memory (in memory).
 
-The Redis versions (for several bot processes) implement the same three small interfaces.
+The Redis versions (bot/redis_state.py, for several bot processes) implement the same three small
+interfaces; tests/bot/test_state_contract.py runs the same assertions against both.
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ class ThreadMemory(Protocol):
 
 
 class MemoryDeduplicator:
-    def __init__(self, *, ttl: float = 3600.0, max_keys: int = 100_000) -> None:
+    def __init__(
+        self, *, ttl: float = 3600.0, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._ttl = ttl
         self._max = max_keys
+        self._clock = clock
 
     async def first_time(self, key: str) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         while self._seen and (
             len(self._seen) > self._max or now - next(iter(self._seen.values())) > self._ttl
         ):
@@ -98,6 +102,8 @@ class MemoryThreadMemory:
         return thread in self._threads
 
     async def append(self, thread: str, *turns: Turn) -> None:
+        if not turns:
+            return
         kept = [*self._threads.pop(thread, []), *turns]
         while len(kept) > 1 and sum(len(t.text) for t in kept) > self._max_chars:
             kept.pop(0)

@@ -36,6 +36,10 @@ INTERNAL_ERROR = (
     "Sorry — something went wrong on my side while {doing}. "
     "It's logged (ref `{ref}`); please try again in a minute."
 )
+TIMED_OUT = (
+    "Sorry — {doing} took longer than I allow, so I stopped. "
+    "It's logged (ref `{ref}`); please try again, or with a smaller file."
+)
 FILE_FAILED = "{name}: something went wrong on my side reading it (ref `{ref}`)."
 EMPTY_QUESTION = "What would you like to know? Ask me a question about your documents, or say `help`."
 

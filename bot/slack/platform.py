@@ -28,12 +28,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.compose import ChatApp
 from bot.core import text
+from bot.core.feedback import FeedbackVote
 from bot.core.model import FileRef, Incoming, Reply
 from bot.core.ports import FileFetcher, ReplySender
 from bot.core.state import Deduplicator, MemoryDeduplicator
 from bot.settings import Settings
 from bot.slack.app import Body, build_bolt_app
-from bot.slack.feedback import FeedbackLog
 from bot.slack.files import SlackFileFetcher
 from bot.slack.sender import SlackSender
 from bot.slack.translate import (
@@ -94,7 +94,6 @@ class SlackPlatform:
         self._files = SlackFileFetcher(token=bot_token, client=self._client, api_url=api_url)
         self.sender: ReplySender = SlackSender(client=self._client)
         self.fetcher: FileFetcher = self._files
-        self.feedback = FeedbackLog()
         self._identity: BotIdentity | None = None
         self._identity_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -169,6 +168,14 @@ class SlackPlatform:
 
     async def _close(self, _: web.Application) -> None:
         await self.drain()  # a request still in flight at shutdown may have started work since
+        await self.close()
+
+    async def start_outbound(self) -> None:
+        """Only reply and fetch, with no routes and no Bolt app: a queue worker's use of Slack."""
+        self._client.token = self._bot_token
+        self._client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+
+    async def close(self) -> None:
         await self._files.close()
         if self._client.session is not None:
             await self._client.session.close()
@@ -229,7 +236,11 @@ class SlackPlatform:
     def on_action(self, body: Body) -> None:
         feedback = feedback_from_action(body)
         if feedback is not None:
-            self.feedback.record(feedback)
+            assert self._chat is not None
+            vote = FeedbackVote(
+                PLATFORM, f"slack-{feedback.team}", feedback.user, feedback.vote, ref=feedback.event_id
+            )
+            self._chat.feedback.record(vote)
             self._spawn(self._thank(feedback), f"slack-feedback-{feedback.message_ts}")
 
     def on_assistant_thread_started(self, body: Body) -> None:

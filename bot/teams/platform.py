@@ -12,7 +12,6 @@ endpoint must not send a knowledge base's answers to whatever server a stranger 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlparse
@@ -29,11 +28,11 @@ from botbuilder.schema import Activity, ActivityTypes
 
 from bot.compose import ChatApp
 from bot.core import text
+from bot.core.feedback import FeedbackVote
 from bot.core.model import Reply
 from bot.core.ports import FileFetcher, ReplySender
 from bot.settings import Settings
 from bot.teams.auth import DEFAULT_LOGIN_URL, AuthUnavailable, ClientSecretCredentials, GuardedAuthentication
-from bot.teams.feedback import FeedbackRecorder
 from bot.teams.files import TeamsFileFetcher
 from bot.teams.sender import TeamsSender
 from bot.teams.translate import BotAdded, Feedback, Message, Notice, translate
@@ -54,12 +53,10 @@ class TeamsPlatform:
         app_password: str | None,
         app_type: str = "MultiTenant",
         tenant_id: str | None = None,
-        kb_for: Callable[[str], str] = lambda workspace: workspace,
         login_url: str = DEFAULT_LOGIN_URL,
         auth_timeout: float = AUTH_TIMEOUT_S,
     ) -> None:
         self.authenticated = bool(app_id)
-        self._kb_for = kb_for
         self._credentials = ClientSecretCredentials(
             app_id=app_id,
             password=app_password,
@@ -77,7 +74,6 @@ class TeamsPlatform:
         self._fetcher = TeamsFileFetcher()
         self.sender: ReplySender = TeamsSender(self.adapter, app_id=app_id)
         self.fetcher: FileFetcher = self._fetcher
-        self.feedback = FeedbackRecorder()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TeamsPlatform:
@@ -86,7 +82,6 @@ class TeamsPlatform:
             app_password=settings.microsoft_app_password,
             app_type=settings.microsoft_app_type,
             tenant_id=settings.microsoft_app_tenant_id,
-            kb_for=settings.kb_for,
         )
 
     def mount(self, app: web.Application, chat: ChatApp) -> None:
@@ -94,14 +89,20 @@ class TeamsPlatform:
             return await self._handle(request, chat)
 
         async def close(_: web.Application) -> None:
-            await self._fetcher.close()
-            await self._credentials.close()
-            self._auth.close()
+            await self.close()
 
         app.router.add_post(ROUTE, messages)
         app.on_cleanup.append(close)
         if not self.authenticated:
             log.warning("teams_unauthenticated", route=ROUTE, accepts="loopback serviceUrl only (Emulator)")
+
+    async def start_outbound(self) -> None:
+        """Only reply and fetch (a queue worker): every reply goes through the adapter, nothing to open."""
+
+    async def close(self) -> None:
+        await self._fetcher.close()
+        await self._credentials.close()
+        self._auth.close()
 
     # -- one request ---------------------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ class TeamsPlatform:
         elif isinstance(event, BotAdded):
             await self.sender.finish(event.address, {}, Reply(text.TEAMS_WELCOME))
         elif isinstance(event, Feedback):
-            self.feedback.record(event, kb=self._kb_for(event.workspace))
+            chat.feedback.record(FeedbackVote(self.name, event.workspace, event.user, event.vote, event.ref))
             await self._thank(ctx, event)
 
     async def _thank(self, ctx: TurnContext, event: Feedback) -> None:

@@ -89,6 +89,9 @@ class FakeSlack:
         self.files: dict[str, FakeFile] = {}
         self.serve_login_page = False  # answer downloads with the login page even with the token
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
+        self._delays: dict[str, deque[float]] = defaultdict(deque)
+        self.held: list[str] = []  # methods of calls being held by `delay_next` right now
+        self.dropped: list[str] = []  # held calls whose caller went away before they were handled
         self._ts = itertools.count(1)
         self._socket = _SocketState()
         self._changed = asyncio.Condition()
@@ -103,6 +106,11 @@ class FakeSlack:
         """Make the next call to `method` fail: an HTTP status (429 with Retry-After by default), or
         with `status=200, error="…"` Slack's `{"ok": false, "error": …}`."""
         self._failures[method].append(_Failure(status, retry_after, error))
+
+    def delay_next(self, method: str, seconds: float) -> None:
+        """Hold the next call to `method` for `seconds` before it is handled, as a slow network would.
+        If the caller is gone by then (killed), the call is dropped: it never reached Slack."""
+        self._delays[method].append(seconds)
 
     def add_file(
         self, name: str, data: bytes, *, mimetype: str = "text/plain", user: str = "U111"
@@ -253,6 +261,9 @@ class FakeSlack:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        delays = self._delays.get(method)
+        if delays and not await self._held(method, delays.popleft(), request):
+            return web.Response(status=499)
         params: dict[str, Any] = dict(request.query)
         if request.can_read_body:
             if request.content_type == "application/json":
@@ -282,6 +293,25 @@ class FakeSlack:
         if handler is None:
             return await self._answer({"ok": False, "error": "unknown_method"})
         return await self._answer(handler(params))
+
+    async def _held(self, method: str, seconds: float, request: web.Request) -> bool:
+        """Wait `seconds`; False when the caller disconnected meanwhile."""
+        self.held.append(method)
+        async with self._changed:
+            self._changed.notify_all()
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    self.dropped.append(method)
+                    return False
+                await asyncio.sleep(0.05)
+        finally:
+            self.held.remove(method)
+            async with self._changed:
+                self._changed.notify_all()
+        return True
 
     async def _answer(self, body: dict[str, Any]) -> web.Response:
         async with self._changed:

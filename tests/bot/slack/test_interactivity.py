@@ -7,6 +7,7 @@ import time
 import structlog
 
 from bot.core import text
+from tests.bot.scrape import scrape
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import KB, VPN_GUIDE, SlackHarness
 
@@ -92,10 +93,12 @@ async def test_a_feedback_click_is_acked_recorded_and_thanked(slack: SlackHarnes
         await slack.settle()
 
     assert response.status == 200
-    assert slack.platform.feedback.counts == {"down": 1}
+    metrics = await scrape(slack.http)
+    assert metrics.value("threadwise_feedback_total", platform="slack", kb=KB, vote="down") == 1
+    assert metrics.value("threadwise_feedback_total", vote="up") is None
     (logged,) = [e for e in logs if e["event"] == "answer_feedback"]
-    assert logged["vote"] == "down" and logged["event_id"] == question["event_id"]
-    assert logged["user"] == payloads.USER and logged["message_ts"] == answer["ts"]
+    assert logged["vote"] == "down" and logged["ref"] == question["event_id"]
+    assert logged["user"] == payloads.USER and logged["kb"] == KB
     (thanks,) = slack.fake.ephemeral
     assert thanks["text"] == text.FEEDBACK_THANKS
     assert thanks["user"] == payloads.USER and thanks["thread_ts"] == question["event"]["ts"]

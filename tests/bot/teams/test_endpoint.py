@@ -16,6 +16,7 @@ from bot.teams.platform import TeamsPlatform
 from bot.teams.translate import Message, translate
 from rag.answer import DeltaCallback, citations_for
 from rag.types import Answer, Passage, Turn
+from tests.bot.scrape import scrape
 from tests.bot.teams.activities import (
     CHANNEL,
     GROUP_CHAT,
@@ -343,7 +344,8 @@ async def test_feedback_from_the_card_is_recorded_and_answered_in_the_invoke_res
         "type": "application/vnd.microsoft.activity.message",
         "value": text.FEEDBACK_THANKS,
     }
-    assert bot.platform.feedback.counts[("teams", "down")] == 1
+    metrics = await scrape(bot.client)
+    assert metrics.value("threadwise_feedback_total", platform="teams", kb=KB, vote="down") == 1
     assert fake.calls == []  # nothing posted in the conversation
 
 
@@ -358,7 +360,8 @@ async def test_feedback_from_an_older_client_arrives_as_a_message_and_is_thanked
     response = await bot.post(activity)
 
     assert response.status == 200
-    assert bot.platform.feedback.counts[("teams", "up")] == 1
+    metrics = await scrape(bot.client)
+    assert metrics.value("threadwise_feedback_total", platform="teams", kb=KB, vote="up") == 1
     (thanks,) = fake.calls
     assert (thanks.text, thanks.activity_id) == (text.FEEDBACK_THANKS, activity["id"])
 
@@ -374,7 +377,7 @@ async def test_an_unknown_invoke_is_not_implemented(
     response = await bot.post(invoke)
 
     assert response.status == 501
-    assert bot.platform.feedback.counts.total() == 0
+    assert (await scrape(bot.client)).value("threadwise_feedback_total") is None
 
 
 # -- the job and its address --------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""The dispatcher's shared state in Redis, so every `threadwise serve` replica agrees.
+
+Same three interfaces as `bot.core.state` (Deduplicator, RateLimiter, ThreadMemory) with the same
+behaviour; each operation is one atomic Redis command or Lua script, so concurrent replicas never
+interleave a read and a write. Time comes from the Redis server (`TIME`), never from the replicas'
+clocks. The client is built in the composition root and shared; keys start with `prefix`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from redis.asyncio import Redis
+
+from rag.types import Turn
+
+DEFAULT_PREFIX = "threadwise:"
+
+# A token bucket per key, stored as a hash {tokens, stamp}. Returns the seconds to wait as a string
+# (Lua numbers come back from Redis truncated to integers). The key expires once the bucket would be
+# full again anyway, so idle users cost nothing.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local saved = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens = tonumber(saved[1]) or burst
+local stamp = tonumber(saved[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'stamp', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return string.format('%.17g', wait)
+"""
+
+# Append turns to a thread's list, then drop the oldest while the texts exceed the character budget
+# (keeping at least one turn). Each item is "<characters>:<role>:<text>": Lua counts bytes, not
+# characters, so the count Python made travels with the item.
+_APPEND = """
+for i = 3, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local sizes = {}
+local total = 0
+for i = 1, #items do
+  sizes[i] = tonumber(string.match(items[i], '^(%d+):'))
+  total = total + sizes[i]
+end
+local budget = tonumber(ARGV[1])
+local drop = 0
+while #items - drop > 1 and total > budget do
+  drop = drop + 1
+  total = total - sizes[drop]
+end
+if drop > 0 then
+  redis.call('LTRIM', KEYS[1], drop, -1)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+class RedisDeduplicator:
+    """`first_time` is one `SET key NX PX`: of any number of concurrent callers exactly one wins."""
+
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, ttl: float = 3600.0) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}dedup:"
+        self._ttl_ms = max(1, int(ttl * 1000))
+
+    async def first_time(self, key: str) -> bool:
+        return bool(await self._redis.set(self._prefix + key, b"1", nx=True, px=self._ttl_ms))
+
+
+class RedisRateLimiter:
+    """A token bucket per user, as MemoryRateLimiter: `burst` at once, refilled at `per_minute`."""
+
+    def __init__(self, redis: Redis, *, per_minute: int, burst: int, prefix: str = DEFAULT_PREFIX) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = burst
+        self._prefix = f"{prefix}rate:"
+        self._script = redis.register_script(_ACQUIRE)
+
+    async def acquire(self, user: str) -> float:
+        wait = await self._script(keys=[self._prefix + user], args=[repr(self._rate), self._burst])
+        return float(wait)
+
+
+class RedisThreadMemory:
+    """The last turns of each thread as a Redis list, trimmed to a character budget like
+    MemoryThreadMemory. A thread nobody adds to for `ttl` seconds is forgotten (memory instead keeps
+    the most recent threads)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        max_chars: int = 6000,
+        ttl: float = 7 * 86400.0,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        self._redis = redis
+        self._max_chars = max_chars
+        self._ttl_ms = max(1, math.ceil(ttl * 1000))
+        self._prefix = f"{prefix}thread:"
+        self._append = redis.register_script(_APPEND)
+
+    async def history(self, thread: str) -> list[Turn]:
+        items = await self._redis.lrange(self._prefix + thread, 0, -1)  # type: ignore[misc]  # stubs: sync|async
+        return [_decode_turn(item) for item in items]
+
+    async def known(self, thread: str) -> bool:
+        return bool(await self._redis.exists(self._prefix + thread))
+
+    async def append(self, thread: str, *turns: Turn) -> None:
+        if not turns:
+            return
+        encoded = [f"{len(t.text)}:{t.role}:{t.text}".encode() for t in turns]
+        await self._append(keys=[self._prefix + thread], args=[self._max_chars, self._ttl_ms, *encoded])
+
+
+def _decode_turn(item: bytes) -> Turn:
+    _, role, text = item.decode().split(":", 2)
+    if role == "user":
+        return Turn("user", text)
+    if role == "assistant":
+        return Turn("assistant", text)
+    raise ValueError(f"not a turn role: {role!r}")

@@ -1,0 +1,371 @@
+"""Backups of the embedded Chroma store: timestamped `.tar.gz` archives, checked before a restore.
+
+An archive holds the store directory's files under `data/`, then `threadwise-backup.json`: the format,
+when it was taken, and every file's size and SHA-256. A live store is copied while its writes are held
+(`snapshot`): Chroma commits each write to SQLite before it returns and keeps the vector index's files
+consistent with it between writes, so a quiet directory is a store Chroma can open as is.
+
+A restore unpacks into a new directory beside the store, checks every file against the manifest and the
+SQLite database itself, and only then swaps the directories (one atomic exchange on Linux). Anything
+wrong with the archive stops it before the store is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
+
+import structlog
+
+from rag.errors import UserFacingError
+from rag.gate import run_to_end
+
+if TYPE_CHECKING:
+    from rag.engine import Engine
+
+log = structlog.get_logger(__name__)
+
+FORMAT = 1
+MANIFEST = "threadwise-backup.json"
+_STAMP = "%Y%m%dT%H%M%SZ"
+_NAME = re.compile(r"^threadwise-backup-(\d{8}T\d{6}Z)(?:-\d+)?\.tar\.gz$")
+_PARTIAL = re.compile(r"^\.threadwise-backup-.*\.partial$")
+_SKIP = frozenset({".threadwise.lock"})  # the lock belongs to the process holding the store
+_CHUNK = 1 << 20
+
+
+class BackupError(UserFacingError):
+    """A backup could not be taken or restored; the message says why and what was (not) changed."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    taken_at: datetime
+    files: int
+    data_bytes: int  # the store's size, uncompressed
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    backup: Backup
+    seconds: float
+    held_seconds: float  # how long writes waited for the copy
+    removed: tuple[Path, ...]  # archives older than the retention period, deleted
+
+
+# -- taking -----------------------------------------------------------------------------------------
+async def snapshot(engine: Engine, *, source: Path, backup_dir: Path, retention_days: int) -> BackupResult:
+    """Back up a live embedded store: writes under way finish first, new ones wait while its files
+    are copied (a plain copy, fast); compressing the copy into the archive happens after."""
+    started = time.perf_counter()
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".threadwise-backup-", suffix=".partial", dir=backup_dir))
+    try:
+        taken, held = await run_to_end(_copy_held, engine, source, staging)
+        backup = await run_to_end(write_archive, staging, backup_dir, now=taken)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+    removed = await asyncio.to_thread(prune, backup_dir, retention_days=retention_days)
+    return BackupResult(backup, time.perf_counter() - started, held, tuple(removed))
+
+
+def snapshot_at_rest(*, source: Path, backup_dir: Path, retention_days: int) -> BackupResult:
+    """Back up an embedded store no process has open (the caller holds its directory lock)."""
+    started = time.perf_counter()
+    if not (source / "chroma.sqlite3").is_file():
+        raise BackupError(f"There is no store in {source} to back up (no chroma.sqlite3).")
+    backup = write_archive(source, backup_dir)
+    removed = prune(backup_dir, retention_days=retention_days)
+    seconds = time.perf_counter() - started
+    return BackupResult(backup, seconds, seconds, tuple(removed))
+
+
+def _copy_held(engine: Engine, source: Path, dest: Path) -> tuple[datetime, float]:
+    """Copy the store's files into `dest` while nothing changes them; returns when, and how long
+    writes were held (from the moment they were all finished)."""
+    with engine.writes_held():
+        started = time.perf_counter()
+        with engine.store.quiesced():
+            taken = datetime.now(UTC)
+            for path in _files(source):
+                target = dest / path.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+        held = time.perf_counter() - started
+    return taken, held
+
+
+def write_archive(source: Path, backup_dir: Path, *, now: datetime | None = None) -> Backup:
+    """Archive every file under `source` into a new `threadwise-backup-<UTC time>.tar.gz`.
+
+    Written under a hidden `.partial` name and renamed when complete, so an archive with the
+    proper name is always whole.
+    """
+    taken_at = (now or datetime.now(UTC)).replace(microsecond=0)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    final = _free_name(backup_dir, taken_at)
+    partial = backup_dir / f".{final.name}.partial"
+    files: dict[str, dict[str, Any]] = {}
+    try:
+        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+            for path in _files(source):
+                rel = path.relative_to(source).as_posix()
+                info = tar.gettarinfo(str(path), arcname=f"data/{rel}")
+                with path.open("rb") as raw:
+                    reader = _Hashing(raw)
+                    tar.addfile(info, reader)
+                files[rel] = {"size": info.size, "sha256": reader.sha.hexdigest()}
+            manifest = {"format": FORMAT, "taken_at": taken_at.isoformat(), "files": files}
+            _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        _fsync(partial)
+        os.replace(partial, final)
+        _fsync(backup_dir)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    size = sum(int(f["size"]) for f in files.values())
+    log.info("backup_written", path=str(final), files=len(files), data_bytes=size)
+    return Backup(final, taken_at, len(files), size)
+
+
+def prune(backup_dir: Path, *, retention_days: int, now: datetime | None = None) -> list[Path]:
+    """Delete archives taken more than `retention_days` ago (by the time in their name), and
+    `.partial` files and copies a crash left behind (a day old: none is still being written)."""
+    if not backup_dir.is_dir():
+        return []
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=retention_days)
+    removed = []
+    for path in sorted(backup_dir.iterdir()):
+        taken = taken_at(path)
+        stale_partial = _PARTIAL.match(path.name) and path.stat().st_mtime < (now.timestamp() - 86400)
+        if (taken is not None and taken < cutoff) or stale_partial:
+            if path.is_dir():  # a staging copy (snapshot)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.info("backups_pruned", removed=[p.name for p in removed], retention_days=retention_days)
+    return removed
+
+
+def taken_at(path: Path) -> datetime | None:
+    """When the archive at `path` was taken, from its name; None for any other file."""
+    match = _NAME.match(path.name)
+    return datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC) if match else None
+
+
+def _free_name(backup_dir: Path, when: datetime) -> Path:
+    stem = f"threadwise-backup-{when.strftime(_STAMP)}"
+    for n in range(1000):
+        path = backup_dir / (f"{stem}.tar.gz" if n == 0 else f"{stem}-{n}.tar.gz")
+        if not path.exists() and not (backup_dir / f".{path.name}.partial").exists():
+            return path
+    raise BackupError(f"Too many backups taken at {when.isoformat()} in {backup_dir}.")
+
+
+def _files(source: Path) -> list[Path]:
+    return sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink() and p.name not in _SKIP)
+
+
+class _Hashing:
+    """A file reader that hashes what tarfile reads from it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.sha.update(data)
+        return data
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(time.time())
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+# -- restoring --------------------------------------------------------------------------------------
+def restore_archive(archive: Path, target: Path) -> Backup:
+    """Replace the store directory `target` with the archive's contents. The caller holds `target`'s
+    directory lock. Raises BackupError, leaving `target` as it was, when the archive is not whole."""
+    if not archive.is_file():
+        raise BackupError(f"There is no backup file {archive}.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.restoring-", dir=target.parent))
+    try:
+        staging.chmod(target.stat().st_mode & 0o7777 if target.exists() else 0o755)
+        manifest, found = _extract(archive, staging)
+        _check(archive, manifest, found)
+        _check_database(archive, staging / "chroma.sqlite3")
+        previous = _swap(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+    when = datetime.fromisoformat(str(manifest["taken_at"]))
+    log.info("backup_restored", archive=str(archive), target=str(target), files=len(found))
+    return Backup(archive, when, len(found), sum(size for size, _ in found.values()))
+
+
+def _unusable(archive: Path, reason: str) -> BackupError:
+    return BackupError(f"{archive} is not a usable threadwise backup: {reason}. Nothing was changed.")
+
+
+def _extract(archive: Path, dest: Path) -> tuple[dict[str, Any], dict[str, tuple[int, str]]]:
+    """Unpack the `data/` files into `dest`, hashing them; returns the manifest and what was found."""
+    manifest: dict[str, Any] | None = None
+    found: dict[str, tuple[int, str]] = {}
+    try:
+        with gzip.open(archive) as whole:  # to its end: its checksum covers bytes tar never reads
+            while whole.read(_CHUNK):
+                pass
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                if member.name == MANIFEST and member.isfile():
+                    manifest = _read_manifest(archive, tar, member)
+                    continue
+                rel = _data_path(archive, member.name)
+                if member.isdir():
+                    (dest / rel).mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isfile():
+                    raise _unusable(archive, f"{member.name} is not a regular file")
+                found[rel.as_posix()] = _unpack(tar, member, dest / rel)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise _unusable(archive, f"it is damaged or incomplete ({exc or type(exc).__name__})") from None
+    if manifest is None:
+        raise _unusable(archive, f"it has no {MANIFEST} (not a threadwise backup, or cut short)")
+    return manifest, found
+
+
+def _read_manifest(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> dict[str, Any]:
+    stream = tar.extractfile(member)
+    try:
+        manifest = json.loads(stream.read()) if stream else None
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise _unusable(archive, f"its {MANIFEST} is damaged")
+    if manifest.get("format") != FORMAT:
+        raise _unusable(archive, f"it is in format {manifest.get('format')!r}; this version reads {FORMAT}")
+    return manifest
+
+
+def _data_path(archive: Path, name: str) -> Path:
+    parts = PurePosixPath(name).parts
+    if len(parts) < 2 or parts[0] != "data" or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise _unusable(archive, f"it contains {name!r}, outside data/")
+    return Path(*parts[1:])
+
+
+def _unpack(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path) -> tuple[int, str]:
+    stream = tar.extractfile(member)
+    assert stream is not None  # a regular file always has one
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sha, size = hashlib.sha256(), 0
+    with stream, out.open("wb") as dst:
+        while block := stream.read(_CHUNK):
+            sha.update(block)
+            size += len(block)
+            dst.write(block)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return size, sha.hexdigest()
+
+
+def _check(archive: Path, manifest: dict[str, Any], found: dict[str, tuple[int, str]]) -> None:
+    listed: dict[str, Any] = manifest["files"]
+    missing = sorted(set(listed) - set(found))
+    extra = sorted(set(found) - set(listed))
+    if missing or extra:
+        what = f"data/{missing[0]} is missing" if missing else f"data/{extra[0]} is not in its manifest"
+        raise _unusable(archive, what)
+    for rel, (size, sha) in sorted(found.items()):
+        entry = listed[rel]
+        if not isinstance(entry, dict) or entry.get("size") != size or entry.get("sha256") != sha:
+            raise _unusable(archive, f"data/{rel} does not match its checksum")
+    if "chroma.sqlite3" not in found:
+        raise _unusable(archive, "it holds no chroma.sqlite3")
+
+
+def _check_database(archive: Path, path: Path) -> None:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            result = db.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as exc:
+        raise _unusable(archive, f"its database cannot be opened ({exc})") from None
+    if not result or result[0] != "ok":
+        raise _unusable(archive, f"its database is damaged ({result[0] if result else 'no answer'})")
+
+
+def _swap(new: Path, target: Path) -> Path | None:
+    """Put `new` in place of `target`; returns where the replaced directory now is (None if none)."""
+    _fsync(new)
+    if not target.exists():
+        os.rename(new, target)
+        _fsync(target.parent)
+        return None
+    if _exchange(new, target):  # one step: `target` is the old or the new directory, never neither
+        _fsync(target.parent)
+        return new
+    old = target.with_name(f".{target.name}.replaced-{os.getpid()}")
+    os.rename(target, old)
+    os.rename(new, target)
+    _fsync(target.parent)
+    return old
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """renameat2(RENAME_EXCHANGE): swap two paths atomically. False where the system cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk (best effort on directories)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,334 @@
+"""`threadwise backup` / `threadwise restore`, and the backup schedule inside `threadwise serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from bot.cli import main
+from bot.cron import cron_trigger
+from bot.scheduler import attach_backups
+from bot.settings import Settings, load_settings
+from rag.engine import Engine
+from rag.errors import ConfigError
+from rag.store import KnowledgeStore, open_client
+from tests.conftest import EngineFactory
+
+KB = "local"
+QUESTION = "How often does the VPN certificate expire?"
+VPN = (
+    b"# VPN guide\n\n## Certificates\n\nThe VPN client certificate expires every 90 days. Renew it from the "
+    b"self-service portal under Security > Certificates.\n\n## Errors\n\nERR_CONN_4021 means the TLS "
+    b"certificate of the VPN gateway was rejected. Update the client to 5.2 or later.\n"
+)
+PETS = b"Office pets policy.\n\nDogs are welcome in the office on Fridays if they are house-trained.\n"
+
+
+@pytest.fixture
+def env(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    clean_env.setenv("CHROMA_PERSIST_DIRECTORY", str(tmp_path / "data" / "chroma"))
+    clean_env.setenv("BACKUP_DIR", str(tmp_path / "data" / "backups"))
+    clean_env.setenv("LLM_PROVIDER", "extractive")
+    return clean_env
+
+
+async def cli(argv: list[str]) -> int:
+    """`threadwise …` from a test's event loop (it runs its own)."""
+    return await asyncio.to_thread(main, argv)
+
+
+def _store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "chroma"
+
+
+def _backups(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "data" / "backups").glob("threadwise-backup-*.tar.gz"))
+
+
+def _engine(make_engine: EngineFactory, tmp_path: Path) -> Engine:
+    """An engine on the store the CLI uses (its default collection prefix)."""
+    client = open_client(persist_directory=str(_store_dir(tmp_path)), host=None, port=0)
+    return make_engine(store=KnowledgeStore(client, prefix="threadwise"))
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+async def _store_with_documents(make_engine: EngineFactory, tmp_path: Path) -> None:
+    engine = _engine(make_engine, tmp_path)
+    await engine.ingest(KB, "vpn.md", VPN, uploader="U1")
+    await engine.ingest(KB, "pets.txt", PETS, uploader="U2")
+    engine.store.close()
+
+
+async def test_a_restore_answers_the_same_question_with_the_same_sources(
+    env: pytest.MonkeyPatch, make_engine: EngineFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = _engine(make_engine, tmp_path)
+    await engine.ingest(KB, "vpn.md", VPN, uploader="U1")
+    await engine.ingest(KB, "pets.txt", PETS, uploader="U2")
+    before = await engine.ask(KB, QUESTION)
+    assert "90 days" in before.text and before.citations[0].document == "vpn.md"
+    engine.store.close()
+
+    assert await cli(["backup"]) == 0
+    [archive] = _backups(tmp_path)
+    assert f"\nBacked up {_store_dir(tmp_path)} to {archive} (" in "\n" + capsys.readouterr().out
+
+    # After the backup the guide changes and a document is deleted…
+    engine = _engine(make_engine, tmp_path)
+    await engine.ingest(KB, "vpn.md", VPN.replace(b"90 days", b"45 days"), uploader="U1")
+    await engine.forget(KB, "pets.txt")
+    assert "45 days" in (await engine.ask(KB, QUESTION)).text
+    engine.store.close()
+
+    # …and the restore brings back exactly what was there.
+    assert await cli(["restore", str(archive), "--yes"]) == 0
+    assert f"\nRestored {_store_dir(tmp_path)} from {archive} (taken " in "\n" + capsys.readouterr().out
+    engine = _engine(make_engine, tmp_path)
+    after = await engine.ask(KB, QUESTION)
+    assert (after.text, after.citations) == (before.text, before.citations)
+    assert [(d.name, d.uploader) for d in await engine.documents(KB)] == [
+        ("pets.txt", "U2"),
+        ("vpn.md", "U1"),
+    ]
+    engine.store.close()
+
+
+def _corruptions(good: Path, folder: Path) -> dict[Path, str]:
+    """Damaged copies of a good archive, each with the reason a restore should give."""
+    data = good.read_bytes()
+    cases = [
+        (data[: len(data) // 2], "it is damaged or incomplete (Compressed file ended"),
+        (b"this is not a backup\n", "it is damaged or incomplete (Not a gzipped file"),
+        (data[:2000] + bytes([data[2000] ^ 0xFF]) + data[2001:], "it is damaged or incomplete (CRC check"),
+        (
+            _rewritten(good, lambda name, body: body + b"!" if name.endswith(".bin") else body),
+            "does not match its checksum",
+        ),
+        (
+            _rewritten(good, lambda name, body: None if name.endswith(".json") else body),
+            "it has no threadwise-backup.json",
+        ),
+        (_with_member(good, "data/../../escaped.txt", b"gotcha"), "'data/../../escaped.txt', outside data/"),
+    ]
+    out = {}
+    for n, (body, reason) in enumerate(cases):
+        path = folder / f"bad-{n}.tar.gz"
+        path.write_bytes(body)
+        out[path] = reason
+    return out
+
+
+def _rewritten(good: Path, change: Callable[[str, bytes], bytes | None]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(good, "r:gz") as src, tarfile.open(fileobj=buffer, mode="w:gz") as dst:
+        for member in src:
+            stream = src.extractfile(member)
+            body = change(member.name, stream.read() if stream else b"")
+            if body is not None:
+                member.size = len(body)
+                dst.addfile(member, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+def _with_member(good: Path, name: str, body: bytes) -> bytes:
+    buffer = io.BytesIO(gzip.decompress(good.read_bytes()))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=buffer) as src, tarfile.open(fileobj=out, mode="w:gz") as dst:
+        info = tarfile.TarInfo(name)
+        info.size = len(body)
+        dst.addfile(info, io.BytesIO(body))
+        for member in src:
+            stream = src.extractfile(member)
+            dst.addfile(member, stream)
+    return out.getvalue()
+
+
+async def test_a_damaged_archive_is_refused_and_the_store_is_left_as_it_was(
+    env: pytest.MonkeyPatch, make_engine: EngineFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _store_with_documents(make_engine, tmp_path)
+    assert await cli(["backup"]) == 0
+    [good] = _backups(tmp_path)
+    engine = _engine(make_engine, tmp_path)  # the store moves on after the backup
+    await engine.forget(KB, "pets.txt")
+    engine.store.close()
+    store = _store_dir(tmp_path)
+    before = _files(store)
+    capsys.readouterr()
+
+    for bad, reason in _corruptions(good, tmp_path).items():
+        assert await cli(["restore", str(bad), "--yes"]) == 1, reason
+        err = capsys.readouterr().err
+        assert f"threadwise: {bad} is not a usable threadwise backup: " in err, (reason, err)
+        assert reason in err and err.rstrip().endswith("Nothing was changed."), (reason, err)
+        assert _files(store) == before, reason
+        assert sorted(p.name for p in store.parent.iterdir()) == ["backups", "chroma"], reason
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path.parent / "escaped.txt").exists()
+
+    # Without a terminal to ask in, a restore needs --yes; the good archive then restores.
+    assert await cli(["restore", str(good)]) == 1
+    assert "Add --yes to confirm" in capsys.readouterr().err
+    assert _files(store) == before
+    assert await cli(["restore", str(good), "--yes"]) == 0
+    engine = _engine(make_engine, tmp_path)
+    assert [d.name for d in await engine.documents(KB)] == ["pets.txt", "vpn.md"]
+    engine.store.close()
+
+
+def test_backup_and_restore_refuse_while_another_process_holds_the_store(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = _store_dir(tmp_path)
+    KnowledgeStore(open_client(persist_directory=str(store), host=None, port=0), prefix="threadwise").close()
+    assert main(["backup"]) == 0
+    [archive] = _backups(tmp_path)
+    inode = store.stat().st_ino
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from rag.store import open_client; "
+            f"open_client(persist_directory={str(store)!r}, host=None, port=0); print('ready', flush=True); "
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        capsys.readouterr()
+        assert main(["restore", str(archive), "--yes"]) == 1
+        err = capsys.readouterr().err
+        assert f"is in use by process {holder.pid}: stop it" in err and "Nothing was changed." in err
+        assert main(["backup"]) == 1
+        err = capsys.readouterr().err
+        assert f"in use by process {holder.pid}. If that is `threadwise serve`" in err
+        assert f"kill -USR1 {holder.pid}" in err
+    finally:
+        holder.communicate(timeout=30)
+    # The holder's Chroma writes to its files, so: the directory was not replaced, nothing was added.
+    assert store.stat().st_ino == inode
+    assert sorted(p.name for p in store.parent.iterdir()) == ["backups", "chroma"]
+    assert len(_backups(tmp_path)) == 1
+
+
+def test_a_backup_by_hand_deletes_archives_past_the_retention_period(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("BACKUP_RETENTION_DAYS", "7")
+    KnowledgeStore(
+        open_client(persist_directory=str(_store_dir(tmp_path)), host=None, port=0), prefix="threadwise"
+    ).close()
+    backups = tmp_path / "data" / "backups"
+    backups.mkdir()
+    now = datetime.now(UTC)
+    old = backups / f"threadwise-backup-{(now - timedelta(days=8)):%Y%m%dT%H%M%SZ}.tar.gz"
+    recent = backups / f"threadwise-backup-{(now - timedelta(days=6)):%Y%m%dT%H%M%SZ}.tar.gz"
+    old.write_bytes(b"old")
+    recent.write_bytes(b"recent")
+
+    assert main(["backup"]) == 0
+    out = capsys.readouterr().out
+    assert f"Removed 1 older than 7 days: {old.name}." in out
+    assert not old.exists() and recent.exists()
+    assert len(_backups(tmp_path)) == 2  # the recent one and the new one
+
+
+def test_with_a_chroma_server_backup_and_restore_say_what_to_do_instead(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("CHROMA_HOST", "chroma.internal")
+    assert main(["backup"]) == 1
+    err = capsys.readouterr().err
+    assert "Chroma server at chroma.internal:8000" in err and "snapshot its volume" in err
+    assert main(["restore", str(tmp_path / "x.tar.gz"), "--yes"]) == 1
+    assert "Restore the server's data instead" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_bad_backup_schedule_stops_start_up_naming_it(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ConfigError, match=r"^BACKUP_SCHEDULE='0 2 \* \*' is not valid: 4 field"):
+        load_settings(backup_schedule="0 2 * *")
+    env.setenv("BACKUP_SCHEDULE", "61 2 * * *")
+    assert main(["backup"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("threadwise: BACKUP_SCHEDULE='61 2 * * *' is not valid: ")
+    assert "61" in err and "59" in err
+
+
+def test_cron_weekdays_count_from_sunday_as_in_cron() -> None:
+    wednesday = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+    def next_run(line: str) -> str:
+        return f"{cron_trigger(line, timezone='UTC').get_next_fire_time(None, wednesday):%a %H:%M}"
+
+    assert next_run("0 2 * * 0") == "Sun 02:00"
+    assert next_run("0 2 * * 7") == "Sun 02:00"
+    assert next_run("30 3 * * 1-5") == "Thu 03:30"
+    assert next_run("0 2 * * 6") == "Sat 02:00"
+    assert next_run("0 2 * * *") == "Thu 02:00"
+
+
+async def test_serve_runs_the_schedule_and_takes_a_backup_on_sigusr1(
+    env: pytest.MonkeyPatch, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        chroma_persist_directory=str(_store_dir(tmp_path)),
+        backup_dir=str(tmp_path / "data" / "backups"),
+        backup_schedule="30 3 * * *",
+    )
+    engine = _engine(make_engine, tmp_path)
+    await engine.ingest(KB, "vpn.md", VPN)
+    app = web.Application()
+    scheduler = attach_backups(app, settings=settings, engine=engine)
+    assert scheduler is not None
+    runner = web.AppRunner(app)
+    await runner.setup()  # on_startup: the scheduler starts
+    try:
+        assert scheduler.next_run is not None
+        assert (scheduler.next_run.hour, scheduler.next_run.minute) == (3, 30)
+        assert scheduler.next_run - datetime.now(scheduler.next_run.tzinfo) <= timedelta(days=1)
+        assert signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL  # else the signal would kill us
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(200):
+            if scheduler.last is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert scheduler.last is not None and _backups(tmp_path) == [scheduler.last.backup.path]
+    finally:
+        await runner.cleanup()  # on_cleanup: stopped, signal handler removed
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+    assert scheduler.next_run is None
+    engine.store.close()
+
+    assert (
+        attach_backups(
+            web.Application(), settings=settings.model_copy(update={"chroma_host": "c"}), engine=engine
+        )
+        is None
+    )
