@@ -8,6 +8,7 @@ from bot.platform import Platform
 from bot.server import build_app, serve
 from bot.settings import Settings
 from rag.engine import Engine
+from rag.errors import ConfigError
 
 
 def configured_platforms(settings: Settings) -> list[Platform]:
@@ -23,8 +24,18 @@ def configured_platforms(settings: Settings) -> list[Platform]:
     return platforms
 
 
+def require_credentials(settings: Settings, platforms: list[Platform]) -> None:
+    """ENVIRONMENT=production refuses to serve without an authenticated platform to serve."""
+    if settings.environment == "production" and not platforms:
+        raise ConfigError(
+            "ENVIRONMENT=production needs credentials: set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD "
+            "(Teams), or SLACK_BOT_TOKEN with SLACK_SIGNING_SECRET or SLACK_APP_TOKEN (Slack)."
+        )
+
+
 async def run_serve(settings: Settings, engine: Engine, *, metrics: Metrics | None = None) -> int:
     platforms = configured_platforms(settings)
+    require_credentials(settings, platforms)
     chat = build_chat_app(
         settings,
         engine,
