@@ -24,9 +24,10 @@ from bot.core.model import FileRef, Incoming, Job, Reply
 from bot.core.ports import FileFetcher
 from bot.core.runner import InProcessRunner
 from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory
-from rag.answer import Answerer, DeltaCallback, citations_for
+from rag.answer import Answerer, DeltaCallback
 from rag.engine import Engine
 from rag.errors import RetryableError
+from rag.prompt import citations_for
 from rag.types import Answer, Passage, Turn
 
 KB = "slack-T1"

@@ -12,16 +12,15 @@ from structlog.testing import capture_logs
 
 from rag.answer import (
     DEFAULT_GROQ_MODEL,
-    NOT_FOUND_REPLY,
     ExtractiveAnswerer,
     GroqAnswerer,
     build_answerer,
-    clean_citations,
     sdk_base_url,
     trim_passage,
 )
 from rag.errors import ConfigError
 from rag.lang import phrase
+from rag.prompt import NOT_FOUND_REPLY, clean_citations
 from rag.types import Passage, Turn
 from tests.fakes.groq_server import CHAT_PATH, FakeGroq
 

@@ -14,7 +14,8 @@ from bot.core.model import Job
 from bot.core.state import MemoryThreadMemory
 from bot.teams.platform import TeamsPlatform
 from bot.teams.translate import Message, translate
-from rag.answer import DeltaCallback, citations_for
+from rag.answer import DeltaCallback
+from rag.prompt import citations_for
 from rag.types import Answer, Passage, Turn
 from tests.bot.scrape import scrape
 from tests.bot.teams.activities import (
