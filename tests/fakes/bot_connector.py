@@ -19,18 +19,18 @@ A real aiohttp server on 127.0.0.1 (ephemeral port) that the real botbuilder SDK
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.local_server import LocalServer
 
 KEY_ID = "fake-key-1"
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
@@ -62,10 +62,11 @@ class _File:
     status: int = 200
 
 
-class FakeBotConnector:
+class FakeBotConnector(LocalServer):
     """See the module docstring."""
 
     def __init__(self, *, tenant: str = "56653e9d-2158-46ee-90d7-675c39642038") -> None:
+        super().__init__()
         self.tenant = tenant
         self.calls: list[Call] = []
         self.downloads: list[dict[str, str]] = []  # headers of each file request
@@ -75,9 +76,6 @@ class FakeBotConnector:
         self._ids = itertools.count(1)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._hang_openid = False
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -132,27 +130,8 @@ class FakeBotConnector:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._route)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # -- handlers ----------------------------------------------------------------------------------
 

@@ -16,17 +16,17 @@ The SDK appends `/openai/v1/chat/completions` to its base_url, so `base_url` is 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import socket
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 CHAT_PATH = "/openai/v1/chat/completions"
 MODELS_PATH = "/openai/v1/models"
@@ -69,19 +69,17 @@ def split_into_deltas(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text) or [""]
 
 
-class FakeGroq:
+class FakeGroq(LocalServer):
     """The scripted fake server. See the module docstring."""
 
     def __init__(self, *, default_text: str = DEFAULT_TEXT, model: str = "llama-3.3-70b-versatile") -> None:
+        super().__init__()
         self.default_text = default_text
         self.model = model
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self._queue: deque[_Behaviour] = deque()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # -- scripting ---------------------------------------------------------------------------------
 
@@ -117,28 +115,9 @@ class FakeGroq:
             raise RuntimeError("FakeGroq is not started; use `async with FakeGroq() as fake`")
         return f"http://127.0.0.1:{self._port}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_get(MODELS_PATH, self._models)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def close(self) -> None:
-        self._closing.set()  # releases hung handlers so shutdown does not wait on them
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # -- handlers ----------------------------------------------------------------------------------
 

@@ -20,15 +20,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.local_server import LocalServer
 
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
 
@@ -64,7 +65,7 @@ class _SocketState:
     acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
 
 
-class FakeSlack:
+class FakeSlack(LocalServer):
     """See the module docstring."""
 
     def __init__(
@@ -76,6 +77,7 @@ class FakeSlack:
         bot_token: str = "xoxb-111-222-fake",
         app_token: str = "xapp-1-A111-fake",
     ) -> None:
+        super().__init__()
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -95,8 +97,6 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._socket = _SocketState()
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # -- scripting -----------------------------------------------------------------------------------
 
@@ -183,32 +183,17 @@ class FakeSlack:
     def response_url(self, name: str = "commands") -> str:
         return f"{self.base_url}/{name}/{self.team_id}/{next(self._ts)}/{uuid.uuid4().hex[:16]}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/files-pri/{key}/download/{name}", self._download)
         app.router.add_post("/commands/{rest:.*}", self._response_url)
         app.router.add_post("/actions/{rest:.*}", self._response_url)
         app.router.add_get("/link/", self._websocket)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
 
     async def close(self) -> None:
         if self._socket.ws is not None:
             await self._socket.ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await super().close()
 
     # -- Socket Mode ---------------------------------------------------------------------------------
 
