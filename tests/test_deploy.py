@@ -1,0 +1,365 @@
+"""The deploy recipes agree with the code: the image, compose files, Kubernetes and cloud manifests.
+
+Names, ports, commands and probe paths are checked against what the code really has: Settings' fields
+and defaults, the `threadwise` parser's sub-commands, and the routes of a built aiohttp app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
+
+from bot.cli import build_parser
+from bot.compose import build_chat_app, build_engine
+from bot.metrics import Metrics, start_metrics_server
+from bot.serve_cli import configured_platforms
+from bot.server import build_app
+from bot.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {name.upper() for name in Settings.model_fields}
+# Variables for the Python runtime and the model libraries, not threadwise settings: allowed in the
+# image only, never in a recipe (a recipe setting a name Settings ignores is a silent mistake).
+IMAGE_RUNTIME_ENV = {
+    "PATH",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+}
+BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "clang", "cmake")
+
+
+def default(name: str) -> object:
+    return Settings.model_fields[name.lower()].default
+
+
+def subcommands() -> set[str]:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return set(sub.choices)  # type: ignore[arg-type]
+
+
+# -- the routes the code registers ----------------------------------------------------------------
+
+
+def _routes(app: web.Application) -> set[tuple[str, str]]:
+    return {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+
+
+def serve_settings(data: Path, **overrides: object) -> Settings:
+    """Slack over HTTP and Teams, on an embedded store in `data`, whatever this machine's environment."""
+    values: dict[str, object] = {
+        "chroma_persist_directory": str(data / "chroma"),
+        "chroma_host": None,
+        "slack_bot_token": "xoxb-test",
+        "slack_signing_secret": "test-secret",
+        "slack_app_token": None,
+        "slack_api_url": "http://127.0.0.1:9/api/",  # never Slack's: nothing here may reach the network
+        "microsoft_app_id": "00000000-0000-0000-0000-000000000000",
+        "microsoft_app_password": "test-password",
+        "runner": "inprocess",
+        "redis_url": None,
+    }
+    return Settings(_env_file=None, **{**values, **overrides})  # type: ignore[call-arg]
+
+
+def serve_app(settings: Settings) -> web.Application:
+    """`threadwise serve`'s app as run_serve composes it, every configured platform mounted."""
+    platforms = configured_platforms(settings)
+    engine = build_engine(settings)
+    chat = build_chat_app(
+        settings,
+        engine,
+        senders={p.name: p.sender for p in platforms},
+        fetchers={p.name: p.fetcher for p in platforms},
+    )
+    app = build_app(engine=engine, chat=chat)
+    for platform in platforms:
+        platform.mount(app, chat)
+    return app
+
+
+@pytest.fixture(scope="module")
+def serve_routes(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
+    """(method, path) that `threadwise serve` answers (mounting only adds routes: nothing starts)."""
+    settings = serve_settings(tmp_path_factory.mktemp("routes"))
+    assert {p.name for p in configured_platforms(settings)} == {"slack", "teams"}
+    return _routes(serve_app(settings))
+
+
+@pytest.fixture(scope="module")
+def serve_paths(serve_routes: set[tuple[str, str]]) -> set[str]:
+    """GET paths of `threadwise serve`: what a probe may ask for on PORT."""
+    return {path for method, path in serve_routes if method == "GET"}
+
+
+@pytest.fixture
+async def worker_metrics() -> AsyncIterator[tuple[set[str], int]]:
+    """The GET paths a `threadwise worker` serves on WORKER_METRICS_PORT, and the port it got."""
+    runner = await start_metrics_server(Metrics(registry=CollectorRegistry()), host="127.0.0.1", port=0)
+    try:
+        yield {path for method, path in _routes(runner.app) if method == "GET"}, runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+def test_the_code_serves_the_routes_the_recipes_probe(serve_routes: set[tuple[str, str]]) -> None:
+    # The recipes below rely on these; if the code drops one, this says so before they do.
+    assert {("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")} <= serve_routes
+    assert {("POST", "/slack/events"), ("POST", "/api/messages")} <= serve_routes
+
+
+# -- Dockerfile -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)  # (INSTRUCTION, arguments)
+
+    def all(self, instruction: str) -> list[str]:
+        return [args for inst, args in self.instructions if inst == instruction]
+
+    def last(self, instruction: str) -> str | None:
+        found = self.all(instruction)
+        return found[-1] if found else None
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """Stages of a Dockerfile: continuation lines joined, comments (also inside a RUN) dropped."""
+    logical: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    stages: list[Stage] = []
+    for line in logical:
+        inst, _, args = line.partition(" ")
+        inst = inst.upper()
+        if inst == "FROM":
+            words = args.split()
+            name = words[2] if len(words) > 2 and words[1].upper() == "AS" else None
+            stages.append(Stage(base=words[0], name=name))
+        elif inst not in {"ARG"} or stages:
+            stages[-1].instructions.append((inst, args.strip()))
+    return stages
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+def env_names(env_args: str) -> set[str]:
+    """Names set by one ENV instruction (`ENV A=1 B=2`, or the old `ENV A 1`)."""
+    if "=" not in env_args.split()[0]:
+        return {env_args.split()[0]}
+    return {word.split("=", 1)[0] for word in shlex.split(env_args)}
+
+
+def env_values(env_args: str) -> dict[str, str]:
+    return dict(word.split("=", 1) for word in shlex.split(env_args) if "=" in word)
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    return parse_dockerfile((ROOT / "Dockerfile").read_text())
+
+
+@pytest.fixture(scope="module")
+def final(stages: list[Stage]) -> Stage:
+    return stages[-1]
+
+
+def test_dockerfile_builds_in_stages_on_python_311_slim(stages: list[Stage]) -> None:
+    assert len(stages) >= 2
+    for stage in stages:
+        assert stage.base == "python:3.11-slim", stage.base
+
+
+def test_the_final_stage_runs_as_uid_1000(final: Stage) -> None:
+    user = final.last("USER")
+    assert user is not None, "the final stage sets no USER: the container would run as root"
+    name = user.split(":")[0]
+    if name != "1000":
+        created = " ".join(final.all("RUN"))
+        assert re.search(rf"useradd[^&;]*--uid 1000[^&;]*\b{re.escape(name)}\b", created), user
+    # The data directory is writable by that user.
+    assert any("chown" in run and "1000" in run and "/data" in run for run in final.all("RUN"))
+
+
+def test_the_final_stage_has_no_compilers_caches_or_tests(final: Stage) -> None:
+    runs = " ".join(final.all("RUN"))
+    for tool in BUILD_TOOLS:
+        assert not re.search(rf"(?<![\w-]){re.escape(tool)}(?![\w-])", runs), tool
+    assert "pip install" not in runs, "install in the builder stage; copy the venv"
+    for args in final.all("COPY"):
+        sources = args.split()[:-1]
+        assert not {"tests", "./tests", ".venv", ".", "./"} & set(sources), f"COPY {args}"
+
+
+def test_torch_is_the_pinned_cpu_build(stages: list[Stage]) -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
+    runs = [run for stage in stages[:-1] for run in stage.all("RUN")]
+    torch = [run for run in runs if "torch" in run and "pip install" in run]
+    assert torch, "torch must be installed on its own, before the project"
+    assert pin in torch[0] and "download.pytorch.org/whl/cpu" in torch[0]
+
+
+def test_the_model_is_checked_offline_in_the_build(stages: list[Stage]) -> None:
+    builder_env = {k: v for stage in stages[:-1] for e in stage.all("ENV") for k, v in env_values(e).items()}
+    assert builder_env.get("HF_HUB_OFFLINE") == "1"
+    assert any("SentenceEmbedder" in run and ".load()" in run for s in stages[:-1] for run in s.all("RUN"))
+
+
+def test_image_environment_is_settings_or_the_python_runtime(final: Stage) -> None:
+    names = set().union(*(env_names(e) for e in final.all("ENV")))
+    assert names - SETTINGS - IMAGE_RUNTIME_ENV == set()
+    values = {k: v for e in final.all("ENV") for k, v in env_values(e).items()}
+    assert values["HF_HUB_OFFLINE"] == "1", "the model must never be fetched at start"
+    # The data lives under the VOLUME, so a container's store and backups survive it.
+    volumes = [v for args in final.all("VOLUME") for v in exec_form(args)]
+    for name in ("CHROMA_PERSIST_DIRECTORY", "BACKUP_DIR"):
+        assert any(values[name].startswith(v.rstrip("/") + "/") for v in volumes), name
+
+
+def test_entrypoint_and_cmd_are_threadwise_serve(final: Stage) -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    entrypoint = exec_form(final.last("ENTRYPOINT") or "[]")
+    cmd = exec_form(final.last("CMD") or "[]")
+    assert entrypoint == ["threadwise"] and "threadwise" in pyproject["project"]["scripts"]
+    assert build_parser().parse_args(cmd).command == "serve"
+    assert cmd[0] in subcommands()
+
+
+def test_exposed_ports_are_the_settings_defaults(final: Stage) -> None:
+    exposed = {int(p.split("/")[0]) for args in final.all("EXPOSE") for p in args.split()}
+    assert exposed == {default("port"), default("worker_metrics_port")}
+
+
+# -- the health check the image runs --------------------------------------------------------------
+
+
+def _healthcheck_script(final: Stage) -> Path:
+    """The file HEALTHCHECK runs, found in the repository through the COPY that puts it there."""
+    check = final.last("HEALTHCHECK")
+    assert check is not None, "no HEALTHCHECK"
+    command = exec_form(check.split(" CMD ", 1)[1])
+    assert command[0] == "python"
+    target = command[1]
+    for args in final.all("COPY"):
+        source, dest = args.split()[-2:]
+        if dest == target:
+            return ROOT / source
+    raise AssertionError(f"HEALTHCHECK runs {target}, which no COPY puts in the image")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _run_check(script: Path, cwd: Path, **env: str) -> int:
+    """The script's exit status, run as the image runs it (in a thread: the server under test needs
+    this event loop to answer)."""
+    clean = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS}
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(script)], cwd=cwd, env={**clean, **env}, timeout=30
+    )
+    return result.returncode
+
+
+def test_healthcheck_script_defaults_are_the_settings_defaults(final: Stage) -> None:
+    script = _healthcheck_script(final)
+    text = script.read_text()
+    assert f'DEFAULT_PORT = "{default("port")}"' in text
+    assert f'DEFAULT_WORKER_METRICS_PORT = "{default("worker_metrics_port")}"' in text
+    assert f'DEFAULT_HOST = "{default("host")}"' in text
+
+
+async def test_healthcheck_passes_when_serve_answers_on_port(final: Stage, tmp_path: Path) -> None:
+    script = _healthcheck_script(final)
+    nobody = str(_free_port())
+    server = TestServer(
+        serve_app(serve_settings(tmp_path, slack_bot_token=None)), host="127.0.0.1", port=_free_port()
+    )
+    await server.start_server()
+    try:
+        port = str(server.port)
+        assert await _run_check(script, tmp_path, PORT=port, WORKER_METRICS_PORT=nobody) == 0
+        assert await _run_check(script, tmp_path, PORT=nobody, WORKER_METRICS_PORT=nobody) == 1
+        (tmp_path / ".env").write_text(f"PORT={port}\nWORKER_METRICS_PORT=0\n")  # read as Settings does
+        assert await _run_check(script, tmp_path) == 0
+    finally:
+        await server.close()
+
+
+async def test_healthcheck_passes_when_a_worker_serves_its_metrics(
+    final: Stage, tmp_path: Path, worker_metrics: tuple[set[str], int]
+) -> None:
+    _, port = worker_metrics
+    script = _healthcheck_script(final)
+    assert await _run_check(script, tmp_path, PORT=str(_free_port()), WORKER_METRICS_PORT=str(port)) == 0
+    assert await _run_check(script, tmp_path, PORT=str(_free_port()), WORKER_METRICS_PORT="0") == 1
+
+
+# -- .dockerignore ------------------------------------------------------------------------------------
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent directories decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.lstrip("!").strip("/")
+        globs = [glob, glob.removeprefix("**/")]
+        if any(fnmatch.fnmatchcase(c, g) for c in candidates for g in globs):
+            verdict = not negate
+    return verdict
+
+
+def test_dockerignore_keeps_the_build_small_and_sends_what_it_copies(stages: list[Stage]) -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for path in (".git", ".venv", "data/chroma", "tests/test_deploy.py", ".env", "bot/__pycache__/x.pyc"):
+        assert ignored(path, patterns), path
+    for stage in stages:
+        for args in stage.all("COPY"):
+            if args.startswith("--from="):
+                continue
+            for source in args.split()[:-1]:
+                assert (ROOT / source).exists(), source
+                assert not ignored(source, patterns), f"COPY {source}, but .dockerignore leaves it out"
