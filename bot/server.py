@@ -21,6 +21,7 @@ log = structlog.get_logger(__name__)
 ReadyCheck = Callable[[], Awaitable[None]]  # raises when the dependency is not ready
 CHAT_APP = web.AppKey("chat_app", ChatApp)
 ENGINE = web.AppKey("engine", Engine)
+WARMING = web.AppKey("warming", asyncio.Task[None])  # the model and keyword indexes, loading
 READY_MAX_AGE_S = 0.5  # a readiness answer is reused this long (load balancers probe often)
 
 
@@ -56,7 +57,7 @@ def build_app(
     async def load_model(_: web.Application) -> None:
         # Model and keyword indexes take seconds (a 100k-chunk knowledge base: tens of seconds):
         # load them in the background so /health answers at once; /ready waits for them.
-        app["model_task"] = asyncio.create_task(_warm_until_done(engine))
+        app[WARMING] = asyncio.create_task(_warm_until_done(engine))
 
     async def drain(_: web.Application) -> None:
         await chat.runner.drain()
