@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import importlib.metadata
 import json
 import os
 import re
@@ -19,8 +20,10 @@ import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
@@ -363,3 +366,215 @@ def test_dockerignore_keeps_the_build_small_and_sends_what_it_copies(stages: lis
             for source in args.split()[:-1]:
                 assert (ROOT / source).exists(), source
                 assert not ignored(source, patterns), f"COPY {source}, but .dockerignore leaves it out"
+
+
+# -- recipes: what every one must respect ---------------------------------------------------------------
+
+SECRET_SETTINGS = {
+    name for name in SETTINGS if any(word in name for word in ("TOKEN", "SECRET", "PASSWORD", "API_KEY"))
+}
+_DEFAULTED = re.compile(r"\$\{([A-Z0-9_]+):-([^}]*)\}")
+
+
+def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def resolve_defaults(value: str) -> str:
+    """`${PORT:-3978}` → `3978`, checking that the variable is a setting with that very default."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, fallback = match.groups()
+        assert name in SETTINGS, f"${{{name}}} is not a setting"
+        assert fallback == str(default(name)), f"${{{name}:-{fallback}}}: Settings says {default(name)}"
+        return fallback
+
+    resolved = _DEFAULTED.sub(substitute, value)
+    assert "${" not in resolved, f"{value}: give every interpolated variable its default"
+    return resolved
+
+
+@dataclass
+class Process:
+    """One threadwise process a recipe runs: where, its sub-command, settings, replica count, probes."""
+
+    where: str
+    command: str
+    env: dict[str, str]
+    replicas: int
+    probes: dict[str, tuple[str, int]] = field(default_factory=dict)  # kind → (path, port)
+
+    def setting(self, name: str) -> str:
+        """The value this process gets: the recipe's, else the image's, else Settings' default."""
+        if name in self.env:
+            return self.env[name]
+        if name in IMAGE_ENV:
+            return IMAGE_ENV[name]
+        value = default(name)
+        return "" if value is None else str(value)
+
+
+def _image_env() -> dict[str, str]:
+    final = parse_dockerfile((ROOT / "Dockerfile").read_text())[-1]
+    return {k: v for e in final.all("ENV") for k, v in env_values(e).items()}
+
+
+IMAGE_ENV = _image_env()
+
+
+def check_process(process: Process, serve_paths: set[str], worker_paths: set[str]) -> None:
+    """The rules every recipe's threadwise process must follow."""
+    assert process.command in subcommands(), process
+    unknown = set(process.env) - SETTINGS
+    assert not unknown, f"{process.where}: {sorted(unknown)} are not settings (Settings ignores them)"
+    Settings(_env_file=None, **{k.lower(): v for k, v in process.env.items() if v})  # type: ignore[arg-type]
+    if process.command == "serve" and process.replicas > 1:
+        for name in ("REDIS_URL", "CHROMA_HOST"):
+            assert process.setting(name), f"{process.where}: {process.replicas} serves need {name}"
+        assert process.setting("RUNNER") == "queue", f"{process.where}: replicas need RUNNER=queue"
+    if process.command == "worker":
+        assert process.setting("REDIS_URL") and process.setting("CHROMA_HOST"), process.where
+    for kind, (path, port) in process.probes.items():
+        if process.command == "serve":
+            assert path in serve_paths, f"{process.where}: {kind} probe on {path}, not a route of serve"
+            assert port == int(process.setting("PORT")), f"{process.where}: {kind} probe on port {port}"
+        else:
+            assert path in worker_paths, (
+                f"{process.where}: {kind} probe on {path}; a worker serves {worker_paths}"
+            )
+            assert port == int(process.setting("WORKER_METRICS_PORT")), f"{process.where}: {kind} port {port}"
+    if process.command == "serve" and "liveness" in process.probes:
+        assert process.probes["liveness"][0] == "/health" and process.probes["readiness"][0] == "/ready"
+
+
+# -- docker compose ---------------------------------------------------------------------------------------
+
+
+def compose(name: str) -> dict[str, Any]:
+    (doc,) = load_yaml_documents(ROOT / name)
+    return doc
+
+
+def _compose_env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: resolve_defaults(str(v)) for k, v in env.items()}
+
+
+def threadwise_services(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in doc["services"].items() if str(s.get("image", "")).startswith("threadwise")}
+
+
+def compose_processes(doc: dict[str, Any], where: str) -> list[Process]:
+    processes = []
+    for name, service in threadwise_services(doc).items():
+        if "backup" in service.get("profiles", []):
+            continue  # a one-off job, checked on its own
+        processes.append(
+            Process(
+                where=f"{where}:{name}",
+                command=service["command"][0],
+                env=_compose_env(service),
+                replicas=int(service.get("deploy", {}).get("replicas", 1)),
+            )
+        )
+    return processes
+
+
+def test_compose_threadwise_services_run_the_image_its_way(final: Stage) -> None:
+    healthcheck = exec_form((final.last("HEALTHCHECK") or "").split(" CMD ", 1)[1])
+    for name in ("docker-compose.yml", "docker-compose.scale.yml"):
+        doc = compose(name)
+        services = threadwise_services(doc)
+        assert services, name
+        for service_name, service in services.items():
+            assert service["build"] == ".", service_name
+            assert {"path": ".env", "required": False} in service["env_file"], service_name
+            build_parser().parse_args(service["command"])  # a real sub-command with valid arguments
+            if "backup" not in service.get("profiles", []):
+                assert service["healthcheck"]["test"] == ["CMD", *healthcheck], service_name
+
+
+async def test_compose_processes_follow_the_rules(
+    serve_paths: set[str], worker_metrics: tuple[set[str], int]
+) -> None:
+    for name in ("docker-compose.yml", "docker-compose.scale.yml"):
+        for process in compose_processes(compose(name), name):
+            check_process(process, serve_paths, worker_metrics[0])
+
+
+def test_compose_single_machine_keeps_its_data_in_a_named_volume() -> None:
+    doc = compose("docker-compose.yml")
+    (process,) = compose_processes(doc, "docker-compose.yml")
+    assert process.command == "serve" and process.replicas == 1
+    assert process.setting("RUNNER") == "inprocess" and not process.setting("CHROMA_HOST")
+    (service,) = threadwise_services(doc).values()
+    mounts = dict(volume.split(":", 1) for volume in service["volumes"])
+    for name in ("CHROMA_PERSIST_DIRECTORY", "BACKUP_DIR"):
+        inside = [v for v, target in mounts.items() if process.setting(name).startswith(target + "/")]
+        assert inside and inside[0] in doc["volumes"], f"{name} is not in a named volume"
+    published = [resolve_defaults(p).split(":") for p in service["ports"]]
+    assert [int(container) for _, container in published] == [int(process.setting("PORT"))]
+
+
+def _healthchecked(service: dict[str, Any]) -> bool:
+    check = service.get("healthcheck", {})
+    return bool(check.get("test")) and not check.get("disable")
+
+
+def test_compose_scale_out_has_two_bots_two_workers_redis_and_chroma() -> None:
+    doc = compose("docker-compose.scale.yml")
+    processes = compose_processes(doc, "scale")
+    assert sum(p.replicas for p in processes if p.command == "serve") == 2
+    assert sum(p.replicas for p in processes if p.command == "worker") == 2
+    services = doc["services"]
+    redis = next(s for s in services.values() if str(s.get("image", "")).startswith("redis:"))
+    chroma = next(s for s in services.values() if str(s.get("image", "")).startswith("chromadb/chroma:"))
+    for service in services.values():
+        if "backup" not in service.get("profiles", []):
+            assert _healthchecked(service), service
+        for volume in service.get("volumes", []):
+            assert volume.split(":")[0] in doc["volumes"], f"{volume}: use a named volume"
+    for name, service in threadwise_services(doc).items():
+        needs = service.get("depends_on", {})
+        for dependency in ("redis", "chroma"):
+            assert needs[dependency]["condition"] == "service_healthy", name
+    assert services["redis"] is redis and services["chroma"] is chroma
+    _check_chroma_server(chroma["image"], chroma["command"], [p for p in processes])
+    for process in processes:
+        assert process.setting("REDIS_URL").startswith("redis://redis:"), process.where
+
+
+def _check_chroma_server(image: str, command: list[str], clients: list[Process]) -> None:
+    """The Chroma server: our chromadb's major version, `run --path`, on the port clients use."""
+    major = importlib.metadata.version("chromadb").split(".")[0]
+    assert image.split(":")[1].split(".")[0] == major, f"{image}: threadwise pins chromadb {major}.x"
+    assert command[0] == "run" and "--path" in command
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    for client in clients:
+        assert client.setting("CHROMA_PORT") == port, client.where
+
+
+def test_compose_load_balancer_sends_to_the_bots_port() -> None:
+    doc = compose("docker-compose.scale.yml")
+    config = resolve_defaults(doc["configs"]["lb"]["content"])
+    (upstream,) = re.findall(r"server\s+(\w+):(\d+)", config)
+    bot = doc["services"][upstream[0]]
+    assert bot["command"] == ["serve"]
+    assert int(upstream[1]) == int(Process("lb", "serve", _compose_env(bot), 2).setting("PORT"))
+    listen = re.search(r"listen\s+(\d+);", config)
+    assert listen is not None
+    published = [resolve_defaults(p).split(":") for p in doc["services"]["lb"]["ports"]]
+    assert [container for _, container in published] == [listen.group(1)]
+
+
+def test_compose_backup_job_writes_into_a_volume() -> None:
+    doc = compose("docker-compose.scale.yml")
+    backup = doc["services"]["backup"]
+    assert backup["command"] == ["backup"] and backup["profiles"] == ["backup"]
+    env = _compose_env(backup)
+    assert env["CHROMA_HOST"] and set(env) <= SETTINGS
+    mounts = dict(volume.split(":", 1) for volume in backup["volumes"])
+    assert any(env["BACKUP_DIR"] == target for target in mounts.values())
