@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -12,7 +12,7 @@ from tqdm import tqdm
 from rag.engine import Engine
 from rag.errors import UserFacingError
 from rag.extract import SUPPORTED_EXTENSIONS
-from rag.types import IngestResult
+from rag.types import IngestResult, Upload
 
 
 def collect(paths: Sequence[Path]) -> list[tuple[str, Path]]:
@@ -31,24 +31,42 @@ def collect(paths: Sequence[Path]) -> list[tuple[str, Path]]:
 
 
 async def ingest_paths(engine: Engine, kb: str, paths: Sequence[Path], *, uploader: str) -> int:
+    """Every file into `kb`, several files' chunks embedded together (Engine.ingest_many)."""
     files = collect(paths)
     started = time.perf_counter()
     results: list[IngestResult] = []
     failures = 0
-    bar = tqdm(files, unit="doc", disable=None, file=sys.stderr)
-    for name, path in bar:
-        bar.set_description(name[-40:])
+    bar = tqdm(total=len(files), unit="doc", disable=None, file=sys.stderr)
 
-        def progress(done: int, total: int) -> None:
-            bar.set_postfix_str(f"{done}/{total} chunks", refresh=True)
+    def uploads() -> Iterator[Upload]:
+        nonlocal failures
+        for name, path in files:
+            bar.set_description(name[-40:])
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                failures += 1
+                bar.update()
+                bar.write(f"skipped: {name}: {exc.strerror or exc}", file=sys.stderr)
+                continue
+            yield Upload(name, data, uploader=uploader)
 
-        try:
-            result = await engine.ingest(kb, name, path.read_bytes(), uploader=uploader, progress=progress)
-            results.append(result)
-        except UserFacingError as exc:
+    def progress(done: int, total: int) -> None:
+        bar.set_postfix_str(f"embedding {done}/{total} chunks", refresh=True)
+
+    def done(upload: Upload, outcome: IngestResult | UserFacingError) -> None:
+        nonlocal failures
+        bar.update()
+        if isinstance(outcome, UserFacingError):
             failures += 1
-            bar.write(f"skipped: {exc.message}")
-    bar.close()
+            bar.write(f"skipped: {outcome.message}", file=sys.stderr)
+        else:
+            results.append(outcome)
+
+    try:
+        await engine.ingest_many(kb, uploads(), progress=progress, on_result=done)
+    finally:
+        bar.close()
     seconds = time.perf_counter() - started
     changed = [r for r in results if r.status != "unchanged"]
     chunks = sum(r.chunks for r in changed)

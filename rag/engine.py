@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,18 +20,44 @@ from rag import extract
 from rag.answer import Answerer
 from rag.cache import QueryCache
 from rag.chunk import chunk_document
-from rag.embed import SentenceEmbedder
+from rag.embed import SentenceEmbedder, text_key
 from rag.errors import UserFacingError
 from rag.gate import WriteGate, run_to_end
 from rag.search import HybridSearcher, SearchOptions
 from rag.store import KnowledgeStore, new_version
-from rag.types import Answer, DocumentInfo, IngestResult, IngestStatus, KbStats, Passage, Turn
+from rag.types import (
+    Answer,
+    Chunk,
+    DocumentInfo,
+    IngestResult,
+    IngestStatus,
+    KbStats,
+    Passage,
+    Turn,
+    Upload,
+)
 
 log = structlog.get_logger(__name__)
 
 Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks in all)
 # (stage, seconds): extract, embed, store, search or llm. Called from worker threads too.
 StageObserver = Callable[[str, float], None]
+
+
+GROUP_CHUNKS = 1024  # chunks of several files embedded in one pass by ingest_many
+IngestOutcome = IngestResult | UserFacingError
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A file parsed and chunked, waiting for its vectors."""
+
+    upload: Upload
+    sha: str
+    previous: DocumentInfo | None
+    kind: str
+    chunks: list[Chunk]
+    started: float
 
 
 @dataclass(frozen=True)
@@ -132,45 +158,126 @@ class Engine:
         url: str | None = None,
         progress: Progress | None = None,
     ) -> IngestResult:
-        lock = self._doc_locks.setdefault((kb, name), asyncio.Lock())
-        async with lock:
-            return await run_to_end(self._ingest, kb, name, data, uploader, url, progress)
+        (outcome,) = await self.ingest_many(kb, [Upload(name, data, uploader, url)], progress=progress)
+        if isinstance(outcome, UserFacingError):
+            raise outcome
+        return outcome
 
-    def _ingest(
-        self, kb: str, name: str, data: bytes, uploader: str, url: str | None, progress: Progress | None
-    ) -> IngestResult:
+    async def ingest_many(
+        self,
+        kb: str,
+        uploads: Iterable[Upload],
+        *,
+        progress: Progress | None = None,
+        on_result: Callable[[Upload, IngestOutcome], None] | None = None,
+        group_chunks: int = GROUP_CHUNKS,
+    ) -> list[IngestOutcome]:
+        """Ingest several files; one outcome each, in order: its result, or why it was refused.
+
+        Files are parsed and chunked one by one; the new chunks of up to `group_chunks` of them are
+        embedded together in one length-sorted pass (the model's batches stay full and evenly padded),
+        then each document is written and activated on its own, so every document is still all or
+        nothing. `uploads` is read lazily: a folder's files need not all be in memory at once.
+        `progress` counts the chunks of the group being embedded; `on_result` hears of each file
+        when it is done. Errors other than a refused file stop the run; documents finished stay.
+        """
+        outcomes: list[IngestOutcome | None] = []
+        group: list[tuple[int, _Prepared]] = []
+        held: list[asyncio.Lock] = []
+
+        def report(index: int, upload: Upload, outcome: IngestOutcome) -> None:
+            outcomes[index] = outcome
+            if on_result is not None:
+                on_result(upload, outcome)
+
+        async def flush() -> None:
+            try:
+                if group:
+                    results = await run_to_end(self._commit, kb, [p for _, p in group], progress)
+                    for (index, prepared), result in zip(group, results, strict=True):
+                        report(index, prepared.upload, result)
+            finally:
+                group.clear()
+                while held:
+                    held.pop().release()
+
+        try:
+            for index, upload in enumerate(uploads):
+                outcomes.append(None)
+                lock = self._doc_locks.setdefault((kb, upload.name), asyncio.Lock())
+                if lock.locked():  # the same name earlier in this group, or another ingest of it:
+                    await flush()  # never wait for a lock while holding others
+                await lock.acquire()
+                held.append(lock)
+                prepared: _Prepared | IngestOutcome
+                try:
+                    prepared = await run_to_end(self._prepare, kb, upload)
+                except UserFacingError as exc:
+                    prepared = exc
+                if not isinstance(prepared, _Prepared):  # unchanged, or refused
+                    held.remove(lock)
+                    lock.release()
+                    report(index, upload, prepared)
+                    continue
+                group.append((index, prepared))
+                if sum(len(p.chunks) for _, p in group) >= group_chunks:
+                    await flush()
+        finally:
+            await flush()
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _prepare(self, kb: str, upload: Upload) -> _Prepared | IngestResult:
+        """Parse and chunk one file; an IngestResult when its bytes are already there."""
         started = time.perf_counter()
-        sha = hashlib.sha256(data).hexdigest()
-        previous = self._store.document(kb, name)
+        sha = hashlib.sha256(upload.data).hexdigest()
+        previous = self._store.document(kb, upload.name)
         if previous is not None and previous.sha256 == sha:
-            return IngestResult(name, "unchanged", previous.chunks, time.perf_counter() - started)
+            return IngestResult(upload.name, "unchanged", previous.chunks, time.perf_counter() - started)
         with self._timed("extract"):  # parsing and chunking
             doc = extract.extract(
-                name, data, allowed_types=self._limits.allowed_types, max_bytes=self._limits.max_bytes
+                upload.name,
+                upload.data,
+                allowed_types=self._limits.allowed_types,
+                max_bytes=self._limits.max_bytes,
             )
             chunks = chunk_document(doc, self._embedder, max_tokens=self._limits.chunk_tokens)
         if not chunks:
-            raise UserFacingError(f"{name} has no text I can read.")
-        texts = [c.text for c in chunks]
+            raise UserFacingError(f"{upload.name} has no text I can read.")
+        return _Prepared(upload, sha, previous, doc.kind, chunks, started)
+
+    def _commit(self, kb: str, group: list[_Prepared], progress: Progress | None) -> list[IngestResult]:
+        """Embed the group's new chunks in one pass, then write and activate each document."""
         with self._timed("embed"):
-            vectors, embedded = self._vectors(kb, previous, texts, progress)
+            vectors, embedded = self._vectors(kb, group, progress)
+        return [
+            self._write(kb, prepared, doc_vectors, new)
+            for prepared, doc_vectors, new in zip(group, vectors, embedded, strict=True)
+        ]
+
+    def _write(self, kb: str, prepared: _Prepared, vectors: np.ndarray, embedded: int) -> IngestResult:
+        upload, previous = prepared.upload, prepared.previous
         version = new_version()
         with self._writes.shared():  # from the first chunk written to the old version deleted
             try:
                 with self._timed("store"):
                     self._store.add_chunks(
-                        kb, document=name, version=version, chunks=chunks, embeddings=vectors, url=url
+                        kb,
+                        document=upload.name,
+                        version=version,
+                        chunks=prepared.chunks,
+                        embeddings=vectors,
+                        url=upload.url,
                     )
                     info = DocumentInfo(
-                        name=name,
-                        sha256=sha,
+                        name=upload.name,
+                        sha256=prepared.sha,
                         version=version,
-                        chunks=len(chunks),
-                        uploader=uploader,
+                        chunks=len(prepared.chunks),
+                        uploader=upload.uploader,
                         uploaded_at=time.time(),
-                        size=len(data),
-                        kind=doc.kind,
-                        url=url,
+                        size=len(upload.data),
+                        kind=prepared.kind,
+                        url=upload.url,
                     )
                     self._store.activate(kb, info)
             except BaseException:
@@ -179,34 +286,57 @@ class Engine:
             if previous is not None:
                 self._store.delete_version(kb, previous.version)
         self._query_cache.invalidate(kb)
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - prepared.started
+        chunks = len(prepared.chunks)
         log.info(
-            "ingested", kb=kb, document=name, chunks=len(chunks), embedded=embedded, seconds=round(seconds, 2)
+            "ingested",
+            kb=kb,
+            document=upload.name,
+            chunks=chunks,
+            embedded=embedded,
+            seconds=round(seconds, 2),
         )
         status: IngestStatus = "replaced" if previous is not None else "added"
-        return IngestResult(name, status, len(chunks), seconds, embedded)
+        return IngestResult(upload.name, status, chunks, seconds, embedded)
 
     def _vectors(
-        self, kb: str, previous: DocumentInfo | None, texts: list[str], progress: Progress | None
-    ) -> tuple[np.ndarray, int]:
-        """Vectors for `texts`, reusing those of the previous version's identical chunks."""
-        reuse = self._store.embeddings_by_hash(kb, previous.version) if previous else {}
-        keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
-        todo = sorted({t for t, k in zip(texts, keys, strict=True) if k not in reuse})
-        done = len(texts) - len(todo)
-        counter = [done]
+        self, kb: str, group: list[_Prepared], progress: Progress | None
+    ) -> tuple[list[np.ndarray], list[int]]:
+        """Each document's vectors, reusing those of its previous version's identical chunks; the
+        rest embedded in one pass, shortest texts first. Also how many each document added."""
+        reuse: dict[str, np.ndarray] = {}
+        for prepared in group:
+            if prepared.previous is not None:
+                reuse.update(self._store.embeddings_by_hash(kb, prepared.previous.version))
+        texts = [[c.text for c in p.chunks] for p in group]
+        keys = [[text_key(t) for t in doc] for doc in texts]
+        todo: dict[str, int] = {}  # text -> the document that first needs it
+        for i, (doc_texts, doc_keys) in enumerate(zip(texts, keys, strict=True)):
+            for text, key in zip(doc_texts, doc_keys, strict=True):
+                if key not in reuse:
+                    todo.setdefault(text, i)
+        ordered = sorted(todo, key=len)
+        total = sum(map(len, texts))
+        counter = [total - len(ordered)]
 
         def step(n: int) -> None:
             counter[0] += n
             if progress:
-                progress(min(counter[0], len(texts)), len(texts))
+                progress(min(counter[0], total), total)
 
-        before = self._embedder.embedded_texts
-        fresh = dict(zip(todo, self._embedder.embed(todo, progress=step), strict=True)) if todo else {}
-        if progress and not todo:
-            progress(len(texts), len(texts))
-        vectors = np.stack([reuse[k] if k in reuse else fresh[t] for t, k in zip(texts, keys, strict=True)])
-        return vectors, self._embedder.embedded_texts - before
+        fresh: dict[str, np.ndarray] = {}
+        if ordered:
+            fresh = dict(zip(ordered, self._embedder.embed(ordered, progress=step), strict=True))
+        elif progress:
+            progress(total, total)
+        vectors = [
+            np.stack([reuse[k] if k in reuse else fresh[t] for t, k in zip(doc_texts, doc_keys, strict=True)])
+            for doc_texts, doc_keys in zip(texts, keys, strict=True)
+        ]
+        embedded = [0] * len(group)
+        for first in todo.values():
+            embedded[first] += 1
+        return vectors, embedded
 
     # -- documents ---------------------------------------------------------------------------
     async def documents(self, kb: str) -> list[DocumentInfo]:

@@ -112,6 +112,16 @@ IngestStatus = Literal["added", "replaced", "unchanged"]
 
 
 @dataclass(frozen=True)
+class Upload:
+    """One file to ingest: its document name, its bytes, who sent it and where it lives."""
+
+    name: str
+    data: bytes
+    uploader: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class IngestResult:
     document: str
     status: IngestStatus

@@ -198,6 +198,25 @@ def test_ingest_docs_ask_forget_from_the_command_line(
     assert text.NO_DOCUMENTS in capsys.readouterr().out
 
 
+def test_ingest_of_a_folder_reports_each_refused_file_and_keeps_the_rest(
+    cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "handbook"
+    (folder / "it").mkdir(parents=True)
+    (folder / "it" / "vpn-guide.md").write_text(VPN_GUIDE)
+    (folder / "parking.txt").write_text("Visitors park on level -2 of the garage.\n")
+    (folder / "scan.pdf").write_bytes(b"%PDF-1.7\ngarbage without xref")
+    (folder / "notes.bin").write_bytes(b"\0\1")  # not a supported extension: not even tried
+
+    assert main(["ingest", str(folder)]) == 1  # one file failed
+    out, err = capsys.readouterr()
+    assert "skipped: scan.pdf" in err
+    assert out.strip().splitlines()[-1].startswith("local: 2 documents ingested (0 unchanged, 1 failed), ")
+    assert main(["docs"]) == 0
+    listed = capsys.readouterr().out
+    assert "it/vpn-guide.md" in listed and "parking.txt" in listed and "scan.pdf" not in listed
+
+
 def test_ask_with_nothing_relevant_exits_1(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "What is the wifi password?"]) == 1
     out = capsys.readouterr().out

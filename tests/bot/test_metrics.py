@@ -183,12 +183,14 @@ async def test_refusals_errors_and_rate_limits_are_counted_apart(make_service: S
 async def test_a_new_document_shows_after_the_refresh_interval_and_not_before(
     make_service: ServiceFactory,
 ) -> None:
-    svc = await make_service(kb_refresh_seconds=0.3)
+    now = [1000.0]
+    svc = await make_service(kb_refresh_seconds=10, clock=lambda: now[0])
     before = await svc.metrics()
     await svc.engine.ingest(KB, "vpn.md", VPN_GUIDE)
 
+    now[0] += 9.9
     cached = await svc.metrics()
-    await asyncio.sleep(0.35)
+    now[0] += 0.2
     fresh = await svc.metrics()
 
     assert before.value("threadwise_kb_documents", kb=KB) is None

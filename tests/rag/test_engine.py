@@ -14,7 +14,7 @@ from pypdf import PdfWriter
 
 from rag.errors import UserFacingError
 from rag.store import KnowledgeStore
-from rag.types import Chunk
+from rag.types import Chunk, Upload
 from tests.conftest import EngineFactory
 from tests.fakes.groq_server import FakeGroq
 
@@ -288,3 +288,94 @@ async def test_keyword_index_follows_replacements(make_engine: EngineFactory) ->
     await engine.ingest(KB, "codes.md", b"# Codes\n\nZV_1402 means the badge reader is offline.\n")
     assert "ZV_1402" in (await engine.search(KB, "ZV_1402"))[0].text
     assert all("QX_7731" not in p.text for p in await engine.search(KB, "QX_7731", top_k=10))
+
+
+# -- several files at once (threadwise ingest DIR) --------------------------------------------------
+
+FAQ = b"# Parking FAQ\n\nVisitors park on level -2. Badges for the garage are issued at reception.\n"
+
+
+def _spy_embed(embedder: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    calls: list[list[str]] = []
+    real = embedder.embed
+
+    def spy(texts: Any, progress: Any = None) -> Any:
+        calls.append(list(texts))
+        return real(texts, progress=progress)
+
+    monkeypatch.setattr(embedder, "embed", spy)
+    return calls
+
+
+async def test_batch_ingest_embeds_the_files_together_and_answers_for_each(
+    make_engine: EngineFactory, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "pets.txt", PETS)
+    calls = _spy_embed(embedder, monkeypatch)
+    heard: list[str] = []
+    uploads = [
+        Upload("vpn.md", VPN, uploader="U1"),
+        Upload("photo.txt", b"\x89PNG\r\n\x1a\n" + bytes(range(256))),
+        Upload("pets.txt", PETS),
+        Upload("faq.md", FAQ, uploader="U2"),
+    ]
+    outcomes = await engine.ingest_many(KB, uploads, on_result=lambda up, _: heard.append(up.name))
+
+    assert [getattr(o, "status", None) for o in outcomes] == ["added", None, "unchanged", "added"]
+    assert isinstance(outcomes[1], UserFacingError) and "photo.txt" in outcomes[1].message
+    assert sorted(heard) == ["faq.md", "pets.txt", "photo.txt", "vpn.md"]
+    # vpn.md and faq.md are embedded in one pass, shortest text first; pets.txt is not embedded again.
+    assert len(calls) == 1 and calls[0] == sorted(calls[0], key=len)
+    assert any("Parking" in t for t in calls[0]) and any("ERR_CONN_4021" in t for t in calls[0])
+    assert not any("Dogs" in t for t in calls[0])
+    docs = {d.name: d for d in await engine.documents(KB)}
+    assert set(docs) == {"vpn.md", "pets.txt", "faq.md"}
+    assert docs["vpn.md"].uploader == "U1" and docs["faq.md"].uploader == "U2"
+    assert (await engine.search(KB, "Where do visitors park?"))[0].document == "faq.md"
+    assert (await engine.search(KB, "ERR_CONN_4021"))[0].document == "vpn.md"
+
+
+async def test_batch_ingest_of_one_name_twice_keeps_the_last(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    new = VPN.replace(b"90 days", b"60 days")
+    outcomes = await engine.ingest_many(KB, [Upload("vpn.md", VPN), Upload("vpn.md", new)])
+    assert [getattr(o, "status", None) for o in outcomes] == ["added", "replaced"]
+    (doc,) = await engine.documents(KB)
+    assert doc.chunks == (await engine.stats(KB)).chunks  # no chunk of the first version is left
+    texts = " ".join(p.text for p in await engine.search(KB, "certificate expires days", top_k=10))
+    assert "60 days" in texts and "90 days" not in texts
+
+
+async def test_batch_groups_are_bounded(
+    make_engine: EngineFactory, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine()
+    calls = _spy_embed(embedder, monkeypatch)
+    uploads = [Upload("vpn.md", VPN), Upload("pets.txt", PETS), Upload("faq.md", FAQ)]
+    await engine.ingest_many(KB, uploads, group_chunks=1)  # every document is a group of its own
+    assert len(calls) == 3
+    assert len(await engine.documents(KB)) == 3
+
+
+async def test_a_store_failure_in_a_batch_keeps_finished_documents_whole(
+    make_engine: EngineFactory, tmp_path: Any
+) -> None:
+    from rag.store import open_client
+
+    class FailOnFaq(KnowledgeStore):
+        def add_chunks(self, kb: str, **kwargs: Any) -> None:
+            super().add_chunks(kb, **kwargs)
+            if kwargs["document"] == "faq.md":
+                raise RuntimeError("disk full")
+
+    client = open_client(persist_directory=str(tmp_path / "c"), host=None, port=0)
+    engine = make_engine(store=FailOnFaq(client, prefix="t"))
+    uploads = [Upload("vpn.md", VPN), Upload("faq.md", FAQ), Upload("pets.txt", PETS)]
+    with pytest.raises(RuntimeError, match="disk full"):
+        await engine.ingest_many(KB, uploads)
+    assert [d.name for d in await engine.documents(KB)] == ["vpn.md"]
+    assert (await engine.stats(KB)).chunks == (await engine.documents(KB))[0].chunks  # nothing half-written
+    # Every document's lock was released: the same engine takes the same names again.
+    again = await asyncio.wait_for(engine.ingest_many(KB, [uploads[2], uploads[0]]), 60)
+    assert [getattr(o, "status", None) for o in again] == ["added", "unchanged"]
