@@ -1,7 +1,11 @@
-"""`threadwise backup` and `threadwise restore FILE`: the embedded store, by hand.
+"""`threadwise backup` and `threadwise restore FILE`, by hand or from a scheduled job (a Kubernetes
+CronJob).
 
-Both take the store's directory lock without opening Chroma, so they refuse while another process
-(`threadwise serve`, `chat`…) has the store. A running `serve` takes its own backups on BACKUP_SCHEDULE.
+Embedded store (no CHROMA_HOST): both take the store's directory lock without opening Chroma, so they
+refuse while another process (`threadwise serve`, `chat`…) has the store; a running `serve` takes its
+own backups on BACKUP_SCHEDULE. Chroma server (CHROMA_HOST): `backup` exports every knowledge base
+through the server's API while serves and workers go on, and `restore` replaces them there in place.
+Either kind of archive restores into either set-up (e.g. moving from one machine to a server).
 """
 
 from __future__ import annotations
@@ -12,30 +16,28 @@ from typing import TextIO
 
 from bot.confirm import confirm
 from bot.settings import Settings
-from rag.backup import restore_archive, snapshot_at_rest
+from rag.backup import BackupResult, backup_server, restore_archive, restore_to_server, snapshot_at_rest
 from rag.errors import UserFacingError
-from rag.store import StoreInUseError, hold_directory
-
-
-def server_hint(settings: Settings, command: str) -> str:
-    instead = {
-        "backup": "Back up the server's data instead: snapshot its volume, or archive the directory it "
-        "runs on (`chroma run --path DIR`) with the server stopped.",
-        "restore": "Restore the server's data instead: stop the server, put the directory it runs on "
-        "(`chroma run --path DIR`) or its volume back from your snapshot, and start it again.",
-    }[command]
-    return (
-        f"CHROMA_HOST is set: the knowledge bases live in the Chroma server at {settings.chroma_host}:"
-        f"{settings.chroma_port}, not in an embedded store here, so `threadwise {command}` does not "
-        f"apply. {instead}"
-    )
+from rag.export import ExportSummary
+from rag.filetypes import human_size
+from rag.store import StoreInUseError, hold_directory, open_client
 
 
 async def run_backup(settings: Settings, *, out: TextIO) -> int:
-    if settings.chroma_host:
-        raise UserFacingError(server_hint(settings, "backup"))
-    source = Path(settings.chroma_persist_directory)
     backup_dir = Path(settings.backup_dir)
+    if settings.chroma_host:
+        client = await asyncio.to_thread(_server, settings)
+        result = await asyncio.to_thread(
+            backup_server,
+            client,
+            prefix=settings.chroma_collection_name,
+            backup_dir=backup_dir,
+            retention_days=settings.backup_retention_days,
+        )
+        assert result.contents is not None  # an export says what it holds
+        _report(settings, result, _server_name(settings), _contents(result.contents), out=out)
+        return 0
+    source = Path(settings.chroma_persist_directory)
     try:
         with hold_directory(source):
             result = await asyncio.to_thread(
@@ -51,22 +53,23 @@ async def run_backup(settings: Settings, *, out: TextIO) -> int:
             f"{exc.owner}` makes it take one now, into {backup_dir}. Otherwise stop that process and "
             "run `threadwise backup` again."
         ) from None
+    _report(settings, result, str(source), f"{result.backup.files} files", out=out)
+    return 0
+
+
+def _report(settings: Settings, result: BackupResult, what: str, holding: str, *, out: TextIO) -> None:
     backup = result.backup
-    print(
-        f"Backed up {source} to {backup.path} ({backup.files} files, {human_size(backup.data_bytes)}, "
-        f"{result.seconds:.1f} s).",
-        file=out,
-    )
+    size = human_size(backup.data_bytes)
+    print(f"Backed up {what} to {backup.path} ({holding}, {size}, {result.seconds:.1f} s).", file=out)
     if result.removed:
         names = ", ".join(p.name for p in result.removed)
         days = settings.backup_retention_days
         print(f"Removed {len(result.removed)} older than {days} days: {names}.", file=out)
-    return 0
 
 
 async def run_restore(settings: Settings, archive: Path, *, yes: bool, stdin: TextIO, out: TextIO) -> int:
     if settings.chroma_host:
-        raise UserFacingError(server_hint(settings, "restore"))
+        return await _restore_server(settings, archive, yes=yes, stdin=stdin, out=out)
     target = Path(settings.chroma_persist_directory)
     try:
         with hold_directory(target):
@@ -76,24 +79,61 @@ async def run_restore(settings: Settings, archive: Path, *, yes: bool, stdin: Te
                 stdin=stdin,
                 out=out,
             )
-            backup = await asyncio.to_thread(restore_archive, archive, target)
+            backup = await asyncio.to_thread(
+                restore_archive, archive, target, prefix=settings.chroma_collection_name
+            )
     except StoreInUseError as exc:
         raise UserFacingError(
             f"The store {target} is in use by process {exc.owner}: stop it (`threadwise serve`, `chat`…) "
             "before restoring. Nothing was changed."
         ) from None
     print(
-        f"Restored {target} from {archive} (taken {backup.taken_at:%Y-%m-%d %H:%M} UTC, {backup.files} "
-        f"files, {human_size(backup.data_bytes)}).",
+        f"Restored {target} from {archive} (taken {backup.taken_at:%Y-%m-%d %H:%M} UTC, {backup.kind}, "
+        f"{human_size(backup.data_bytes)}).",
         file=out,
     )
     return 0
 
 
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError(n)
+async def _restore_server(settings: Settings, archive: Path, *, yes: bool, stdin: TextIO, out: TextIO) -> int:
+    client = await asyncio.to_thread(_server, settings)
+    confirm(
+        f"Replace every knowledge base in {_server_name(settings)} with the backup {archive.name}? "
+        "Documents uploaded while it runs may be lost: stop the workers first.",
+        yes=yes,
+        stdin=stdin,
+        out=out,
+    )
+    backup, loaded = await asyncio.to_thread(
+        restore_to_server,
+        archive,
+        client,
+        prefix=settings.chroma_collection_name,
+        work_dir=Path(settings.backup_dir),
+    )
+    print(
+        f"Restored {_server_name(settings)} from {archive} (taken {backup.taken_at:%Y-%m-%d %H:%M} UTC, "
+        f"{backup.kind}; {_contents(loaded)}). Running serves and workers answer from it at once.",
+        file=out,
+    )
+    return 0
+
+
+def _server(settings: Settings) -> object:
+    return open_client(
+        persist_directory=settings.chroma_persist_directory,
+        host=settings.chroma_host,
+        port=settings.chroma_port,
+    )
+
+
+def _server_name(settings: Settings) -> str:
+    return f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+
+
+def _contents(summary: ExportSummary) -> str:
+    return (
+        f"{summary.knowledge_bases} knowledge base{'s' * (summary.knowledge_bases != 1)}, "
+        f"{summary.documents} document{'s' * (summary.documents != 1)}, "
+        f"{summary.chunks} passage{'s' * (summary.chunks != 1)}"
+    )

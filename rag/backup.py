@@ -1,13 +1,17 @@
-"""Backups of the embedded Chroma store: timestamped `.tar.gz` archives, checked before a restore.
+"""Backups: timestamped `.tar.gz` archives, checked before a restore, of one of two kinds.
 
-An archive holds the store directory's files under `data/`, then `threadwise-backup.json`: the format,
-when it was taken, and every file's size and SHA-256. A live store is copied while its writes are held
-(`snapshot`): Chroma commits each write to SQLite before it returns and keeps the vector index's files
-consistent with it between writes, so a quiet directory is a store Chroma can open as is.
+- `embedded`: the embedded store's directory files under `data/`. A live store is copied while its
+  writes are held (`snapshot`): Chroma commits each write to SQLite before it returns and keeps the
+  vector index's files consistent with it between writes, so a quiet directory is a store Chroma can
+  open as is.
+- `export`: every knowledge base of a Chroma server, read through its API while others write to it
+  (rag/export.py says how that stays consistent), as files under `data/` (`backup_server`).
 
-A restore unpacks into a new directory beside the store, checks every file against the manifest and the
-SQLite database itself, and only then swaps the directories (one atomic exchange on Linux). Anything
-wrong with the archive stops it before the store is touched.
+Either way the archive ends with `threadwise-backup.json`: the format, the kind, when it was taken, and
+every file's size and SHA-256. A restore unpacks into a new directory, checks every file against the
+manifest (and the SQLite database, or the export's counts), and only then changes anything: an
+embedded store is replaced by swapping directories (one atomic exchange on Linux), a server's knowledge
+bases are replaced in place (`restore_to_server`). Either kind restores into either set-up.
 """
 
 from __future__ import annotations
@@ -36,6 +40,15 @@ from typing import IO, TYPE_CHECKING, Any
 import structlog
 
 from rag.errors import UserFacingError
+from rag.export import (
+    PAGE,
+    BetweenPages,
+    ExportError,
+    ExportSummary,
+    export_collections,
+    load_collections,
+    read_index,
+)
 from rag.gate import run_to_end
 
 if TYPE_CHECKING:
@@ -45,6 +58,8 @@ log = structlog.get_logger(__name__)
 
 FORMAT = 1
 MANIFEST = "threadwise-backup.json"
+EMBEDDED = "embedded"  # the embedded store's files
+EXPORT = "export"  # knowledge bases read through Chroma's API (a server)
 _STAMP = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(r"^threadwise-backup-(\d{8}T\d{6}Z)(?:-\d+)?\.tar\.gz$")
 _PARTIAL = re.compile(r"^\.threadwise-backup-.*\.partial$")
@@ -62,6 +77,7 @@ class Backup:
     taken_at: datetime
     files: int
     data_bytes: int  # the store's size, uncompressed
+    kind: str = EMBEDDED
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,7 @@ class BackupResult:
     seconds: float
     held_seconds: float  # how long writes waited for the copy
     removed: tuple[Path, ...]  # archives older than the retention period, deleted
+    contents: ExportSummary | None = None  # what a server export holds
 
 
 # -- taking -----------------------------------------------------------------------------------------
@@ -99,6 +116,35 @@ def snapshot_at_rest(*, source: Path, backup_dir: Path, retention_days: int) -> 
     return BackupResult(backup, seconds, seconds, tuple(removed))
 
 
+def backup_server(
+    client: Any,
+    *,
+    prefix: str,
+    backup_dir: Path,
+    retention_days: int,
+    page: int = PAGE,
+    between_pages: BetweenPages | None = None,
+) -> BackupResult:
+    """Export every knowledge base under `prefix` of a Chroma server (`client`) into an archive.
+    `page`: records per request; `between_pages`: called between two pages of chunks (tests)."""
+    started = time.perf_counter()
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".threadwise-backup-", suffix=".partial", dir=backup_dir))
+    try:
+        taken = datetime.now(UTC)
+        try:
+            contents = export_collections(
+                client, prefix=prefix, folder=staging, page=page, between_pages=between_pages
+            )
+        except ExportError as exc:
+            raise BackupError(exc.message) from None
+        backup = write_archive(staging, backup_dir, now=taken, kind=EXPORT)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    removed = prune(backup_dir, retention_days=retention_days)
+    return BackupResult(backup, time.perf_counter() - started, 0.0, tuple(removed), contents)
+
+
 def _copy_held(engine: Engine, source: Path, dest: Path) -> tuple[datetime, float]:
     """Copy the store's files into `dest` while nothing changes them; returns when, and how long
     writes were held (from the moment they were all finished)."""
@@ -114,7 +160,9 @@ def _copy_held(engine: Engine, source: Path, dest: Path) -> tuple[datetime, floa
     return taken, held
 
 
-def write_archive(source: Path, backup_dir: Path, *, now: datetime | None = None) -> Backup:
+def write_archive(
+    source: Path, backup_dir: Path, *, now: datetime | None = None, kind: str = EMBEDDED
+) -> Backup:
     """Archive every file under `source` into a new `threadwise-backup-<UTC time>.tar.gz`.
 
     Written under a hidden `.partial` name and renamed when complete, so an archive with the
@@ -134,7 +182,7 @@ def write_archive(source: Path, backup_dir: Path, *, now: datetime | None = None
                     reader = _Hashing(raw)
                     tar.addfile(info, reader)
                 files[rel] = {"size": info.size, "sha256": reader.sha.hexdigest()}
-            manifest = {"format": FORMAT, "taken_at": taken_at.isoformat(), "files": files}
+            manifest = {"format": FORMAT, "kind": kind, "taken_at": taken_at.isoformat(), "files": files}
             _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
         _fsync(partial)
         os.replace(partial, final)
@@ -143,8 +191,8 @@ def write_archive(source: Path, backup_dir: Path, *, now: datetime | None = None
         partial.unlink(missing_ok=True)
         raise
     size = sum(int(f["size"]) for f in files.values())
-    log.info("backup_written", path=str(final), files=len(files), data_bytes=size)
-    return Backup(final, taken_at, len(files), size)
+    log.info("backup_written", path=str(final), kind=kind, files=len(files), data_bytes=size)
+    return Backup(final, taken_at, len(files), size, kind)
 
 
 def prune(backup_dir: Path, *, retention_days: int, now: datetime | None = None) -> list[Path]:
@@ -210,27 +258,122 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 # -- restoring --------------------------------------------------------------------------------------
-def restore_archive(archive: Path, target: Path) -> Backup:
-    """Replace the store directory `target` with the archive's contents. The caller holds `target`'s
-    directory lock. Raises BackupError, leaving `target` as it was, when the archive is not whole."""
-    if not archive.is_file():
-        raise BackupError(f"There is no backup file {archive}.")
+def restore_archive(archive: Path, target: Path, *, prefix: str | None = None) -> Backup:
+    """Replace the embedded store directory `target` with the archive's contents. The caller holds
+    `target`'s directory lock. Raises BackupError, leaving `target` as it was, when the archive is not
+    whole. An export (of a server) becomes a new store, loaded through Chroma, under `prefix`
+    (CHROMA_COLLECTION_NAME)."""
+    _require(archive)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.restoring-", dir=target.parent))
+    built: Path | None = None
     try:
         staging.chmod(target.stat().st_mode & 0o7777 if target.exists() else 0o755)
-        manifest, found = _extract(archive, staging)
-        _check(archive, manifest, found)
-        _check_database(archive, staging / "chroma.sqlite3")
-        previous = _swap(staging, target)
+        backup = unpack(archive, staging)
+        if backup.kind == EXPORT:
+            if prefix is None:
+                raise BackupError(f"{archive} is an export of a Chroma server: say which collection prefix.")
+            built = Path(tempfile.mkdtemp(prefix=f".{target.name}.loading-", dir=target.parent))
+            built.chmod(staging.stat().st_mode)
+            _load_into_directory(archive, staging, built, prefix=prefix)
+        previous = _swap(built or staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        for leftover in (staging, built):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
         raise
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
+    for leftover in (previous, staging if built else None):
+        if leftover is not None:
+            shutil.rmtree(leftover, ignore_errors=True)
+    log.info("backup_restored", archive=str(archive), target=str(target), kind=backup.kind)
+    return backup
+
+
+def restore_to_server(
+    archive: Path, client: Any, *, prefix: str, work_dir: Path
+) -> tuple[Backup, ExportSummary]:
+    """Make the knowledge bases under `prefix` on a Chroma server (`client`) what the archive holds
+    (either kind). Nothing is changed unless the whole archive checks out; the unpacked copy is made
+    in a temporary directory under `work_dir`."""
+    _require(archive)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".threadwise-restore-", dir=work_dir))
+    try:
+        backup = unpack(archive, staging)
+        folder = staging
+        if backup.kind == EMBEDDED:  # read its knowledge bases the way a server's are read
+            folder = staging / ".export"
+            _export_directory(archive, staging, folder, prefix=prefix)
+        index = _checked_index(archive, folder)
+        try:
+            loaded = load_collections(client, prefix=prefix, folder=folder, index=index)
+        except ExportError as exc:
+            raise BackupError(exc.message) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info(
+        "backup_restored", archive=str(archive), kind=backup.kind, knowledge_bases=loaded.knowledge_bases
+    )
+    return backup, loaded
+
+
+def unpack(archive: Path, dest: Path) -> Backup:
+    """Unpack an archive's data into `dest` and check all of it; raises BackupError if anything is off."""
+    _require(archive)
+    manifest, found = _extract(archive, dest)
+    _check(archive, manifest, found)
+    kind = str(manifest.get("kind", EMBEDDED))  # archives from before server exports are embedded
+    if kind == EMBEDDED:
+        if "chroma.sqlite3" not in found:
+            raise _unusable(archive, "it holds no chroma.sqlite3")
+        _check_database(archive, dest / "chroma.sqlite3")
+    elif kind == EXPORT:
+        _checked_index(archive, dest)
+    else:
+        raise _unusable(archive, f"it is of kind {kind!r}; this version reads {EMBEDDED} and {EXPORT}")
     when = datetime.fromisoformat(str(manifest["taken_at"]))
-    log.info("backup_restored", archive=str(archive), target=str(target), files=len(found))
-    return Backup(archive, when, len(found), sum(size for size, _ in found.values()))
+    return Backup(archive, when, len(found), sum(size for size, _ in found.values()), kind)
+
+
+def _require(archive: Path) -> None:
+    if not archive.is_file():
+        raise BackupError(f"There is no backup file {archive}.")
+
+
+def _checked_index(archive: Path, folder: Path) -> dict[str, Any]:
+    try:
+        return read_index(folder)
+    except ExportError as exc:
+        raise _unusable(archive, exc.message) from None
+
+
+def _load_into_directory(archive: Path, export: Path, store: Path, *, prefix: str) -> None:
+    """A new embedded store in `store` holding the export in `export`."""
+    client = _embedded_client(store)
+    try:
+        load_collections(client, prefix=prefix, folder=export, index=_checked_index(archive, export))
+    except ExportError as exc:
+        raise BackupError(exc.message) from None
+    finally:
+        client.close()
+
+
+def _export_directory(archive: Path, store: Path, folder: Path, *, prefix: str) -> None:
+    """The knowledge bases of the embedded store in `store` (unpacked, no one else's) into `folder`."""
+    client = _embedded_client(store)
+    try:
+        export_collections(client, prefix=prefix, folder=folder)
+    except ExportError as exc:
+        raise _unusable(archive, exc.message) from None
+    finally:
+        client.close()
+
+
+def _embedded_client(path: Path) -> Any:
+    """Chroma on a directory of our own making (a restore's), without the store's lock."""
+    import chromadb
+
+    return chromadb.PersistentClient(path=str(path), settings=chromadb.Settings(anonymized_telemetry=False))
 
 
 def _unusable(archive: Path, reason: str) -> BackupError:
@@ -310,8 +453,6 @@ def _check(archive: Path, manifest: dict[str, Any], found: dict[str, tuple[int, 
         entry = listed[rel]
         if not isinstance(entry, dict) or entry.get("size") != size or entry.get("sha256") != sha:
             raise _unusable(archive, f"data/{rel} does not match its checksum")
-    if "chroma.sqlite3" not in found:
-        raise _unusable(archive, "it holds no chroma.sqlite3")
 
 
 def _check_database(archive: Path, path: Path) -> None:

@@ -25,7 +25,9 @@ from bot.settings import Settings, load_settings
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.store import KnowledgeStore, open_client
+from rag.types import Answer
 from tests.conftest import EngineFactory
+from tests.processes import Processes, free_port
 
 KB = "local"
 QUESTION = "How often does the VPN certificate expire?"
@@ -72,22 +74,26 @@ def _files(folder: Path) -> dict[str, str]:
     }
 
 
-async def _store_with_documents(make_engine: EngineFactory, tmp_path: Path) -> None:
-    engine = _engine(make_engine, tmp_path)
+async def _with_documents(engine: Engine) -> Answer:
+    """The guide and the pets policy in KB; the answer to QUESTION they give (citing the guide)."""
     await engine.ingest(KB, "vpn.md", VPN, uploader="U1")
     await engine.ingest(KB, "pets.txt", PETS, uploader="U2")
+    answer = await engine.ask(KB, QUESTION)
+    assert "90 days" in answer.text and answer.citations[0].document == "vpn.md"
+    return answer
+
+
+async def _store_with_documents(make_engine: EngineFactory, tmp_path: Path) -> Answer:
+    engine = _engine(make_engine, tmp_path)
+    answer = await _with_documents(engine)
     engine.store.close()
+    return answer
 
 
 async def test_a_restore_answers_the_same_question_with_the_same_sources(
     env: pytest.MonkeyPatch, make_engine: EngineFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    engine = _engine(make_engine, tmp_path)
-    await engine.ingest(KB, "vpn.md", VPN, uploader="U1")
-    await engine.ingest(KB, "pets.txt", PETS, uploader="U2")
-    before = await engine.ask(KB, QUESTION)
-    assert "90 days" in before.text and before.citations[0].document == "vpn.md"
-    engine.store.close()
+    before = await _store_with_documents(make_engine, tmp_path)
 
     assert await cli(["backup"]) == 0
     [archive] = _backups(tmp_path)
@@ -119,7 +125,8 @@ def _corruptions(good: Path, folder: Path) -> dict[Path, str]:
     cases = [
         (data[: len(data) // 2], "it is damaged or incomplete (Compressed file ended"),
         (b"this is not a backup\n", "it is damaged or incomplete (Not a gzipped file"),
-        (data[:2000] + bytes([data[2000] ^ 0xFF]) + data[2001:], "it is damaged or incomplete (CRC check"),
+        # The gzip trailer's CRC-32 (its last 8 bytes: CRC, then size): the data no longer matches it.
+        (data[:-8] + bytes([data[-8] ^ 0xFF]) + data[-7:], "it is damaged or incomplete (CRC check"),
         (
             _rewritten(good, lambda name, body: body + b"!" if name.endswith(".bin") else body),
             "does not match its checksum",
@@ -256,15 +263,85 @@ def test_a_backup_by_hand_deletes_archives_past_the_retention_period(
     assert len(_backups(tmp_path)) == 2  # the recent one and the new one
 
 
-def test_with_a_chroma_server_backup_and_restore_say_what_to_do_instead(
+def _server_engine(make_engine: EngineFactory, port: int) -> Engine:
+    """An engine on the Chroma server, as a worker's (the CLI's collection prefix)."""
+    client = open_client(persist_directory="unused", host="127.0.0.1", port=port)
+    return make_engine(store=KnowledgeStore(client, prefix="threadwise"))
+
+
+async def test_with_a_chroma_server_a_restore_answers_the_same_question_with_the_same_sources(
+    env: pytest.MonkeyPatch, make_engine: EngineFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Processes(tmp_path / "processes") as procs:
+        _, port = await procs.chroma()
+        env.setenv("CHROMA_HOST", "127.0.0.1")
+        env.setenv("CHROMA_PORT", str(port))
+        engine = _server_engine(make_engine, port)
+        before = await _with_documents(engine)
+        passages = engine.store.chunk_count(KB)
+
+        assert await cli(["backup"]) == 0  # serves and workers may go on meanwhile: nothing is held
+        [archive] = _backups(tmp_path)
+        server = f"the Chroma server at 127.0.0.1:{port}"
+        expected = f"\nBacked up {server} to {archive} (1 knowledge base, 2 documents, {passages} passages, "
+        assert expected in "\n" + capsys.readouterr().out
+
+        # After the backup the guide changes, a document is deleted, another workspace starts…
+        await engine.ingest(KB, "vpn.md", VPN.replace(b"90 days", b"45 days"), uploader="U1")
+        await engine.forget(KB, "pets.txt")
+        await engine.ingest("teams-later", "pets.txt", PETS, uploader="U3")
+        assert "45 days" in (await engine.ask(KB, QUESTION)).text
+
+        # …and the restore brings back exactly what was there, to the engine that ran all along.
+        assert await cli(["restore", str(archive)]) == 1  # no terminal to ask in: only --yes confirms
+        assert "Replace every knowledge base in " + server in capsys.readouterr().err
+        assert await cli(["restore", str(archive), "--yes"]) == 0
+        assert f"\nRestored {server} from {archive} (taken " in "\n" + capsys.readouterr().out
+        after = await engine.ask(KB, QUESTION)
+        assert (after.text, after.citations) == (before.text, before.citations)
+        assert [(d.name, d.uploader) for d in await engine.documents(KB)] == [
+            ("pets.txt", "U2"),
+            ("vpn.md", "U1"),
+        ]
+        assert await engine.documents("teams-later") == []
+
+    # The same archive restores into a single machine's embedded store.
+    env.delenv("CHROMA_HOST")
+    assert await cli(["restore", str(archive), "--yes"]) == 0
+    assert f"Restored {_store_dir(tmp_path)} from {archive} (taken " in capsys.readouterr().out
+    engine = _engine(make_engine, tmp_path)
+    after = await engine.ask(KB, QUESTION)
+    assert (after.text, after.citations) == (before.text, before.citations)
+    engine.store.close()
+
+
+async def test_a_single_machines_backup_restores_into_a_chroma_server(
+    env: pytest.MonkeyPatch, make_engine: EngineFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = await _store_with_documents(make_engine, tmp_path)
+    assert await cli(["backup"]) == 0
+    [archive] = _backups(tmp_path)
+
+    with Processes(tmp_path / "processes") as procs:
+        _, port = await procs.chroma()
+        env.setenv("CHROMA_HOST", "127.0.0.1")
+        env.setenv("CHROMA_PORT", str(port))
+        assert await cli(["restore", str(archive), "--yes"]) == 0
+        assert "embedded; 1 knowledge base, 2 documents, " in capsys.readouterr().out
+        engine = _server_engine(make_engine, port)
+        after = await engine.ask(KB, QUESTION)
+        assert (after.text, after.citations) == (before.text, before.citations)
+        assert [d.uploader for d in await engine.documents(KB)] == ["U2", "U1"]
+
+
+def test_with_a_chroma_server_that_does_not_answer_backup_says_what_to_fix(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env.setenv("CHROMA_HOST", "chroma.internal")
-    assert main(["backup"]) == 1
-    err = capsys.readouterr().err
-    assert "Chroma server at chroma.internal:8000" in err and "snapshot its volume" in err
-    assert main(["restore", str(tmp_path / "x.tar.gz"), "--yes"]) == 1
-    assert "Restore the server's data instead" in capsys.readouterr().err
+    port = free_port()
+    env.setenv("CHROMA_HOST", "127.0.0.1")
+    env.setenv("CHROMA_PORT", str(port))
+    assert main(["backup"]) == 2
+    assert f"the Chroma server at 127.0.0.1:{port} does not answer" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
 
 

@@ -27,6 +27,8 @@ from tests.bot.teams.activities import (
 from tests.bot.teams.conftest import VPN_GUIDE, TeamsBot, TeamsBotFactory
 from tests.fakes.bot_connector import Call, FakeBotConnector
 
+pytestmark = pytest.mark.usefixtures("clean_env")  # no threadwise variable reaches the Settings here
+
 QUESTION = "How do I rotate the VPN certificate?"
 
 
@@ -62,7 +64,6 @@ async def test_teams_messages_are_queued_and_a_worker_answers_in_the_thread_with
     fake: FakeBotConnector,
     queue_redis: str,  # noqa: F811
     tmp_path: Path,
-    clean_env: pytest.MonkeyPatch,
 ) -> None:
     bot, runner = await _queue_bot(make_teams_bot, queue_redis)
     upload = personal_file_upload("vpn.md", fake.add_file("vpn.md", VPN_GUIDE), service_url=fake.service_url)
@@ -122,7 +123,6 @@ async def test_a_personal_chat_question_and_an_expired_file_link_are_answered_by
     fake: FakeBotConnector,
     queue_redis: str,  # noqa: F811
     tmp_path: Path,
-    clean_env: pytest.MonkeyPatch,
 ) -> None:
     bot, _ = await _queue_bot(make_teams_bot, queue_redis)
     expired = fake.add_file("vpn.md", VPN_GUIDE)
