@@ -443,8 +443,11 @@ def check_process(process: Process, serve_paths: set[str], worker_paths: set[str
                 f"{process.where}: {kind} probe on {path}; a worker serves {worker_paths}"
             )
             assert port == int(process.setting("WORKER_METRICS_PORT")), f"{process.where}: {kind} port {port}"
-    if process.command == "serve" and "liveness" in process.probes:
-        assert process.probes["liveness"][0] == "/health" and process.probes["readiness"][0] == "/ready"
+    if process.command == "serve":
+        # Liveness must not depend on Redis or Chroma (a restart would not bring them back): /health.
+        expected = {"liveness": "/health", "startup": "/health", "readiness": "/ready"}
+        for kind, (path, _) in process.probes.items():
+            assert path == expected[kind], f"{process.where}: {kind} probe on {path}, not {expected[kind]}"
 
 
 # -- docker compose ---------------------------------------------------------------------------------------
@@ -578,3 +581,317 @@ def test_compose_backup_job_writes_into_a_volume() -> None:
     assert env["CHROMA_HOST"] and set(env) <= SETTINGS
     mounts = dict(volume.split(":", 1) for volume in backup["volumes"])
     assert any(env["BACKUP_DIR"] == target for target in mounts.values())
+
+
+# -- secrets: referenced, never written into a recipe --------------------------------------------------
+
+
+def literal_secrets(node: object, where: str = "") -> list[str]:
+    """Places in a parsed manifest where a credential setting is given a value in the file itself."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        name = node.get("name", node.get("key"))
+        if name in SECRET_SETTINGS and node.get("value") not in (None, ""):
+            found.append(f"{where}: {name}")
+        for key, value in node.items():
+            if key in SECRET_SETTINGS and isinstance(value, str | int) and str(value):
+                found.append(f"{where}: {key}")
+            found.extend(literal_secrets(value, where))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(literal_secrets(item, where))
+    return found
+
+
+def test_literal_secrets_are_found() -> None:
+    # The scan below must be able to fail: each of these puts a credential into a manifest.
+    assert literal_secrets({"env": [{"name": "SLACK_BOT_TOKEN", "value": "xoxb-1"}]})
+    assert literal_secrets({"data": {"GROQ_API_KEY": "gsk_1"}})
+    assert literal_secrets({"envs": [{"key": "MICROSOFT_APP_PASSWORD", "type": "SECRET", "value": "p"}]})
+    assert not literal_secrets({"env": [{"name": "SLACK_BOT_TOKEN", "valueFrom": {"secretKeyRef": {}}}]})
+
+
+def recipe_files() -> list[Path]:
+    deploy = ROOT / "deploy"
+    found = [ROOT / "docker-compose.yml", ROOT / "docker-compose.scale.yml"]
+    for folder in ("k8s", "ecs", "cloudrun", "digitalocean"):
+        found += sorted(p for p in (deploy / folder).glob("*") if p.suffix in {".yaml", ".yml", ".json"})
+    return found
+
+
+def load_recipe(path: Path) -> list[Any]:
+    if path.suffix == ".json":
+        return [json.loads(path.read_text())]
+    return load_yaml_documents(path)
+
+
+def test_no_recipe_holds_a_credential() -> None:
+    for path in recipe_files():
+        for doc in load_recipe(path):
+            assert not literal_secrets(doc, path.name)
+            assert doc.get("kind") != "Secret", f"{path.name}: create the Secret, do not commit one"
+
+
+# -- Kubernetes ------------------------------------------------------------------------------------------
+
+K8S = ROOT / "deploy" / "k8s"
+
+
+@pytest.fixture(scope="module")
+def k8s() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files, "kustomization.yaml must list every manifest"
+    return [doc for name in sorted(files) for doc in load_yaml_documents(K8S / name)]
+
+
+def objects(k8s: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in k8s if o["kind"] == kind]
+
+
+def named(k8s: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects(k8s, kind) if o["metadata"]["name"] == name]
+    return found
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return workload["spec"]["template"]["spec"]
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    return workload["spec"]["template"]["metadata"]["labels"]
+
+
+def workloads(k8s: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in k8s if o["kind"] in {"Deployment", "StatefulSet", "CronJob"}]
+
+
+def is_threadwise(container: dict[str, Any]) -> bool:
+    return str(container["image"]).split(":")[0].rsplit("/", 1)[-1] == "threadwise"
+
+
+def container_env(k8s: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(named(k8s, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        else:
+            env[item["name"]] = f"<{item['name']} from the cluster>"
+    return env
+
+
+def env_names_of(container: dict[str, Any], k8s: list[dict[str, Any]]) -> set[str]:
+    return set(container_env(k8s, container)) | {item["name"] for item in container.get("env", [])}
+
+
+def probe_target(container: dict[str, Any], probe: dict[str, Any]) -> tuple[str, int]:
+    get = probe["httpGet"]
+    port = get["port"]
+    if isinstance(port, str):
+        (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+    return get["path"], int(port)
+
+
+def k8s_processes(k8s: list[dict[str, Any]]) -> list[Process]:
+    hpa_max = {
+        h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"]
+        for h in objects(k8s, "HorizontalPodAutoscaler")
+    }
+    processes = []
+    for workload in workloads(k8s):
+        for container in pod_spec(workload)["containers"]:
+            if not is_threadwise(container):
+                continue
+            name = workload["metadata"]["name"]
+            replicas = max(workload["spec"].get("replicas", 1), hpa_max.get(name, 1))
+            probes = {
+                kind.removesuffix("Probe"): probe_target(container, container[kind])
+                for kind in ("livenessProbe", "readinessProbe", "startupProbe")
+                if kind in container
+            }
+            processes.append(
+                Process(f"k8s {name}", container["args"][0], container_env(k8s, container), replicas, probes)
+            )
+    return processes
+
+
+async def test_k8s_processes_follow_the_rules(
+    k8s: list[dict[str, Any]], serve_paths: set[str], worker_metrics: tuple[set[str], int]
+) -> None:
+    processes = k8s_processes(k8s)
+    assert {p.command for p in processes} == {"serve", "worker", "backup"}
+    for process in processes:
+        check_process(process, serve_paths, worker_metrics[0])
+        if process.command in {"serve", "worker"}:
+            assert {"liveness", "readiness", "startup"} <= set(process.probes), process.where
+
+
+def test_k8s_containers_have_requests_and_limits(k8s: list[dict[str, Any]]) -> None:
+    for workload in workloads(k8s):
+        for container in pod_spec(workload)["containers"]:
+            resources = container.get("resources", {})
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert {"cpu", "memory"} <= set(resources.get("requests", {})), where
+            assert "memory" in resources.get("limits", {}), where
+            if is_threadwise(container):
+                assert {"cpu", "memory"} <= set(resources["limits"]), where
+
+
+def test_k8s_threadwise_pods_run_as_uid_1000(k8s: list[dict[str, Any]]) -> None:
+    for workload in workloads(k8s):
+        spec = pod_spec(workload)
+        if any(is_threadwise(c) for c in spec["containers"]):
+            assert spec["securityContext"]["runAsUser"] == 1000, workload["metadata"]["name"]
+            assert spec["securityContext"]["runAsNonRoot"] is True
+
+
+def test_k8s_credentials_come_from_the_documented_secret(k8s: list[dict[str, Any]]) -> None:
+    referenced = set()
+    for workload in workloads(k8s):
+        for container in pod_spec(workload)["containers"]:
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    referenced.add(source["secretRef"]["name"])
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    referenced.add(ref["name"])
+                    assert ref["key"] in SETTINGS, ref
+    assert len(referenced) == 1, referenced
+    (secret,) = referenced
+    how = (K8S / "kustomization.yaml").read_text()
+    assert f"create secret generic {secret}" in how
+    for name in re.findall(r"--from-literal=([A-Z_]+)=", how):
+        assert name in SECRET_SETTINGS, name
+    for config in objects(k8s, "ConfigMap"):
+        assert not set(config["data"]) & SECRET_SETTINGS
+
+
+def test_k8s_pdbs_and_hpas_target_real_deployments(k8s: list[dict[str, Any]]) -> None:
+    deployments = {d["metadata"]["name"]: d for d in objects(k8s, "Deployment")}
+    hpas = objects(k8s, "HorizontalPodAutoscaler")
+    pdbs = objects(k8s, "PodDisruptionBudget")
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas} == set(deployments)
+    for hpa in hpas:
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment" and target["name"] in deployments
+        assert hpa["spec"]["minReplicas"] <= deployments[target["name"]]["spec"]["replicas"]
+    covered = set()
+    for pdb in pdbs:
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        matching = [n for n, d in deployments.items() if selector.items() <= pod_labels(d).items()]
+        assert len(matching) == 1, (pdb["metadata"]["name"], matching)
+        covered.update(matching)
+    assert covered == set(deployments)
+    for name, deployment in deployments.items():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod_labels(deployment).items(), name
+
+
+def _service_backends(k8s: list[dict[str, Any]], service: dict[str, Any]) -> list[dict[str, Any]]:
+    """The containers a Service's selector reaches."""
+    selector = service["spec"]["selector"]
+    return [
+        container
+        for workload in workloads(k8s)
+        if selector.items() <= pod_labels(workload).items()
+        for container in pod_spec(workload)["containers"]
+    ]
+
+
+def _service_target(k8s: list[dict[str, Any]], name: str, port: int | str) -> tuple[dict[str, Any], int]:
+    """(container, containerPort) behind Service `name` on `port` (its number or name)."""
+    service = named(k8s, "Service", name)
+    (entry,) = [p for p in service["spec"]["ports"] if port in (p["port"], p.get("name"))]
+    (container,) = _service_backends(k8s, service)
+    target = entry.get("targetPort", entry["port"])
+    if isinstance(target, str):
+        (target,) = [p["containerPort"] for p in container["ports"] if p["name"] == target]
+    assert target in [p["containerPort"] for p in container["ports"]], (name, target)
+    return container, int(target)
+
+
+def test_k8s_services_reach_the_ports_the_processes_listen_on(k8s: list[dict[str, Any]]) -> None:
+    for service in objects(k8s, "Service"):
+        for entry in service["spec"]["ports"]:
+            _service_target(k8s, service["metadata"]["name"], entry["port"])
+    serve = next(p for p in k8s_processes(k8s) if p.command == "serve")
+    container, port = _service_target(k8s, "threadwise", "http")
+    assert container["args"] == ["serve"] and port == int(serve.setting("PORT"))
+
+
+def test_k8s_stores_are_the_services_the_processes_use(k8s: list[dict[str, Any]]) -> None:
+    processes = k8s_processes(k8s)
+    chroma = named(k8s, "StatefulSet", "chroma")
+    (container,) = pod_spec(chroma)["containers"]
+    for process in processes:
+        host, port = process.setting("CHROMA_HOST"), int(process.setting("CHROMA_PORT"))
+        backend, target = _service_target(k8s, host, port)
+        assert backend is container, f"{process.where}: CHROMA_HOST {host} is not the Chroma server"
+        # The Service may map ports: the server must listen where the Service sends.
+        _check_chroma_server(container["image"], container["args"], [])
+        assert target == int(container["args"][container["args"].index("--port") + 1])
+        redis = re.fullmatch(r"redis://([\w.-]+):(\d+)/\d+", process.setting("REDIS_URL"))
+        assert redis is not None, process.setting("REDIS_URL")
+        backend, _ = _service_target(k8s, redis.group(1), int(redis.group(2)))
+        assert backend["image"].startswith("redis:")
+    # Chroma's data is on a claim of its own, mounted where `--path` points.
+    templates = {t["metadata"]["name"] for t in chroma["spec"]["volumeClaimTemplates"]}
+    path = container["args"][container["args"].index("--path") + 1]
+    assert any(m["mountPath"] == path and m["name"] in templates for m in container["volumeMounts"])
+
+
+def test_k8s_workers_get_time_to_finish_their_jobs(k8s: list[dict[str, Any]]) -> None:
+    worker = named(k8s, "Deployment", "threadwise-worker")
+    (process,) = [p for p in k8s_processes(k8s) if p.where == "k8s threadwise-worker"]
+    grace = int(process.setting("WORKER_SHUTDOWN_GRACE_SECONDS"))
+    assert pod_spec(worker)["terminationGracePeriodSeconds"] > grace
+
+
+def test_k8s_backup_job_writes_to_a_claim(k8s: list[dict[str, Any]]) -> None:
+    from bot.cron import cron_trigger
+
+    (job,) = objects(k8s, "CronJob")
+    cron_trigger(job["spec"]["schedule"], timezone="UTC")
+    spec = pod_spec(job)
+    (container,) = spec["containers"]
+    (process,) = [p for p in k8s_processes(k8s) if p.command == "backup"]
+    assert process.setting("CHROMA_HOST"), "the backup exports the Chroma server's data"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = next(v for v in spec["volumes"] if v["name"] == mounts[process.setting("BACKUP_DIR")])
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    named(k8s, "PersistentVolumeClaim", claim)
+
+
+def test_k8s_ingress_exposes_only_the_platform_webhooks(
+    k8s: list[dict[str, Any]], serve_routes: set[tuple[str, str]]
+) -> None:
+    posts = {path for method, path in serve_routes if method == "POST"}
+    (ingress,) = objects(k8s, "Ingress")
+    for rule in ingress["spec"]["rules"]:
+        for entry in rule["http"]["paths"]:
+            assert entry["path"] in posts, entry["path"]
+            backend = entry["backend"]["service"]
+            container, _ = _service_target(
+                k8s, backend["name"], backend["port"].get("name") or backend["port"]["number"]
+            )
+            assert container["args"] == ["serve"]
+
+
+def test_k8s_prometheus_annotations_point_at_metrics(
+    k8s: list[dict[str, Any]], serve_paths: set[str]
+) -> None:
+    ports = {"serve": "PORT", "worker": "WORKER_METRICS_PORT"}
+    for workload in objects(k8s, "Deployment"):
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        (container,) = pod_spec(workload)["containers"]
+        process = next(p for p in k8s_processes(k8s) if p.where == f"k8s {workload['metadata']['name']}")
+        assert annotations["prometheus.io/port"] == process.setting(ports[container["args"][0]])
+        assert annotations["prometheus.io/path"] == "/metrics" and "/metrics" in serve_paths
