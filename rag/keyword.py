@@ -25,6 +25,8 @@ _STOPWORDS = frozenset(
 )
 K1 = 1.2
 B = 0.75
+TYPO_MIN_LENGTH = 5  # shorter words are too often another real word one edit away
+_LATIN = "abcdefghijklmnopqrstuvwxyzàáâäãåæçèéêëìíîïñòóôöõøœßùúûüýÿ"
 
 
 def tokenize(text: str) -> list[str]:
@@ -88,6 +90,7 @@ class KeywordIndex:
         lengths = np.bincount(rows, weights=counts, minlength=n).astype(np.float32)
         tf_matrix = sparse.csc_matrix((counts, (rows, cols)), shape=(n, width))
         df = np.diff(tf_matrix.indptr).astype(np.float32)
+        self._df = df
         self._idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         avg = float(lengths.mean()) if n else 1.0
         norm = K1 * (1 - B + B * lengths / max(avg, 1e-9))
@@ -106,9 +109,7 @@ class KeywordIndex:
         return len(self.ids)
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        width = self._weights.shape[1]
-        found = (self._vocab.get(t) for t in tokenize(query))
-        cols = sorted({c for c in found if c is not None and c < width})
+        cols = sorted({c for c in map(self._column, tokenize(query)) if c is not None})
         if not cols or not self.ids:
             return []
         scores = np.asarray(self._weights[:, cols].sum(axis=1)).ravel()
@@ -119,6 +120,30 @@ class KeywordIndex:
         top = top[np.argsort(-scores[top])]
         return [(self.ids[i], float(scores[i])) for i in top]
 
+    def _column(self, term: str) -> int | None:
+        """The term's column; for a misspelt word no chunk has, the column of the most common word
+        one edit away (`carageenan` finds `carrageenan`). Identifiers are never corrected."""
+        col = self._vocab.get(term)
+        if col is not None and col < len(self._df) and self._df[col] > 0:
+            return col
+        if len(term) < TYPO_MIN_LENGTH or not term.isalpha():
+            return None
+        near = (self._vocab.get(v) for v in _one_edit(term))
+        known = [c for c in near if c is not None and c < len(self._df) and self._df[c] > 0]
+        return max(known, key=lambda c: (self._df[c], -c)) if known else None
+
     def idf(self, term: str) -> float:
         col = self._vocab.get(term)
         return float(self._idf[col]) if col is not None and col < len(self._idf) else math.inf
+
+
+def _one_edit(word: str) -> set[str]:
+    """Every string one deletion, transposition, substitution or insertion away from `word`."""
+    letters = set(_LATIN) | set(word)
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    edits = {a + b[1:] for a, b in splits if b}
+    edits |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    edits |= {a + c + b[1:] for a, b in splits if b for c in letters}
+    edits |= {a + c + b for a, b in splits for c in letters}
+    edits.discard(word)
+    return edits

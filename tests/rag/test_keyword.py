@@ -29,3 +29,30 @@ def test_exact_identifier_ranks_its_chunk_first() -> None:
 def test_is_identifier() -> None:
     assert is_identifier("err_conn_4021") and is_identifier("v2.3.1") and is_identifier("getUserById")
     assert not is_identifier("certificate") and not is_identifier("Certificate")
+
+
+def _index() -> KeywordIndex:
+    texts = {
+        "a": "Carrageenan nasal spray reduced the viral load in the trial.",
+        "b": "Zanamivir and carrageenan were applied intranasally; carrageenan coats the virus.",
+        "c": "The vaccine was given twice. ERR_CONN_4021 appears when the certificate is rejected.",
+        "d": "Vaccination of the cohort started in March.",
+    }
+    return KeywordIndex.from_texts(list(texts), list(texts.values()))
+
+
+def test_a_misspelt_word_finds_the_word_one_edit_away() -> None:
+    index = _index()
+    for typo in ("carageenan", "carrageenen", "carrgaeenan", "carrageenann"):
+        hits = [cid for cid, _ in index.search(f"Does {typo} help?", 5)]
+        assert hits[:2] == ["b", "a"], typo  # b says it twice
+
+
+def test_correction_prefers_the_most_common_neighbour_and_spares_short_words_and_identifiers() -> None:
+    index = _index()
+    assert [cid for cid, _ in index.search("vaccinee", 5)] == ["c"]  # "vaccine", not a longer word
+    assert index.search("vacine", 5)[0][0] == "c"
+    assert index.search("viru", 5) == []  # under five letters: too often another real word
+    assert index.search("4022", 5) == []  # codes and numbers are matched exactly or not at all
+    assert index.search("ERR_CONN_4021", 5)[0][0] == "c"
+    assert index.search("spray", 5)[0][0] == "a"  # a known word is searched as it is

@@ -13,7 +13,7 @@ import pytest
 
 from rag.errors import ConfigError
 from rag.store import KnowledgeStore, open_client
-from tests.processes import Processes, free_port
+from tests.processes import Processes, free_port, until
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,7 @@ async def test_a_server_that_stops_answering_times_out_and_is_used_again_when_it
 
         chroma.signal(signal.SIGSTOP)  # its connections stay open; nothing answers on them
         try:
+            await until(lambda: _stopped(chroma.popen.pid), 5)  # kill() returns before the stop is done
             started = time.monotonic()
             with pytest.raises(httpx.TimeoutException):
                 store.ping()
@@ -58,3 +59,9 @@ async def test_a_server_that_stops_answering_times_out_and_is_used_again_when_it
         await procs.chroma(port=port)  # the same data, the same port
         store.ping()
         assert store.knowledge_bases() == []
+
+
+def _stopped(pid: int) -> bool:
+    """Every thread of the process is stopped (state T in /proc), not just signalled."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return all((t / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T" for t in tasks)
