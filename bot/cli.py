@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--user", default=None, metavar="ID", help="every document this user uploaded")
     forget.add_argument("--all-kbs", action="store_true", help="with --user: in every KB (the default)")
     forget.add_argument("--yes", action="store_true", help="do not ask before deleting many documents")
-    sub.add_parser("backup", help="archive the embedded store into BACKUP_DIR (.tar.gz)")
-    restore = sub.add_parser("restore", help="replace the embedded store with a backup archive")
+    sub.add_parser(
+        "backup", help="archive every knowledge base (embedded or CHROMA_HOST) into BACKUP_DIR (.tar.gz)"
+    )
+    restore = sub.add_parser("restore", help="replace every knowledge base with those of a backup archive")
     restore.add_argument("file", metavar="FILE")
     restore.add_argument("--yes", action="store_true", help="do not ask before replacing the store")
     stats = sub.add_parser("stats", help="documents and passages per knowledge base")
@@ -141,12 +143,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from bot.forget_cli import ForgetRequest, run_forget
 
         request = ForgetRequest(args.name, args.kb, args.user, args.all_kbs, args.yes)
-        note = None
-        if not settings.chroma_host:
-            note = (
-                "Backups taken before now still hold it until they are older than "
-                f"BACKUP_RETENTION_DAYS ({settings.backup_retention_days}); restoring one brings it back."
-            )
+        note = (
+            "Backups taken before now still hold it until they are older than "
+            f"BACKUP_RETENTION_DAYS ({settings.backup_retention_days}); restoring one brings it back."
+        )
         return await run_forget(engine, request, backups_note=note, stdin=sys.stdin, out=sys.stdout)
     if args.command == "stats":
         from bot.stats_cli import run_stats

@@ -43,7 +43,12 @@ async def run_serve(settings: Settings, engine: Engine, *, metrics: Metrics | No
         fetchers={p.name: p.fetcher for p in platforms},
         metrics=metrics,
     )
-    app = build_app(engine=engine, chat=chat, runs_jobs=settings.runner == "inprocess")
+    app = build_app(
+        engine=engine,
+        chat=chat,
+        check_timeout=settings.health_check_timeout,
+        runs_jobs=settings.runner == "inprocess",
+    )
     for platform in platforms:
         platform.mount(app, chat)
     from bot.scheduler import attach_backups

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(3978, ge=1, le=65535)
     environment: Literal["development", "production"] = "development"
+    health_check_timeout: float = Field(2.0, gt=0, le=60)  # seconds each /ready dependency check may take
 
     # Slack
     slack_bot_token: str | None = None

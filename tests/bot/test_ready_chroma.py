@@ -33,7 +33,7 @@ from tests.processes import Processes, ready, until
 
 pytestmark = pytest.mark.slow
 
-CHECK_TIMEOUT_S = 2.0  # build_app's default: /ready waits this long for each dependency
+CHECK_TIMEOUT_S = 1.5  # HEALTH_CHECK_TIMEOUT: /ready waits this long for each dependency
 
 
 async def _get(url: str) -> tuple[int, Any, float]:
@@ -50,7 +50,12 @@ async def test_ready_is_503_naming_chroma_while_the_server_is_down_and_200_when_
     fake = fake_slack
     with Processes(tmp_path) as procs:
         chroma, port = await procs.chroma()
-        env = {**slack_env(fake), "CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(port)}
+        env = {
+            **slack_env(fake),
+            "CHROMA_HOST": "127.0.0.1",
+            "CHROMA_PORT": str(port),
+            "HEALTH_CHECK_TIMEOUT": str(CHECK_TIMEOUT_S),
+        }
         serve = start_serve(procs, "serve", env)
         await until(lambda: ready(serve.url), 150, serve.proc, chroma)
         shared = upload(fake, "vpn.md", VPN_GUIDE)
