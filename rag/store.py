@@ -210,6 +210,24 @@ class KnowledgeStore:
             self._collections[name] = col
         return col
 
+    def _current_docs(self, kb: str) -> Any:
+        """The manifest collection as the server has it now. Another process may have dropped the
+        knowledge base (`forget --kb`) or restored it since this one cached its collections: then
+        the cached handles name collections that are gone, so both are looked up again."""
+        from chromadb.errors import NotFoundError
+
+        name = collection_base(self._prefix, kb) + ".docs"
+        try:
+            current = self._client.get_collection(name)
+        except NotFoundError:
+            current = None
+        cached = self._collections.get(name)
+        if cached is not None and current is not None and cached.id == current.id:
+            return current
+        self._collections.pop(name, None)
+        self._collections.pop(collection_base(self._prefix, kb), None)
+        return self._docs(kb)
+
     def knowledge_bases(self) -> list[str]:
         """Every knowledge base with a manifest, by the id it was written with (see _bump)."""
         prefix = self._prefix + "-"
@@ -229,16 +247,16 @@ class KnowledgeStore:
 
     # -- manifest ----------------------------------------------------------------------------
     def generation(self, kb: str) -> str:
-        meta = self._client.get_collection(self._docs(kb).name).metadata or {}
+        meta = self._current_docs(kb).metadata or {}
         return str(meta.get("generation", "0"))
 
     def documents(self, kb: str) -> list[DocumentInfo]:
-        got = _get_all(self._docs(kb), include=["metadatas"])
+        got = _get_all(self._current_docs(kb), include=["metadatas"])
         docs = [_info_from_meta(m) for m in got["metadatas"] or []]
         return sorted(docs, key=lambda d: d.name.lower())
 
     def document(self, kb: str, name: str) -> DocumentInfo | None:
-        got = self._docs(kb).get(ids=[_doc_id(name)], include=["metadatas"])
+        got = self._current_docs(kb).get(ids=[_doc_id(name)], include=["metadatas"])
         metas = got["metadatas"] or []
         return _info_from_meta(metas[0]) if metas else None
 

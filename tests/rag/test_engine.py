@@ -379,3 +379,24 @@ async def test_a_store_failure_in_a_batch_keeps_finished_documents_whole(
     # Every document's lock was released: the same engine takes the same names again.
     again = await asyncio.wait_for(engine.ingest_many(KB, [uploads[2], uploads[0]]), 60)
     assert [getattr(o, "status", None) for o in again] == ["added", "unchanged"]
+
+
+async def test_a_knowledge_base_dropped_and_refilled_by_another_process_is_seen_here(
+    make_engine: EngineFactory, tmp_path: Any
+) -> None:
+    from rag.store import open_client
+
+    client = open_client(persist_directory=str(tmp_path / "c"), host=None, port=0)
+    here = make_engine(store=KnowledgeStore(client, prefix="t"))
+    other = make_engine(store=KnowledgeStore(client, prefix="t"))  # its own collection handles
+    await here.ingest(KB, "vpn.md", VPN)
+    assert (await here.search(KB, "ERR_CONN_4021"))[0].document == "vpn.md"
+
+    await other.drop(KB)  # `threadwise forget --kb` elsewhere: the collections are deleted
+    await other.ingest(KB, "pets.txt", PETS)  # and made anew
+
+    assert [d.name for d in await here.documents(KB)] == ["pets.txt"]
+    assert (await here.search(KB, "Are dogs allowed in the office?"))[0].document == "pets.txt"
+    assert await here.search(KB, "ERR_CONN_4021") == []
+    await here.ingest(KB, "vpn.md", VPN)  # writes go to the new collections too
+    assert {d.name for d in await other.documents(KB)} == {"vpn.md", "pets.txt"}
