@@ -895,3 +895,154 @@ def test_k8s_prometheus_annotations_point_at_metrics(
         process = next(p for p in k8s_processes(k8s) if p.where == f"k8s {workload['metadata']['name']}")
         assert annotations["prometheus.io/port"] == process.setting(ports[container["args"][0]])
         assert annotations["prometheus.io/path"] == "/metrics" and "/metrics" in serve_paths
+
+
+# -- AWS ECS ----------------------------------------------------------------------------------------------
+
+ECS = ROOT / "deploy" / "ecs"
+
+
+def ecs_processes() -> list[Process]:
+    processes = []
+    for path in sorted(ECS.glob("*.json")):
+        task = json.loads(path.read_text())
+        for container in task["containerDefinitions"]:
+            env = {e["name"]: e["value"] for e in container.get("environment", [])}
+            secrets = {s["name"]: f"<{s['name']} from Secrets Manager>" for s in container.get("secrets", [])}
+            assert not set(env) & SECRET_SETTINGS, f"{path.name}: credentials belong in `secrets`"
+            assert set(secrets) <= SETTINGS, path.name
+            # An ECS service runs several tasks of a definition, so each must be able to share.
+            processes.append(Process(f"ecs {path.name}", container["command"][0], {**env, **secrets}, 2))
+    return processes
+
+
+def test_ecs_task_definitions_run_the_image_its_way(final: Stage) -> None:
+    healthcheck = exec_form((final.last("HEALTHCHECK") or "").split(" CMD ", 1)[1])
+    tasks = {p.stem: json.loads(p.read_text()) for p in ECS.glob("*.json")}
+    assert set(tasks) == {"serve", "worker"}
+    for name, task in tasks.items():
+        (container,) = task["containerDefinitions"]
+        assert container["command"] == [name] and container["user"].split(":")[0] == "1000"
+        assert container["healthCheck"]["command"] == ["CMD", *healthcheck], name
+        process = next(p for p in ecs_processes() if p.where == f"ecs {name}.json")
+        port = process.setting("PORT" if name == "serve" else "WORKER_METRICS_PORT")
+        assert [m["containerPort"] for m in container["portMappings"]] == [int(port)], name
+        if name == "worker":
+            assert container["stopTimeout"] > int(process.setting("WORKER_SHUTDOWN_GRACE_SECONDS"))
+            assert int(task["memory"]) >= 2048, "a worker holds the model"
+
+
+async def test_ecs_processes_follow_the_rules(
+    serve_paths: set[str], worker_metrics: tuple[set[str], int]
+) -> None:
+    for process in ecs_processes():
+        check_process(process, serve_paths, worker_metrics[0])
+
+
+# -- Google Cloud Run -------------------------------------------------------------------------------------
+
+CLOUD_RUN = ROOT / "deploy" / "cloudrun"
+
+
+def cloud_run_processes() -> list[Process]:
+    processes = []
+    for path in sorted(CLOUD_RUN.glob("*.yaml")):
+        (service,) = load_yaml_documents(path)
+        template = service["spec"]["template"]
+        scale = int(template["metadata"]["annotations"]["autoscaling.knative.dev/maxScale"])
+        (container,) = template["spec"]["containers"]
+        env = {}
+        for item in container["env"]:
+            if "valueFrom" in item:
+                assert "secretKeyRef" in item["valueFrom"], item
+                env[item["name"]] = f"<{item['name']} from Secret Manager>"
+            else:
+                env[item["name"]] = str(item["value"])
+        probes = {}
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            if kind in container:
+                probes[kind.removesuffix("Probe")] = probe_target(container, container[kind])
+        (port,) = container["ports"]
+        # Cloud Run sets PORT (reserved: a service may not) to the container port, where it sends
+        # traffic and probes; serve listens on PORT, so that is where it listens.
+        assert "PORT" not in env, f"{path.name}: Cloud Run sets PORT itself"
+        env["PORT"] = str(port["containerPort"])
+        processes.append(Process(f"cloudrun {path.name}", container["args"][0], env, scale, probes))
+    return processes
+
+
+async def test_cloud_run_services_follow_the_rules(
+    serve_paths: set[str], worker_metrics: tuple[set[str], int]
+) -> None:
+    processes = cloud_run_processes()
+    assert {p.command for p in processes} == {"serve", "worker"}
+    for process in processes:
+        check_process(process, serve_paths, worker_metrics[0])
+        assert "startup" in process.probes and "liveness" in process.probes, process.where
+        # No persistent disk: an embedded store would be lost with its instance.
+        assert process.setting("CHROMA_HOST") and process.setting("REDIS_URL"), process.where
+
+
+def test_cloud_run_keeps_cpu_for_work_after_the_response() -> None:
+    for path in CLOUD_RUN.glob("*.yaml"):
+        (service,) = load_yaml_documents(path)
+        annotations = service["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["run.googleapis.com/cpu-throttling"] == "false", path.name
+        (container,) = service["spec"]["template"]["spec"]["containers"]
+        (port,) = container["ports"]
+        if container["args"] == ["worker"]:
+            assert port["containerPort"] == int(
+                next(e["value"] for e in container["env"] if e["name"] == "WORKER_METRICS_PORT")
+            )
+
+
+# -- DigitalOcean App Platform --------------------------------------------------------------------------
+
+DO_SPEC = ROOT / "deploy" / "digitalocean" / "app.yaml"
+
+
+def do_processes(spec: dict[str, Any]) -> list[Process]:
+    shared = spec.get("envs", [])
+    processes = []
+    for kind in ("services", "workers"):
+        for component in spec.get(kind, []):
+            env = {}
+            for item in [*shared, *component.get("envs", [])]:
+                if item.get("type") == "SECRET":
+                    assert "value" not in item, f"{item['key']}: set secrets in App Platform, not here"
+                    env[item["key"]] = f"<{item['key']} from App Platform>"
+                else:
+                    env[item["key"]] = str(item["value"])
+            command = component.get("run_command", "serve").split()
+            probes = {}
+            if "health_check" in component:
+                probes["readiness"] = (
+                    component["health_check"]["http_path"],
+                    component["health_check"]["port"],
+                )
+            if "liveness_health_check" in component:
+                check = component["liveness_health_check"]
+                probes["liveness"] = (check["http_path"], check["port"])
+            processes.append(
+                Process(f"do {component['name']}", command[0], env, component["instance_count"], probes)
+            )
+    return processes
+
+
+async def test_digitalocean_components_follow_the_rules(
+    serve_paths: set[str], worker_metrics: tuple[set[str], int], final: Stage
+) -> None:
+    (spec,) = load_yaml_documents(DO_SPEC)
+    processes = do_processes(spec)
+    assert {p.command for p in processes} == {"serve", "worker"}
+    assert exec_form(final.last("CMD") or "[]") == ["serve"], "the bot relies on the image's default command"
+    for process in processes:
+        check_process(process, serve_paths, worker_metrics[0])
+    (bot,) = spec["services"]
+    assert bot["http_port"] == int(next(p for p in processes if p.command == "serve").setting("PORT"))
+    databases = {d["name"] for d in spec["databases"]}
+    for process in processes:
+        bound = re.fullmatch(r"\$\{([\w-]+)\.DATABASE_URL\}", process.setting("REDIS_URL"))
+        assert bound and bound.group(1) in databases, process.where
+    posts = {rule["match"]["path"]["prefix"] for rule in spec["ingress"]["rules"]}
+    assert posts == {"/slack/events", "/api/messages"}
