@@ -54,7 +54,7 @@ async def ingest_paths(engine: Engine, kb: str, paths: Sequence[Path], *, upload
     def progress(done: int, total: int) -> None:
         bar.set_postfix_str(f"embedding {done}/{total} chunks", refresh=True)
 
-    def done(upload: Upload, outcome: IngestResult | UserFacingError) -> None:
+    def done(outcome: IngestResult | UserFacingError) -> None:
         nonlocal failures
         bar.update()
         if isinstance(outcome, UserFacingError):

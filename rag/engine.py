@@ -52,7 +52,8 @@ IngestOutcome = IngestResult | UserFacingError
 class _Prepared:
     """A file parsed and chunked, waiting for its vectors."""
 
-    upload: Upload
+    upload: Upload  # without its bytes
+    size: int
     sha: str
     previous: DocumentInfo | None
     kind: str
@@ -169,7 +170,7 @@ class Engine:
         uploads: Iterable[Upload],
         *,
         progress: Progress | None = None,
-        on_result: Callable[[Upload, IngestOutcome], None] | None = None,
+        on_result: Callable[[IngestOutcome], None] | None = None,
         group_chunks: int = GROUP_CHUNKS,
     ) -> list[IngestOutcome]:
         """Ingest several files; one outcome each, in order: its result, or why it was refused.
@@ -185,17 +186,17 @@ class Engine:
         group: list[tuple[int, _Prepared]] = []
         held: list[asyncio.Lock] = []
 
-        def report(index: int, upload: Upload, outcome: IngestOutcome) -> None:
+        def report(index: int, outcome: IngestOutcome) -> None:
             outcomes[index] = outcome
             if on_result is not None:
-                on_result(upload, outcome)
+                on_result(outcome)
 
         async def flush() -> None:
             try:
                 if group:
                     results = await run_to_end(self._commit, kb, [p for _, p in group], progress)
-                    for (index, prepared), result in zip(group, results, strict=True):
-                        report(index, prepared.upload, result)
+                    for (index, _), result in zip(group, results, strict=True):
+                        report(index, result)
             finally:
                 group.clear()
                 while held:
@@ -217,7 +218,7 @@ class Engine:
                 if not isinstance(prepared, _Prepared):  # unchanged, or refused
                     held.remove(lock)
                     lock.release()
-                    report(index, upload, prepared)
+                    report(index, prepared)
                     continue
                 group.append((index, prepared))
                 if sum(len(p.chunks) for _, p in group) >= group_chunks:
@@ -243,7 +244,9 @@ class Engine:
             chunks = chunk_document(doc, self._embedder, max_tokens=self._limits.chunk_tokens)
         if not chunks:
             raise UserFacingError(f"{upload.name} has no text I can read.")
-        return _Prepared(upload, sha, previous, doc.kind, chunks, started)
+        # The bytes are not kept: a group of big files with little text must not fill the memory.
+        bare = replace(upload, data=b"")
+        return _Prepared(bare, len(upload.data), sha, previous, doc.kind, chunks, started)
 
     def _commit(self, kb: str, group: list[_Prepared], progress: Progress | None) -> list[IngestResult]:
         """Embed the group's new chunks in one pass, then write and activate each document."""
@@ -275,7 +278,7 @@ class Engine:
                         chunks=len(prepared.chunks),
                         uploader=upload.uploader,
                         uploaded_at=time.time(),
-                        size=len(upload.data),
+                        size=prepared.size,
                         kind=prepared.kind,
                         url=upload.url,
                     )
