@@ -1046,3 +1046,66 @@ async def test_digitalocean_components_follow_the_rules(
         assert bound and bound.group(1) in databases, process.where
     posts = {rule["match"]["path"]["prefix"] for rule in spec["ingress"]["rules"]}
     assert posts == {"/slack/events", "/api/messages"}
+
+
+# -- the README's Deploy and Troubleshooting sections ----------------------------------------------------
+
+
+def test_readme_deploy_section_names_every_recipe() -> None:
+    readme = (ROOT / "README.md").read_text()
+    deploy = readme[readme.index("## Deploy") : readme.index("## Operations")]
+    for path in [ROOT / "Dockerfile", *recipe_files()]:
+        assert path.name in deploy, f"the README's Deploy section does not mention {path.name}"
+
+
+def _startup_errors() -> list[str]:
+    """What `threadwise` prints (after `threadwise: `) for the README's troubleshooting examples."""
+    from bot.serve_cli import require_credentials
+    from bot.settings import load_settings
+    from rag.errors import ConfigError
+
+    bad: list[dict[str, object]] = [
+        {"port": "abc"},
+        {"runner": "queue"},
+        {"environment": "production", "slack_bot_token": "xoxb-1"},
+        {"microsoft_app_id": "00000000-0000-0000-0000-000000000000"},
+        {"backup_schedule": "0 25 * * *"},
+    ]
+    messages = []
+    for overrides in bad:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(_env_file=None, **overrides)
+        messages.append(str(caught.value))
+    production = load_settings(_env_file=None, environment="production")
+    with pytest.raises(ConfigError) as caught:
+        require_credentials(production, configured_platforms(production))
+    messages.append(str(caught.value))
+    return messages
+
+
+def test_readme_troubleshooting_quotes_what_the_code_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    readme = (ROOT / "README.md").read_text()
+    trouble = readme[readme.index("## Troubleshooting") : readme.index("## Development")]
+    quotes = re.findall(r"`([^`]+)`", trouble)
+
+    def quoted(message: str) -> bool:
+        for quote in quotes:
+            head = quote.removesuffix(" …")
+            if quote == message or (quote != head and len(head) >= 40 and message.startswith(head)):
+                return True
+        return False
+
+    for message in _startup_errors():
+        assert quoted(message), f"the README's Troubleshooting does not quote: {message}"
+
+
+def test_readiness_probes_wait_longer_than_the_checks(k8s: list[dict[str, Any]]) -> None:
+    # A probe that gives up before HEALTH_CHECK_TIMEOUT sees a timeout, not the 503 naming what failed.
+    for workload in objects(k8s, "Deployment"):
+        (container,) = pod_spec(workload)["containers"]
+        process = next(p for p in k8s_processes(k8s) if p.where == f"k8s {workload['metadata']['name']}")
+        if process.command == "serve":
+            timeout = container["readinessProbe"]["timeoutSeconds"]
+            assert timeout > float(process.setting("HEALTH_CHECK_TIMEOUT")), workload["metadata"]["name"]
