@@ -42,6 +42,10 @@ pytest: install
 bench: install
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/retrieval_latency.py
+	$(BIN)/python bench/slack_ack.py
+	$(BIN)/python bench/ingest_contention.py
+	.ci/with-redis $(BIN)/python bench/answer_throughput.py
+	$(BIN)/python bench/serve_memory.py
 
 eval: install
 	$(BIN)/threadwise eval ../shared/eval/covidqa/qa_sample100.jsonl --docs ../shared/eval/covidqa/docs

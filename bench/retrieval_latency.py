@@ -18,7 +18,7 @@ import numpy as np
 from _common import covidqa, scratch_engine, summary_ms
 
 from rag.store import new_version
-from rag.types import Chunk, DocumentInfo
+from rag.types import Chunk, DocumentInfo, Upload
 
 SYNTH_KB = "synthetic"
 PER_DOC = 1000  # chunks per synthetic document
@@ -78,8 +78,8 @@ async def main() -> None:
     questions = [r["question"] for r in rows[: args.questions]]
 
     engine = scratch_engine(args.store)
-    for path in sorted((root / "docs").iterdir()):
-        await engine.ingest("covidqa", path.name, path.read_bytes())
+    files = sorted((root / "docs").iterdir())
+    await engine.ingest_many("covidqa", (Upload(path.name, path.read_bytes()) for path in files))
     covid = await latencies(engine, "covidqa", questions)
     print(f"covidqa ({(await engine.stats('covidqa')).chunks} chunks): {summary_ms(covid)}")
 

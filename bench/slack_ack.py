@@ -19,19 +19,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
 
 import aiohttp
-from _common import percentile, scratch_engine, summary_ms
-from aiohttp import web
+from _common import fake_slack, percentile, scratch_engine, serve_in_process, slack_env, summary_ms
 
-from bot.compose import build_chat_app
 from bot.core.text import THINKING
 from bot.logsetup import configure_logging
-from bot.server import build_app
 from bot.settings import load_settings
 from bot.slack.platform import SlackPlatform
 from tests.bot.slack import payloads
@@ -47,44 +43,21 @@ GOAL_P95_MS = 100.0
 
 async def main(rounds: int, burst: int) -> int:
     configure_logging(level="WARNING")  # a log line per event would be measured too
-    async with FakeSlack(
-        team_id=payloads.TEAM, bot_user_id=payloads.BOT_USER, bot_id=payloads.BOT_ID
-    ) as fake:
+    async with fake_slack() as fake:
         store = tempfile.mkdtemp(prefix="threadwise-bench-slack-")
+        env = {key.lower(): value for key, value in slack_env(fake).items()}
         settings = load_settings(
-            chroma_persist_directory=store,
-            llm_provider="extractive",
-            slack_bot_token=fake.bot_token,
-            slack_signing_secret=payloads.SIGNING_SECRET,
-            slack_app_token=None,
-            slack_api_url=fake.api_url,
-            rate_limit_requests_per_minute=100_000,
-            rate_limit_burst=100_000,
+            chroma_persist_directory=store, llm_provider="extractive", slack_app_token=None, **env
         )
         engine = scratch_engine(store)
         await asyncio.to_thread(engine.embedder.load)
         await engine.ingest(KB, "vpn.md", GUIDE, uploader="bench")
-        platform = SlackPlatform.from_settings(settings)
-        chat = build_chat_app(
-            settings, engine, senders={"slack": platform.sender}, fetchers={"slack": platform.fetcher}
-        )
-        app = build_app(engine=engine, chat=chat)
-        platform.mount(app, chat)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
-        await web.SockSite(runner, sock).start()
         acks: list[float] = []
         placeholders: list[float] = []
-        try:
-            async with aiohttp.ClientSession() as http:
-                await _round(http, url, fake, platform, burst, [], [])  # warm-up, not counted
-                for _ in range(rounds):
-                    await _round(http, url, fake, platform, burst, acks, placeholders)
-        finally:
-            await runner.cleanup()
+        async with serve_in_process(settings, engine) as (url, platform), aiohttp.ClientSession() as http:
+            await _round(http, url, fake, platform, burst, [], [])  # warm-up, not counted
+            for _ in range(rounds):
+                await _round(http, url, fake, platform, burst, acks, placeholders)
     print(f"Slack: {rounds} rounds of {burst} concurrent signed app_mention events, {os.cpu_count()} CPUs")
     print(f"  ack (request → HTTP 200):                  {summary_ms(acks)}  max={max(acks):.1f} ms")
     print(f"  placeholder (request → chat.postMessage):  {summary_ms(placeholders)}")

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # Jobs and shared state
     runner: Literal["inprocess", "queue"] = "inprocess"
     redis_url: str | None = None
-    worker_concurrency: int = Field(4, ge=1, le=256)  # jobs one `threadwise worker` runs at once
+    worker_concurrency: int = Field(16, ge=1, le=256)  # jobs one `threadwise worker` runs at once
     job_timeout_seconds: int = Field(300, ge=1)  # also when a dead worker's job runs again (+13 s)
     job_max_tries: int = Field(3, ge=1, le=20)
     job_retry_delay_seconds: float = Field(5.0, ge=0)  # doubled after each retry

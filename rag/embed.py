@@ -32,6 +32,8 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def question(self) -> contextlib.AbstractContextManager[None]: ...
+
     def embed_query(self, text: str) -> np.ndarray: ...
 
     def token_spans(self, text: str) -> list[tuple[int, int]]: ...
@@ -60,16 +62,21 @@ class EncodeGate:
         return self._queries
 
     @contextlib.contextmanager
-    def query(self) -> Iterator[None]:
+    def question(self) -> Iterator[None]:
+        """A question under way (its embedding, its search): bulk work waits, queries do not."""
         with self._changed:
             self._queries += 1
         try:
-            with self._query_turn:
-                yield
+            yield
         finally:
             with self._changed:
                 self._queries -= 1
                 self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def query(self) -> Iterator[None]:
+        with self.question(), self._query_turn:
+            yield
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[None]:
@@ -186,6 +193,10 @@ class SentenceEmbedder:
             verbose=False,
         )
         return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+    def question(self) -> contextlib.AbstractContextManager[None]:
+        """Hold while a question is searched: no ingest sub-batch starts meanwhile (bounded)."""
+        return self._gate.question()
 
     def embed_query(self, text: str) -> np.ndarray:
         """A question's vector: it goes before any ingest's work, and with the other questions

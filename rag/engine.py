@@ -395,10 +395,11 @@ class Engine:
     async def search(
         self, kb: str, query: str, *, top_k: int | None = None, hybrid: bool | None = None
     ) -> list[Passage]:
-        with self._timed("embed"):
-            vector = await asyncio.to_thread(self._embedder.embed_query, query)
-        with self._timed("search"):
-            return await asyncio.to_thread(self._search, kb, query, vector, top_k, hybrid)
+        with self._embedder.question():  # an ingest in this process pauses its model runs meanwhile
+            with self._timed("embed"):
+                vector = await asyncio.to_thread(self._embedder.embed_query, query)
+            with self._timed("search"):
+                return await asyncio.to_thread(self._search, kb, query, vector, top_k, hybrid)
 
     def _search(
         self, kb: str, query: str, vector: np.ndarray, top_k: int | None, hybrid: bool | None

@@ -99,6 +99,25 @@ def test_an_ingest_sub_batch_waits_for_the_question_being_embedded() -> None:
     assert order == ["question starts", "question ends", "ingest sub-batch starts"]
 
 
+def test_no_ingest_sub_batch_starts_while_a_question_is_searched() -> None:
+    gate = EncodeGate(max_yield=60)
+    order: list[str] = []
+
+    def ingest() -> None:
+        with gate.bulk():
+            order.append("ingest sub-batch starts")
+
+    with gate.question():  # embedded already, now searching: not holding the model
+        with gate.query():
+            order.append("another question embeds at once")
+        bulk = threading.Thread(target=ingest)
+        bulk.start()
+        bulk.join(0.2)  # would have run by now if it did not wait
+        order.append("search done")
+    bulk.join()
+    assert order == ["another question embeds at once", "search done", "ingest sub-batch starts"]
+
+
 def test_an_ingest_is_not_held_up_for_ever_by_questions() -> None:
     gate = EncodeGate(max_yield=0.05)
     entered = threading.Event()
