@@ -217,6 +217,27 @@ def test_ingest_of_a_folder_reports_each_refused_file_and_keeps_the_rest(
     assert "it/vpn-guide.md" in listed and "parking.txt" in listed and "scan.pdf" not in listed
 
 
+def test_ingest_of_a_file_that_cannot_be_read_names_it_and_goes_on(
+    cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "share"
+    folder.mkdir()
+    (folder / "gone.md").write_text("deleted before it is read")
+    (folder / "parking.txt").write_text("Visitors park on level -2 of the garage.\n")
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == "gone.md":
+            raise FileNotFoundError(2, "No such file or directory")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert main(["ingest", str(folder)]) == 1
+    out, err = capsys.readouterr()
+    assert "skipped: gone.md: No such file or directory" in err
+    assert out.strip().splitlines()[-1].startswith("local: 1 documents ingested (0 unchanged, 1 failed), ")
+
+
 def test_ask_with_nothing_relevant_exits_1(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "What is the wifi password?"]) == 1
     out = capsys.readouterr().out
