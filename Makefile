@@ -47,8 +47,11 @@ bench: install
 	.ci/with-redis $(BIN)/python bench/answer_throughput.py
 	$(BIN)/python bench/serve_memory.py
 
+# Retrieval quality on both evaluation sets in ../shared/eval (hybrid and vector-only; each its own scratch KB).
+EVAL := ../shared/eval
 eval: install
-	$(BIN)/threadwise eval ../shared/eval/covidqa/qa_sample100.jsonl --docs ../shared/eval/covidqa/docs
+	$(BIN)/threadwise eval $(EVAL)/covidqa/qa_sample100.jsonl --docs $(EVAL)/covidqa/docs --kb eval-covidqa
+	$(BIN)/threadwise eval $(EVAL)/ntsb/qa.jsonl --docs $(EVAL)/ntsb/docs --kb eval-ntsb
 
 # The Teams app package (dist/threadwise-teams.zip): make teams-package MICROSOFT_APP_ID=… BOT_DOMAIN=…
 teams-package:
