@@ -12,9 +12,11 @@ import bisect
 from collections.abc import Sequence
 from typing import Protocol
 
+from rag.identity import document_identity
 from rag.types import Chunk, ExtractedDocument, Section
 
 MAX_HEADING_TOKENS = 48
+MAX_IDENTITY_TOKENS = 64
 _SENTENCE_END = ".!?:;。！？"
 
 
@@ -29,10 +31,11 @@ def chunk_document(
 ) -> list[Chunk]:
     window = min(max_tokens or tokenizer.max_tokens, tokenizer.max_tokens) - 2
     title = document_title(doc)
+    identity = _fit(document_identity(doc, title), tokenizer, MAX_IDENTITY_TOKENS, keep="start")
     chunks: list[Chunk] = []
     seen: set[str] = set()
     for section in merge_adjacent(doc.sections):
-        for chunk in _chunk_section(section, tokenizer, window, len(chunks), title):
+        for chunk in _chunk_section(section, tokenizer, window, len(chunks), title, identity):
             # Repeated boilerplate (a disclaimer on every page) is stored and embedded once.
             if chunk.text in seen:
                 continue
@@ -94,23 +97,29 @@ def document_title(doc: ExtractedDocument) -> str:
     return ""
 
 
-def _context(section: Section, title: str) -> str:
-    """The line put before each chunk so it carries its place: title and heading path."""
-    if not section.heading:
-        return title
-    if not title or section.heading.split(" > ")[0] == title:
-        return section.heading
-    return f"{title} > {section.heading}"
+def _context(section: Section, title: str, identity: str) -> str:
+    """The lines put before each chunk so it carries its document and place: the document's identity
+    (which starts with its title) and the section's heading path, or the title and heading path."""
+    if not identity:
+        if not section.heading:
+            return title
+        if not title or section.heading.split(" > ")[0] == title:
+            return section.heading
+        return f"{title} > {section.heading}"
+    path = section.heading
+    if title and path.split(" > ")[0] == title:
+        path = path.removeprefix(title).removeprefix(" > ")
+    return f"{identity}\n{path}" if path else identity
 
 
 def _chunk_section(
-    section: Section, tokenizer: Tokenizer, window: int, first_index: int, title: str
+    section: Section, tokenizer: Tokenizer, window: int, first_index: int, title: str, identity: str
 ) -> list[Chunk]:
     text = section.text
     spans = tokenizer.token_spans(text)
     if not spans:
         return []
-    heading = _fit_heading(_context(section, title), tokenizer)
+    heading = _fit(_context(section, title, identity), tokenizer, MAX_HEADING_TOKENS + MAX_IDENTITY_TOKENS)
     budget = window - (len(tokenizer.token_spans(heading)) + 1 if heading else 0)
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
     out: list[Chunk] = []
@@ -171,14 +180,17 @@ def _boundary_rank(text: str, prev: tuple[int, int], nxt: tuple[int, int]) -> in
     return 1
 
 
-def _fit_heading(heading: str, tokenizer: Tokenizer) -> str:
+def _fit(heading: str, tokenizer: Tokenizer, limit: int, keep: str = "end") -> str:
+    """`heading` cut to `limit` tokens. A heading path keeps its end, the innermost part, which says
+    most about the chunk; an identity keeps its start (name, title, first salient terms)."""
     if not heading:
         return ""
     spans = tokenizer.token_spans(heading)
-    if len(spans) <= MAX_HEADING_TOKENS:
+    if len(spans) <= limit:
         return heading
-    # Keep the innermost part of a long heading path: it says most about the chunk.
-    cut = spans[len(spans) - MAX_HEADING_TOKENS][0]
+    if keep == "start":
+        return heading[: spans[limit - 1][1]].rstrip(" ·") + " …"
+    cut = spans[len(spans) - limit][0]
     return "…" + heading[cut:]
 
 

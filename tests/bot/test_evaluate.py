@@ -28,14 +28,23 @@ def qa_set(clean_env: pytest.MonkeyPatch, tmp_path: Path, embedder: SentenceEmbe
         (docs / name).write_text(body)
     rows = [
         # one gold document by `source`; its answer's number is in the passage
-        {"question": "How many fuel rods does the R7 reactor core hold?", "source": "reactor.md",
-         "answer": "1,284 fuel rods, as of 2021."},
+        {
+            "question": "How many fuel rods does the R7 reactor core hold?",
+            "source": "reactor.md",
+            "answer": "1,284 fuel rods, as of 2021.",
+        },
         # several gold documents by `sources`: coverage counts the share found among the top 10
-        {"question": "Which places grow or bake food?", "sources": ["bakery.md", "garden.md"],
-         "answer": "The bakery and the garden."},
+        {
+            "question": "Which places grow or bake food?",
+            "sources": ["bakery.md", "garden.md"],
+            "answer": "The bakery and the garden.",
+        },
         # a number the passages do not hold
-        {"question": "At what temperature is the sourdough baked?", "source": "bakery.md",
-         "answer": "At 245 degrees."},
+        {
+            "question": "At what temperature is the sourdough baked?",
+            "source": "bakery.md",
+            "answer": "At 245 degrees.",
+        },
     ]
     qa = tmp_path / "qa.jsonl"
     qa.write_text("\n".join(json.dumps(r) for r in rows) + "\n")

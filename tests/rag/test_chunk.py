@@ -27,8 +27,12 @@ def test_no_chunk_exceeds_the_model_window_and_no_text_is_lost(embedder: Sentenc
     for chunk in chunks:
         # [CLS] and [SEP] take two of the model's max_seq_length positions.
         assert len(embedder.token_spans(chunk.text)) <= embedder.max_tokens - 2
-        assert chunk.text.startswith("Intro > Details\n\n")
-    joined = "".join(_words("".join(c.text.removeprefix("Intro > Details\n\n") for c in chunks)))
+    # Every chunk starts with the same context: the document's identity (title "Intro", file name
+    # "a", its first codes) and the rest of the heading path.
+    header = chunks[0].text.split("\n\n", 1)[0]
+    assert header.startswith("Intro · a · ") and "ERR_0000" in header and header.endswith("\nDetails")
+    assert all(c.text.startswith(header + "\n\n") for c in chunks)
+    joined = "".join(_words("".join(c.text.removeprefix(header + "\n\n") for c in chunks)))
     assert joined == "".join(_words(section.text))
 
 
@@ -57,7 +61,9 @@ def test_repeated_boilerplate_is_stored_once(embedder: SentenceEmbedder) -> None
     notice = "Confidential — do not distribute."
     sections = (*(Section(text=notice, page=p) for p in range(1, 6)), Section(text="Body.", page=6))
     chunks = chunk_document(ExtractedDocument("d.pdf", "pdf", sections), embedder)
-    assert [c.text for c in chunks] == [notice, "Body."]
+    identity = chunks[0].text.split("\n\n", 1)[0]  # the file name's word, and "Confidential"
+    assert identity.startswith("d")
+    assert [c.text for c in chunks] == [f"{identity}\n\n{notice}", f"{identity}\n\nBody."]
 
 
 def test_every_chunk_of_a_titled_text_carries_its_title(embedder: SentenceEmbedder) -> None:
@@ -69,13 +75,14 @@ def test_every_chunk_of_a_titled_text_carries_its_title(embedder: SentenceEmbedd
         ExtractedDocument("paper.txt", "text", (Section(text=text, line_start=1),)), embedder
     )
     assert len(chunks) > 2
-    assert all(c.text.startswith("Hepcidin and oxidant status in children\n") for c in chunks)
-    assert chunks[0].text.count("Hepcidin and oxidant status in children") == 1
+    assert all(c.text.startswith("Hepcidin and oxidant status in children · paper") for c in chunks)
+    # the identity line, then the text as written, which starts with the title itself
+    assert chunks[0].text.split("\n\n", 2)[1] == "Hepcidin and oxidant status in children"
 
 
 def test_a_first_line_that_is_a_sentence_is_not_a_title(embedder: SentenceEmbedder) -> None:
     doc = ExtractedDocument("n.txt", "text", (Section(text="This is a note.\nIt continues here."),))
-    assert chunk_document(doc, embedder)[0].text == "This is a note.\nIt continues here."
+    assert chunk_document(doc, embedder)[0].text == "n\n\nThis is a note.\nIt continues here."
 
 
 def test_adjacent_plain_text_sections_are_chunked_as_one_run(embedder: SentenceEmbedder) -> None:
@@ -94,3 +101,25 @@ def test_adjacent_plain_text_sections_are_chunked_as_one_run(embedder: SentenceE
 def test_sections_of_different_pages_or_headings_stay_apart(embedder: SentenceEmbedder) -> None:
     sections = (Section(text="Page one.", page=1), Section(text="Page two.", page=2))
     assert [c.page for c in chunk_document(ExtractedDocument("p.pdf", "pdf", sections), embedder)] == [1, 2]
+
+
+def test_every_chunk_carries_the_identity_its_document_states_on_its_first_page(
+    embedder: SentenceEmbedder,
+) -> None:
+    cover = (
+        "Quarterly Report\n\nAcme Industries Inc.\nFor the quarter ended June 30, 2023\n"
+        "Commission file number 001-12345\n"
+    )
+    body = "\n\n".join(
+        " ".join(f"Revenue grew in segment {p} during the period." for _ in range(12)) for p in range(5)
+    )
+    doc = ExtractedDocument(
+        "2023 Q2 acme.pdf", "pdf", (Section(text=cover, page=1), Section(text=body, page=2))
+    )
+    chunks = chunk_document(doc, embedder)
+    assert len(chunks) > 2
+    identity = chunks[0].text.split("\n", 1)[0]
+    for term in ("Quarterly Report", "2023 Q2 acme", "Acme Industries Inc", "June 30, 2023"):
+        assert term in identity
+    assert all(c.text.startswith(identity + "\n") for c in chunks)  # page 2's too
+    assert all(len(embedder.token_spans(c.text)) <= embedder.max_tokens - 2 for c in chunks)
