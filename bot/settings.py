@@ -74,14 +74,14 @@ class Settings(BaseSettings):
     allowed_file_types: CommaList = Field(default_factory=lambda: sorted(SUPPORTED_EXTENSIONS))
 
     # Rate limits
-    rate_limit_requests_per_minute: int = Field(20, ge=1)
-    rate_limit_burst: int = Field(5, ge=1)
+    rate_limit_requests_per_minute: int = Field(60, ge=1)
+    rate_limit_burst: int = Field(10, ge=1)
 
     # Caches
-    embedding_cache_size: int = Field(10000, ge=0)
-    embedding_cache_ttl: int = Field(86400, ge=0)
-    query_cache_size: int = Field(1000, ge=0)
-    query_cache_ttl: int = Field(3600, ge=0)
+    embedding_cache_size: int = Field(5000, ge=0)
+    embedding_cache_ttl: int = Field(3600, ge=0)
+    query_cache_size: int = Field(100, ge=0)
+    query_cache_ttl: int = Field(1800, ge=0)
     query_cache_similarity_threshold: float = Field(0.95, gt=0, le=1.0)
 
     # Logging

@@ -32,6 +32,15 @@ def test_defaults_load_with_an_empty_environment(clean_env: pytest.MonkeyPatch) 
     assert settings.kb_for("slack-T1") == "slack-T1"
 
 
+def test_rate_limit_and_cache_defaults_follow_the_deployment_guide(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+
+    assert (settings.rate_limit_requests_per_minute, settings.rate_limit_burst) == (60, 10)
+    assert (settings.embedding_cache_size, settings.embedding_cache_ttl) == (5000, 3600)
+    assert (settings.query_cache_size, settings.query_cache_ttl) == (100, 1800)
+    assert settings.query_cache_similarity_threshold == 0.95
+
+
 def test_a_dotenv_file_in_the_working_directory_is_read(clean_env: pytest.MonkeyPatch) -> None:
     with open(".env", "w") as env:
         env.write("LLM_PROVIDER=extractive\nRATE_LIMIT_BURST=2\n")
