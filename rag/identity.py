@@ -183,16 +183,30 @@ def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
 _QUESTION_WORDS = frozenset(
     """
     how what why where when who whose whom which whats did does do can could should would according
-    tell list give show name describe explain compare
+    tell list give show name describe explain compare about roughly approximately around nearly
+    during after before since until for from between in on at by with
     """.split()
 )
 
 
-def question_terms(question: str) -> str:
-    """The names, codes and dates a question names, as one string for a keyword search ("" if none)."""
+def question_terms(question: str) -> list[str]:
+    """The names, codes and dates a question names ("Piper", "N112ED", "December 8, 2007")."""
     terms = []
     for term in salient_terms(question):
         words = [w for w in term.split() if w.casefold() not in _QUESTION_WORDS]
         if words:
             terms.append(" ".join(words))
-    return " ".join(terms)
+    return terms
+
+
+def words_of(text: str) -> set[str]:
+    """Lower-case whole words, possessives dropped: what a term must share with an identity to match."""
+    return {w.casefold().removesuffix("'s").removesuffix("’s") for w in _WORDS.findall(text)}
+
+
+_WORDS = re.compile(r"[^\W_](?:[\w'’.\-/]*[^\W_])?")
+
+
+def names(identity_words: set[str], term: str) -> bool:
+    """Whether an identity (as `words_of`) states the question's term: all of the term's words."""
+    return words_of(term) <= identity_words

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from rag.identity import question_terms
+from rag.identity import names, question_terms, words_of
 from rag.keyword import Encoded, KeywordIndex, Vocabulary, is_identifier, tokenize
 from rag.store import KnowledgeStore, StoredChunk
 from rag.types import DocumentInfo, Passage
@@ -16,10 +17,11 @@ from rag.types import DocumentInfo, Passage
 # Reciprocal-rank constant. The textbook 60 flattens the top of lists only ~40 long; 10 keeps
 # first places decisive (covidqa, full set: recall@5 0.86 with 10, 0.82 with 60).
 RRF_K = 10
-# Documents whose identity matches the question at least this share as well as the best one's are
-# ranked as matching (a question naming Acme and Q2 2023 matches Acme's Q2 2023 report far better
-# than Acme's Q1 or Initech's Q2).
-DOCUMENT_SHARE = 0.5
+# The document ranking's weight in the fusion, against 1 for the vector and keyword rankings: enough
+# to lift the named document's passages over the same passage of a similar document, not so much
+# that a name shared by chance outranks the passage that answers (covidqa sample: 1.0 costs 0.02
+# recall@1 against 0.5; ntsb: 0.5 gains 0.01).
+DOCUMENT_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class _KbView:
     keywords: KeywordIndex | None
     vocabulary: Vocabulary
     encoded: dict[str, Encoded]  # terms per chunk id, kept so a change encodes only new chunks
+    identities: dict[str, str]  # each version's identity: the first line of its passages
+    identity_index: KeywordIndex | None  # over `identities`, to rank documents
 
 
 class HybridSearcher:
@@ -62,13 +66,13 @@ class HybridSearcher:
         n = min(options.candidates, max(1, sum(d.chunks for d in view.documents.values())))
         vector_hits = [h for h in self._store.query(kb, vector, n) if h.version in view.documents]
         rankings = [[h.id for h in vector_hits]]
+        named: set[str] = set()  # versions of the documents whose identity the question names
         if options.hybrid and view.keywords is not None:
             keyword_hits = view.keywords.search(query, options.candidates)
             rankings.append([cid for cid, _ in keyword_hits])
-            rankings.append(
-                _by_document(view.keywords, query, fuse(rankings), options.candidates, len(view.documents))
-            )
-        scores = fuse(rankings)
+            by_document, named = _by_document(view, query, fuse(rankings), options.candidates)
+            rankings.append(by_document)
+        scores = fuse(rankings, weights=[1.0, 1.0, DOCUMENT_WEIGHT][: len(rankings)])
         by_id = {h.id: h for h in vector_hits}
         missing = [cid for cid in scores if cid not in by_id]
         for hit in self._store.chunks_by_id(kb, missing):
@@ -80,7 +84,7 @@ class HybridSearcher:
         close = bool(vector_hits) and vector_hits[0].similarity >= options.min_similarity
         if not close and not any(_names_identifier(hit, exact) for hit in ranked):
             return []  # nothing close enough to call an answer: say so rather than guess
-        chosen = spread(ranked, options.top_k, options.per_document)
+        chosen = spread(ranked, options.top_k, _per_document(query, named, options))
         return [_passage(hit, scores[hit.id]) for hit in chosen]
 
     def warm(self, kb: str) -> None:
@@ -96,10 +100,13 @@ class HybridSearcher:
             documents = {d.version: d for d in self._store.documents(kb)}
             vocabulary = view.vocabulary if view else Vocabulary()
             encoded = dict(view.encoded) if view else {}
-            keywords = None
+            identities = {v: i for v, i in (view.identities if view else {}).items() if v in documents}
+            keywords = identity_index = None
             if hybrid:
-                keywords = self._rebuild_keywords(kb, documents, vocabulary, encoded)
-            view = _KbView(generation, documents, keywords, vocabulary, encoded)
+                keywords = self._rebuild_keywords(kb, documents, vocabulary, encoded, identities)
+                versions = sorted(identities)
+                identity_index = KeywordIndex.from_texts(versions, [identities[v] for v in versions])
+            view = _KbView(generation, documents, keywords, vocabulary, encoded, identities, identity_index)
             self._views[kb] = view
             return view
 
@@ -109,6 +116,7 @@ class HybridSearcher:
         documents: dict[str, DocumentInfo],
         vocabulary: Vocabulary,
         encoded: dict[str, Encoded],
+        identities: dict[str, str],
     ) -> KeywordIndex:
         known_versions = {cid.split(":", 1)[0] for cid in encoded}
         for cid in [c for c in encoded if c.split(":", 1)[0] not in documents]:
@@ -116,6 +124,7 @@ class HybridSearcher:
         new_versions = [v for v in documents if v not in known_versions]
         for chunk in self._store.chunks_of_versions(kb, new_versions):
             encoded[chunk.id] = vocabulary.encode(chunk.text)
+            identities.setdefault(chunk.version, chunk.text.split("\n", 1)[0])
         ids = sorted(encoded)
         return KeywordIndex(ids, [encoded[i] for i in ids], vocabulary)
 
@@ -124,36 +133,71 @@ class HybridSearcher:
             self._views.pop(kb, None)
 
 
+def _per_document(query: str, named: set[str], options: SearchOptions) -> int:
+    """How many passages one document may take while others qualify: one each for a question across
+    documents; all of them when the question names one document; else the configured spread."""
+    if spans_documents(query):
+        return 1
+    if len(named) == 1:
+        return options.top_k
+    return options.per_document
+
+
 def _by_document(
-    keywords: KeywordIndex, query: str, passage_scores: dict[str, float], n: int, documents: int
-) -> list[str]:
-    """Passages ranked by how well their document's identity matches the question's names, codes and
-    dates: a document scores the best keyword score of those terms among its passages (every passage
-    carries its document's identity line). Within a document, the passage ranking decides."""
+    view: _KbView, query: str, passage_scores: dict[str, float], n: int
+) -> tuple[list[str], set[str]]:
+    """Passages of the documents the question names, best documents first, then by passage rank; and
+    the versions of those documents.
+
+    The documents named are those whose identity states the most of the question's names, codes
+    and dates, if that is two or more ("Piper N112ED", "Acme … Q2 2023": not Acme's Q1 report,
+    which states two of three), or one that no other document's identity states ("Madill"). One
+    topical word that several documents share ("SARS-CoV") names none of them: the passage ranking
+    alone decides there."""
     terms = question_terms(query)
-    if not terms:
-        return []
-    hits = keywords.search(terms, n * 8)
-    best: dict[str, float] = {}
-    for cid, score in hits:
-        version = cid.split(":", 1)[0]
-        best[version] = max(best.get(version, 0.0), score)
-    top = max(best.values(), default=0.0)
-    best = {v: score for v, score in best.items() if score >= DOCUMENT_SHARE * top}
-    if len(best) > max(2, documents // 2):
-        return []  # terms most documents have tell none of them apart
-    candidates = {cid for cid, _ in hits} | set(passage_scores)
+    if not terms or view.identity_index is None or view.keywords is None:
+        return [], set()
+    scored = view.identity_index.search(" ".join(terms), len(view.identities))
+    stated = {v: {t for t in terms if names(words_of(view.identities[v]), t)} for v, _ in scored}
+    holders = {t: sum(t in s for s in stated.values()) for t in terms}
+    most = max((len(s) for s in stated.values()), default=0)
+    best = {
+        version: score
+        for version, score in scored
+        if len(stated[version]) == most and (most >= 2 or any(holders[t] == 1 for t in stated[version]))
+    }
+    if not best or len(best) > max(2, len(view.documents) // 2):
+        return [], set()  # named by none, or by terms most documents share
+    # The named documents' passages among the candidates, and their passages that state the terms.
+    candidates = set(passage_scores) | {cid for cid, _ in view.keywords.search(" ".join(terms), n * 4)}
     ranked = [cid for cid in candidates if cid.split(":", 1)[0] in best]
     ranked.sort(key=lambda cid: (-best[cid.split(":", 1)[0]], -passage_scores.get(cid, 0.0)))
-    return ranked[:n]
+    return ranked[:n], set(best)
 
 
-def fuse(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, float]:
-    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) to the ids it ranks."""
+# Questions about several documents at once: the best passage of each rather than two of one.
+_SPANNING = re.compile(
+    r"\b(?:compare[ds]?|comparison|versus|vs\.?|over time|trend|each|every|across|both|"
+    r"which (?:of the )?(?:reports|documents|files|accidents|quarters|years|companies|policies)|"
+    r"(?:all|any) (?:of )?the (?:reports|documents|files|quarters|years|companies))\b",
+    re.IGNORECASE,
+)
+
+
+def spans_documents(question: str) -> bool:
+    """Whether the question asks across documents ("compare A and B", "each quarter", "which reports")."""
+    return _SPANNING.search(question) is not None
+
+
+def fuse(
+    rankings: Sequence[Sequence[str]], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> dict[str, float]:
+    """Reciprocal rank fusion: each ranking adds weight / (k + rank) to the ids it ranks."""
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for i, ranking in enumerate(rankings):
+        weight = weights[i] if weights is not None else 1.0
         for rank, cid in enumerate(ranking):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank + 1)
+            scores[cid] = scores.get(cid, 0.0) + weight / (k + rank + 1)
     return scores
 
 
