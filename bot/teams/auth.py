@@ -84,14 +84,21 @@ class GuardedAuthentication(BotFrameworkAuthentication):
         # default executor the engine's embedding uses.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="teams-auth")
 
-    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+    def check_header(self, auth_header: str) -> None:
+        """PermissionError unless the header could hold a valid token: the cheap check, made before the
+        request's body is even read. Without an app id an absent header is fine (the Emulator)."""
         if not auth_header:
             if self._enabled:
                 raise PermissionError("no Authorization header")
-            return await self._inner.authenticate_request(activity, auth_header)  # anonymous: no I/O
+            return
         scheme, _, token = auth_header.partition(" ")
         if scheme != "Bearer" or not is_jwt_shaped(token):
             raise PermissionError("the Authorization header is not a Bearer JWT")
+
+    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+        self.check_header(auth_header)
+        if not auth_header:
+            return await self._inner.authenticate_request(activity, auth_header)  # anonymous: no I/O
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self._pool, _authenticate_blocking, self._inner, activity, auth_header)
         try:

@@ -34,6 +34,7 @@ from bot.core.ports import FileFetcher, ReplySender
 from bot.settings import Settings
 from bot.teams.auth import DEFAULT_LOGIN_URL, AuthUnavailable, ClientSecretCredentials, GuardedAuthentication
 from bot.teams.files import TeamsFileFetcher
+from bot.teams.request import read_activity
 from bot.teams.sender import TeamsSender
 from bot.teams.translate import BotAdded, Feedback, Message, Notice, translate
 
@@ -41,6 +42,8 @@ log = structlog.get_logger(__name__)
 
 ROUTE = "/api/messages"
 AUTH_TIMEOUT_S = 10.0  # Teams gives a bot about 15 s to answer a request
+_TRUSTED_CHANNELS = frozenset({"msteams"})
+_TRUSTED_CHANNELS_UNAUTHENTICATED = frozenset({"msteams", "emulator"})  # the Emulator on this machine
 
 
 class TeamsPlatform:
@@ -107,18 +110,22 @@ class TeamsPlatform:
     # -- one request ---------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request, chat: ChatApp) -> web.Response:
-        parsed = await _parse(request)
+        header = request.headers.get("Authorization", "")
+        try:
+            self._auth.check_header(header)  # before the body is read: strangers' bodies are not parsed
+        except PermissionError as exc:
+            return _refuse(401, "teams_unauthorized", str(exc))
+        parsed = await read_activity(request)
         if isinstance(parsed, web.Response):
             return parsed
         body, activity = parsed
-        if not self.authenticated and not _is_loopback(activity.service_url):
-            log.warning("teams_refused_remote_service_url", reason="no MICROSOFT_APP_ID")
-            return _error(403, "set MICROSOFT_APP_ID to accept activities from Teams")
+        refused = self._refuse_untrusted(activity)
+        if refused is not None:
+            return refused
         try:
-            auth = await self._auth.authenticate_request(activity, request.headers.get("Authorization", ""))
+            auth = await self._auth.authenticate_request(activity, header)
         except PermissionError as exc:
-            log.info("teams_unauthorized", reason=str(exc))
-            return _error(401, "unauthorized")
+            return _refuse(401, "teams_unauthorized", str(exc))
         except AuthUnavailable as exc:
             log.error("teams_auth_unavailable", reason=str(exc))
             return _error(503, "authentication is unavailable; try again")
@@ -134,6 +141,21 @@ class TeamsPlatform:
         if invoke is not None:
             return web.json_response(invoke.body, status=invoke.status)
         return web.Response(status=200)
+
+    def _refuse_untrusted(self, activity: Activity) -> web.Response | None:
+        """403 for a channel that cannot vouch for a tenant, or (no app id) a remote serviceUrl.
+
+        Only Teams puts the tenant and the user's Entra id into an activity itself; Web Chat, Direct Line
+        and the rest are signed with the same Bot Framework keys but carry whatever their client wrote
+        there. This runs before anything reads a tenant, user or admin id from the activity.
+        """
+        trusted = _TRUSTED_CHANNELS if self.authenticated else _TRUSTED_CHANNELS_UNAUTHENTICATED
+        if activity.channel_id not in trusted:
+            return _refuse(403, "teams_refused_channel", f"channelId {str(activity.channel_id)[:40]!r}")
+        if not self.authenticated and not _is_loopback(activity.service_url):
+            log.warning("teams_refused_remote_service_url", reason="no MICROSOFT_APP_ID")
+            return _error(403, "set MICROSOFT_APP_ID to accept activities from Teams")
+        return None
 
     async def _on_turn(self, ctx: TurnContext, raw: dict[str, Any], chat: ChatApp) -> None:
         event = translate(raw)
@@ -164,22 +186,6 @@ class TeamsPlatform:
         await ctx.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
 
 
-async def _parse(request: web.Request) -> tuple[dict[str, Any], Activity] | web.Response:
-    """The activity as posted (translate reads it) and as botbuilder's model; or the 4xx to answer."""
-    if request.content_type != "application/json":
-        return _error(415, "expected application/json")
-    try:
-        body = await request.json()
-    except ValueError:
-        return _error(400, "the body is not JSON")
-    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
-        return _error(400, "the body is not an activity")
-    try:
-        return body, Activity().deserialize(body)
-    except Exception:  # msrest's DeserializationError and friends: a malformed activity
-        return _error(400, "the body is not an activity")
-
-
 def _is_loopback(url: str | None) -> bool:
     host = urlparse(url or "").hostname or ""
     if host == "localhost":
@@ -192,3 +198,8 @@ def _is_loopback(url: str | None) -> bool:
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _refuse(status: int, event: str, reason: str) -> web.Response:
+    log.info(event, reason=reason)
+    return _error(status, "unauthorized" if status == 401 else "this channel is not accepted")

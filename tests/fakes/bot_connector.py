@@ -34,6 +34,9 @@ from tests.fakes.local_server import LocalServer
 
 KEY_ID = "fake-key-1"
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
+# The Bot Framework's real signing keys are endorsed for every channel it serves, not only Teams: a
+# token for a Web Chat or Direct Line activity passes botbuilder's signature check just as Teams' does.
+ENDORSED_CHANNELS = ("msteams", "webchat", "directline", "skype", "slack", "telegram", "emulator")
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ class FakeBotConnector(LocalServer):
             return web.Response(status=503)
         if request.path.endswith("/keys"):
             jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key()))
-            jwk.update(kid=KEY_ID, use="sig", endorsements=["msteams", "emulator"])
+            jwk.update(kid=KEY_ID, use="sig", endorsements=list(ENDORSED_CHANNELS))
             return web.json_response({"keys": [jwk]})
         return web.json_response({"issuer": BOT_FRAMEWORK_ISSUER, "jwks_uri": f"{self.base_url}/openid/keys"})
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+from botframework.connector.auth import ChannelValidation
 
 from bot.compose import ChatApp, build_chat_app
 from bot.server import build_app
@@ -20,7 +21,7 @@ from bot.settings import Settings
 from bot.teams.platform import TeamsPlatform
 from rag.answer import Answerer
 from rag.engine import Engine
-from tests.bot.teams.activities import TENANT
+from tests.bot.teams.activities import APP_ID, TENANT
 from tests.conftest import EngineFactory
 from tests.fakes.bot_connector import FakeBotConnector
 
@@ -93,3 +94,17 @@ async def make_teams_bot(
     yield factory
     for client in clients:
         await client.close()
+
+
+Signer = Callable[..., str]
+
+
+@pytest.fixture
+def sign(monkeypatch: pytest.MonkeyPatch, fake: FakeBotConnector) -> Signer:
+    """Bot Framework tokens as the real service signs them (keys served by the fake), for APP_ID."""
+    monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", fake.openid_url)
+
+    def token(**claims: object) -> str:
+        return fake.sign({"aud": APP_ID, "serviceurl": fake.service_url, **claims})
+
+    return token
