@@ -53,6 +53,8 @@ _GENERIC = frozenset(
     """.split()
 )
 _SPACE = re.compile(r"\s+")
+_PERIOD = r"(?:19|20)\d{2}|Q[1-4]|H[12]"
+_GLUED_PERIOD = re.compile(rf"(?i)\b({_PERIOD})({_PERIOD}|FY\d{{2,4}})\b")  # 2023Q2, Q2FY24
 
 
 def document_identity(doc: ExtractedDocument, title: str = "") -> str:
@@ -75,7 +77,9 @@ def name_words(name: str) -> str:
     """A file name as words: `2023 Q1 ACME.pdf` → `2023 Q1 ACME`, `acme_q2-report.md` → `acme q2 report`."""
     stem = name.replace("\\", "/").rsplit("/", 1)[-1]
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    return _SPACE.sub(" ", re.sub(r"[_\-+.,()\[\]]+", " ", stem)).strip()
+    words = re.sub(r"[_\-+.,()\[\]]+", " ", stem)
+    words = _GLUED_PERIOD.sub(r"\1 \2", words)  # 2023Q2 → 2023 Q2, Q2FY24 → Q2 FY24
+    return _SPACE.sub(" ", words).strip()
 
 
 def first_page(doc: ExtractedDocument) -> str:
@@ -123,9 +127,9 @@ def salient_terms(text: str) -> Iterator[str]:
             found.append((match.start(), name))
     for _, term in sorted(found):
         yield term
-        spelled = _spelled_date(term)
-        if spelled:
-            yield spelled
+        other = _spelled_date(term) or _other_quarter(term)
+        if other:
+            yield other
 
 
 _NUMERIC_DATE = re.compile(r"(\d{1,2})[/.](\d{1,2})[/.](\d{4})|(\d{4})-(\d{2})-(\d{2})")
@@ -147,6 +151,20 @@ def _spelled_date(term: str) -> str:
     if not (1 <= month <= 12 and 1 <= day <= 31):
         return ""
     return f"{_MONTH_NAMES[month - 1]} {day}, {year}"
+
+
+_ORDINALS = ("first", "second", "third", "fourth")
+
+
+def _other_quarter(term: str) -> str:
+    """A quarter written the other way: `Q2` ↔ `second quarter` (questions use both)."""
+    lower = term.casefold()
+    if len(lower) == 2 and lower[0] == "q" and lower[1] in "1234":
+        return f"{_ORDINALS[int(lower[1]) - 1]} quarter"
+    for i, ordinal in enumerate(_ORDINALS):
+        if lower == f"{ordinal} quarter":
+            return f"Q{i + 1}"
+    return ""
 
 
 def _is_code(text: str, match: re.Match[str]) -> bool:
@@ -190,12 +208,18 @@ _QUESTION_WORDS = frozenset(
 
 
 def question_terms(question: str) -> list[str]:
-    """The names, codes and dates a question names ("Piper", "N112ED", "December 8, 2007")."""
-    terms = []
+    """The names, codes and dates a question names ("Piper", "N112ED", "December 8, 2007"); a term
+    that can be written two ways carries both, split by "|" ("Q2|second quarter")."""
+    terms: list[str] = []
     for term in salient_terms(question):
         words = [w for w in term.split() if w.casefold() not in _QUESTION_WORDS]
-        if words:
-            terms.append(" ".join(words))
+        if not words:
+            continue
+        term = " ".join(words)
+        if terms and term in (_spelled_date(terms[-1]), _other_quarter(terms[-1])):
+            terms[-1] += f"|{term}"
+        else:
+            terms.append(term)
     return terms
 
 
@@ -208,5 +232,6 @@ _WORDS = re.compile(r"[^\W_](?:[\w'’.\-/]*[^\W_])?")
 
 
 def names(identity_words: set[str], term: str) -> bool:
-    """Whether an identity (as `words_of`) states the question's term: all of the term's words."""
-    return words_of(term) <= identity_words
+    """Whether an identity (as `words_of`) states the question's term: all the words of one of its
+    ways of writing it."""
+    return any(words_of(way) <= identity_words for way in term.split("|"))

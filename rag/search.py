@@ -157,7 +157,8 @@ def _by_document(
     terms = question_terms(query)
     if not terms or view.identity_index is None or view.keywords is None:
         return [], set()
-    scored = view.identity_index.search(" ".join(terms), len(view.identities))
+    query_terms = " ".join(terms).replace("|", " ")
+    scored = view.identity_index.search(query_terms, len(view.identities))
     stated = {v: {t for t in terms if names(words_of(view.identities[v]), t)} for v, _ in scored}
     holders = {t: sum(t in s for s in stated.values()) for t in terms}
     most = max((len(s) for s in stated.values()), default=0)
@@ -169,7 +170,7 @@ def _by_document(
     if not best or len(best) > max(2, len(view.documents) // 2):
         return [], set()  # named by none, or by terms most documents share
     # The named documents' passages among the candidates, and their passages that state the terms.
-    candidates = set(passage_scores) | {cid for cid, _ in view.keywords.search(" ".join(terms), n * 4)}
+    candidates = set(passage_scores) | {cid for cid, _ in view.keywords.search(query_terms, n * 4)}
     ranked = [cid for cid in candidates if cid.split(":", 1)[0] in best]
     ranked.sort(key=lambda cid: (-best[cid.split(":", 1)[0]], -passage_scores.get(cid, 0.0)))
     return ranked[:n], set(best)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.identity import document_identity, question_terms
+from rag.identity import document_identity, name_words, question_terms
 from rag.types import ExtractedDocument, Section, Upload
 from tests.conftest import EngineFactory
 
@@ -113,3 +113,16 @@ async def test_a_question_across_documents_gets_the_best_passage_of_each(filings
 async def test_a_question_naming_one_document_gets_its_passages_only(filings) -> None:  # type: ignore[no-untyped-def]
     passages = await filings.search(KB, "What did Acme Industries say about liquidity in Q2 2023?", top_k=4)
     assert {p.document for p in passages} == {"acme-q2-2023.md"}
+
+
+def test_periods_are_matched_however_they_are_written() -> None:
+    assert name_words("AAPL_10Q_2023Q2.pdf") == "AAPL 10Q 2023 Q2"
+    assert question_terms("What was Acme's revenue in the second quarter of 2023?") == [
+        "Acme's",
+        "second quarter|Q2",
+        "2023",
+    ]
+    identity = document_identity(
+        ExtractedDocument("acme.pdf", "pdf", (Section(text="Acme Corp\nReport for Q2 2023", page=1),))
+    )
+    assert "second quarter" in identity.split(" · ")
