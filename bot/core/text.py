@@ -119,6 +119,11 @@ TEAMS_ATTACHMENT_UNSUPPORTED = (
 )
 FILE_LINK_EXPIRED = "{name}: the download link expired before I could fetch it. Please send the file again."
 FILE_DOWNLOAD_REFUSED = "{name}: Teams would not let me download it (HTTP {status}). Please send it again."
+FILE_HOST_REFUSED = (
+    "{name}: its download link does not point to Teams' file storage (SharePoint or OneDrive), so I did "
+    "not fetch it. Please send the file again from Teams."
+)
+TEAMS_CARD_ACTION_UNKNOWN = "That button is not one of mine, so nothing was done."
 FILE_TOO_LARGE = "{name} is larger than the {limit} limit. Please upload a smaller file or split it."
 
 SOURCES_TITLE = "Sources"

@@ -42,6 +42,8 @@ log = structlog.get_logger(__name__)
 
 ROUTE = "/api/messages"
 AUTH_TIMEOUT_S = 10.0  # Teams gives a bot about 15 s to answer a request
+CARD_ACTION = "adaptiveCard/action"
+ERROR_TYPE = "application/vnd.microsoft.error"
 _TRUSTED_CHANNELS = frozenset({"msteams"})
 _TRUSTED_CHANNELS_UNAUTHENTICATED = frozenset({"msteams", "emulator"})  # the Emulator on this machine
 
@@ -171,6 +173,11 @@ class TeamsPlatform:
         elif isinstance(event, Feedback):
             chat.feedback.record(FeedbackVote(self.name, event.workspace, event.user, event.vote, event.ref))
             await self._thank(ctx, event)
+        elif raw.get("type") == "invoke" and raw.get("name") == CARD_ACTION:
+            # Our cards' only action is feedback: anything else from a card is a malformed request (other
+            # invokes stay botbuilder's 501, "not implemented").
+            error = {"code": "BadRequest", "message": text.TEAMS_CARD_ACTION_UNKNOWN}
+            await _invoke_response(ctx, 400, {"statusCode": 400, "type": ERROR_TYPE, "value": error})
 
     async def _thank(self, ctx: TurnContext, event: Feedback) -> None:
         if not event.invoke:  # a message-back from Action.Submit: say thanks in the thread
@@ -182,8 +189,12 @@ class TeamsPlatform:
             "type": "application/vnd.microsoft.activity.message",
             "value": text.FEEDBACK_THANKS,
         }
-        response = InvokeResponse(status=200, body=body)
-        await ctx.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+        await _invoke_response(ctx, 200, body)
+
+
+async def _invoke_response(ctx: TurnContext, status: int, body: dict[str, Any]) -> None:
+    response = InvokeResponse(status=status, body=body)
+    await ctx.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
 
 
 def _is_loopback(url: str | None) -> bool:
