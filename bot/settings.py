@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.answer import DEFAULT_GROQ_MODEL
@@ -118,6 +118,18 @@ class Settings(BaseSettings):
         from bot.cron import cron_trigger
 
         cron_trigger(value, timezone="UTC")  # raises ValueError saying what is wrong
+        return value
+
+    @field_validator("backup_dir")
+    @classmethod
+    def _outside_store(cls, value: str, info: ValidationInfo) -> str:
+        # Inside the store, each backup would archive the older ones and a restore would delete them.
+        store = info.data.get("chroma_persist_directory")
+        if store and Path(value).resolve().is_relative_to(Path(store).resolve()):
+            raise ValueError(
+                f"it is inside CHROMA_PERSIST_DIRECTORY ({store}), so each backup would hold the older "
+                "ones and a restore would delete them: choose a folder outside it, e.g. ./data/backups"
+            )
         return value
 
     @field_validator("allowed_file_types")

@@ -65,6 +65,7 @@ _NAME = re.compile(r"^threadwise-backup-(\d{8}T\d{6}Z)(?:-\d+)?\.tar\.gz$")
 _PARTIAL = re.compile(r"^\.threadwise-backup-.*\.partial$")
 _SKIP = frozenset({".threadwise.lock"})  # the lock belongs to the process holding the store
 _CHUNK = 1 << 20
+_CHROMA_TABLES = frozenset({"collections", "segments", "embeddings"})  # what makes a Chroma store
 
 
 class BackupError(UserFacingError):
@@ -269,7 +270,7 @@ def restore_archive(archive: Path, target: Path, *, prefix: str | None = None) -
     built: Path | None = None
     try:
         staging.chmod(target.stat().st_mode & 0o7777 if target.exists() else 0o755)
-        backup = unpack(archive, staging)
+        backup = unpack(archive, staging, prefix=prefix)
         if backup.kind == EXPORT:
             if prefix is None:
                 raise BackupError(f"{archive} is an export of a Chroma server: say which collection prefix.")
@@ -299,7 +300,7 @@ def restore_to_server(
     work_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".threadwise-restore-", dir=work_dir))
     try:
-        backup = unpack(archive, staging)
+        backup = unpack(archive, staging, prefix=prefix)
         folder = staging
         if backup.kind == EMBEDDED:  # read its knowledge bases the way a server's are read
             folder = staging / ".export"
@@ -317,8 +318,11 @@ def restore_to_server(
     return backup, loaded
 
 
-def unpack(archive: Path, dest: Path) -> Backup:
-    """Unpack an archive's data into `dest` and check all of it; raises BackupError if anything is off."""
+def unpack(archive: Path, dest: Path, *, prefix: str | None = None) -> Backup:
+    """Unpack an archive's data into `dest` and check all of it; raises BackupError if anything is off.
+
+    `prefix` (CHROMA_COLLECTION_NAME): an embedded store must hold knowledge bases under it, or none.
+    """
     _require(archive)
     manifest, found = _extract(archive, dest)
     _check(archive, manifest, found)
@@ -326,13 +330,25 @@ def unpack(archive: Path, dest: Path) -> Backup:
     if kind == EMBEDDED:
         if "chroma.sqlite3" not in found:
             raise _unusable(archive, "it holds no chroma.sqlite3")
-        _check_database(archive, dest / "chroma.sqlite3")
+        _check_database(archive, dest / "chroma.sqlite3", prefix=prefix)
     elif kind == EXPORT:
         _checked_index(archive, dest)
     else:
         raise _unusable(archive, f"it is of kind {kind!r}; this version reads {EMBEDDED} and {EXPORT}")
-    when = datetime.fromisoformat(str(manifest["taken_at"]))
+    when = _taken(archive, manifest)
     return Backup(archive, when, len(found), sum(size for size, _ in found.values()), kind)
+
+
+def _taken(archive: Path, manifest: dict[str, Any]) -> datetime:
+    """The manifest's `taken_at`, in UTC (it is written in UTC; one without a zone is read as UTC)."""
+    value = manifest.get("taken_at")
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise _unusable(archive, f"its {MANIFEST} has no valid taken_at ({value!r:.40})")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _require(archive: Path) -> None:
@@ -455,14 +471,31 @@ def _check(archive: Path, manifest: dict[str, Any], found: dict[str, tuple[int, 
             raise _unusable(archive, f"data/{rel} does not match its checksum")
 
 
-def _check_database(archive: Path, path: Path) -> None:
+def _check_database(archive: Path, path: Path, *, prefix: str | None) -> None:
+    """A whole SQLite database that is a Chroma store holding threadwise's collections (or none yet):
+    any other SQLite file named chroma.sqlite3 would replace the store and then fail every request."""
     try:
         with contextlib.closing(sqlite3.connect(path)) as db:
             result = db.execute("PRAGMA quick_check").fetchone()
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            names = (
+                sorted(str(row[0]) for row in db.execute("SELECT name FROM collections"))
+                if tables >= _CHROMA_TABLES
+                else []
+            )
     except sqlite3.Error as exc:
         raise _unusable(archive, f"its database cannot be opened ({exc})") from None
     if not result or result[0] != "ok":
         raise _unusable(archive, f"its database is damaged ({result[0] if result else 'no answer'})")
+    if not tables >= _CHROMA_TABLES:
+        raise _unusable(archive, "it is not a Chroma store (its chroma.sqlite3 has no collections table)")
+    ours = [n for n in names if prefix is None or n.startswith(f"{prefix}-")]
+    if names and not ours:
+        shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+        raise _unusable(
+            archive,
+            f"it holds no knowledge base of threadwise (CHROMA_COLLECTION_NAME={prefix}), only: {shown}",
+        )
 
 
 def _swap(new: Path, target: Path) -> Path | None:

@@ -409,3 +409,96 @@ async def test_serve_runs_the_schedule_and_takes_a_backup_on_sigusr1(
         )
         is None
     )
+
+
+def _archive_of(folder: Path, out: Path, prepare: Callable[[Path], None]) -> Path:
+    """A well-formed archive (manifest, checksums) of whatever `prepare` puts in `folder`."""
+    from rag.backup import write_archive
+
+    folder.mkdir(parents=True)
+    prepare(folder)
+    return write_archive(folder, out).path
+
+
+def _some_other_database(folder: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(folder / "chroma.sqlite3") as db:
+        db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        db.execute("INSERT INTO invoices (total) VALUES (12.5)")
+
+
+def _another_apps_chroma(folder: Path) -> None:
+    import chromadb
+
+    client = chromadb.PersistentClient(
+        path=str(folder), settings=chromadb.Settings(anonymized_telemetry=False)
+    )
+    client.create_collection("notes").add(ids=["n1"], documents=["lunch at noon"], embeddings=[[0.1, 0.2]])
+    client.close()
+
+
+def _with_taken_at(good: Path, value: object) -> bytes:
+    import json
+
+    def change(name: str, body: bytes) -> bytes:
+        if not name.endswith("threadwise-backup.json"):
+            return body
+        manifest = json.loads(body)
+        manifest["taken_at"] = value
+        return json.dumps(manifest).encode()
+
+    return _rewritten(good, change)
+
+
+async def test_restore_refuses_an_archive_that_is_not_a_threadwise_store(
+    env: pytest.MonkeyPatch, make_engine: EngineFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _store_with_documents(make_engine, tmp_path)
+    assert await cli(["backup"]) == 0
+    [good] = _backups(tmp_path)
+    store = _store_dir(tmp_path)
+    before = _files(store)
+    made = tmp_path / "made"
+    bad_time = tmp_path / "bad-time.tar.gz"
+    bad_time.write_bytes(_with_taken_at(good, "yesterday"))
+    no_time = tmp_path / "no-time.tar.gz"
+    no_time.write_bytes(_with_taken_at(good, None))
+    cases = {
+        _archive_of(tmp_path / "db", made, _some_other_database): "it is not a Chroma store",
+        _archive_of(tmp_path / "other", made, _another_apps_chroma): (
+            "it holds no knowledge base of threadwise (CHROMA_COLLECTION_NAME=threadwise), only: notes"
+        ),
+        bad_time: "its threadwise-backup.json has no valid taken_at ('yesterday')",
+        no_time: "its threadwise-backup.json has no valid taken_at (None)",
+    }
+    capsys.readouterr()
+    for bad, reason in cases.items():
+        assert await cli(["restore", str(bad), "--yes"]) == 1, reason
+        err = capsys.readouterr().err
+        assert err.startswith(f"threadwise: {bad} is not a usable threadwise backup: {reason}"), err
+        assert err.rstrip().endswith("Nothing was changed.") and "Traceback" not in err, err
+        assert _files(store) == before, reason
+        assert sorted(p.name for p in store.parent.iterdir()) == ["backups", "chroma"], reason
+    engine = _engine(make_engine, tmp_path)
+    assert [d.name for d in await engine.documents(KB)] == ["pets.txt", "vpn.md"]
+    engine.store.close()
+
+
+def test_a_backup_dir_inside_the_store_stops_start_up(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = _store_dir(tmp_path)
+    KnowledgeStore(open_client(persist_directory=str(store), host=None, port=0), prefix="threadwise").close()
+    inside = store / "backups"
+    env.setenv("BACKUP_DIR", str(inside))
+    for command in (["backup"], ["docs"], ["restore", str(tmp_path / "x.tar.gz"), "--yes"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.startswith(f"threadwise: BACKUP_DIR={str(inside)!r} is not valid: it is inside "), err
+        assert f"CHROMA_PERSIST_DIRECTORY ({store})" in err and err[-1] == "\n" and err.count("\n") == 1
+    assert not inside.exists()
+    # The same folder name next to the store, or one that merely starts like it, is fine.
+    env.setenv("BACKUP_DIR", str(store) + "-backups")
+    assert main(["backup"]) == 0
+    assert list((tmp_path / "data" / "chroma-backups").glob("threadwise-backup-*.tar.gz"))

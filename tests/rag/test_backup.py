@@ -178,10 +178,18 @@ def test_retention_deletes_archives_older_than_the_period_and_nothing_else(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
 
 
+def _empty_chroma_store(folder: Path) -> None:
+    import chromadb
+
+    chromadb.PersistentClient(
+        path=str(folder), settings=chromadb.Settings(anonymized_telemetry=False)
+    ).close()
+
+
 def test_an_archive_round_trips_every_file_and_skips_the_lock(tmp_path: Path) -> None:
     source = tmp_path / "store"
     (source / "seg").mkdir(parents=True)
-    (source / "chroma.sqlite3").write_bytes(b"")  # an empty file is a valid, empty SQLite database
+    _empty_chroma_store(source)  # a restore checks that the database is a Chroma store
     (source / "seg" / "data_level0.bin").write_bytes(bytes(range(256)) * 100)
     (source / ".threadwise.lock").write_text("123")
     backup = write_archive(source, tmp_path / "b", now=datetime(2025, 3, 1, 2, 0, 5, tzinfo=UTC))
