@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Coroutine
 from typing import Any, Literal
 
 import aiohttp
 import structlog
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -35,6 +39,7 @@ from bot.core.state import Deduplicator, MemoryDeduplicator
 from bot.settings import Settings
 from bot.slack.app import Body, build_bolt_app
 from bot.slack.files import SlackFileFetcher
+from bot.slack.inbound import BadRequest, parse_payload, signature_problem
 from bot.slack.sender import SlackSender
 from bot.slack.translate import (
     PLATFORM,
@@ -181,9 +186,30 @@ class SlackPlatform:
             await self._client.session.close()
 
     async def _http(self, request: web.Request) -> web.Response:
+        """Verify, parse and check the request before Bolt reads it: Bolt raised (and the service
+        answered 500 with a traceback) on headers and bodies no one but an attacker sends."""
         assert self._bolt is not None
-        response = await self._bolt.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        raw = await request.read()
+        problem = signature_problem(
+            raw,
+            timestamp=request.headers.get("X-Slack-Request-Timestamp"),
+            signature=request.headers.get("X-Slack-Signature"),
+            secret=self._signing_secret,
+            now=time.time(),
+        )
+        if problem is not None:  # the body is not logged: it is whatever anyone sent
+            log.warning("slack_request_refused", reason=problem)
+            return web.Response(status=401)
+        try:
+            text, body = parse_payload(raw, request.content_type)
+        except BadRequest as exc:
+            log.warning("slack_bad_request", reason=str(exc))
+            return web.Response(status=400)
+        bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
+        if bolt_request.body != body:  # Bolt reads a command that says "payload" as an empty payload
+            bolt_request.body = body
+            bolt_request.context = build_async_context(AsyncBoltContext({}), body)
+        return await to_aiohttp_response(await self._bolt.async_dispatch(bolt_request))
 
     # -- identity --------------------------------------------------------------------------------------
 

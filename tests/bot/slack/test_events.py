@@ -213,14 +213,15 @@ async def test_a_retry_of_an_event_is_acked_and_dropped(slack: SlackHarness) -> 
 async def test_a_bad_signature_is_rejected_and_nothing_happens(
     slack: SlackHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO), structlog.testing.capture_logs() as logs:
         response = await slack.send(payloads.app_mention(QUESTION), secret="not-the-signing-secret")
         await slack.settle()
 
     assert response.status == 401
     assert [c.method for c in slack.fake.calls] == ["auth.test"]
-    assert "Invalid request signature detected" in caplog.text
-    assert "VPN" not in caplog.text  # the message itself is not logged
+    refused = [("slack_request_refused", "signature does not match")]
+    assert [(e["event"], e["reason"]) for e in logs] == refused
+    assert "VPN" not in caplog.text + repr(logs)  # the message itself is not logged
 
 
 async def test_a_stale_timestamp_is_rejected_even_with_a_valid_signature(slack: SlackHarness) -> None:
