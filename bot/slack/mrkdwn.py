@@ -2,7 +2,8 @@
 
 The core writes Markdown where `*x*` is bold (as Slack has it) and `_x_` italic; answers from the
 model add CommonMark: `**bold**`, `# headings`, `[label](url)`, `- lists`, fenced code. Slack needs
-`<url|label>` links, `•` bullets, and `&`, `<`, `>` escaped everywhere except in its own markup.
+`•` bullets and `&`, `<`, `>` escaped everywhere except in its own markup; links from answers are
+shown as `label (<url>)`, so that their text cannot hide where they lead.
 """
 
 from __future__ import annotations
@@ -86,11 +87,24 @@ def _convert_prose(text: str) -> str:
     return _TOKEN.sub(lambda m: links[int(m.group(1))], text)
 
 
+def labelled_link(url: str, label: str) -> str:
+    """`<url|label>`: only for links threadwise makes itself (a cited file's permalink), never for
+    one from a document or the model, whose text could name a different place than it goes to."""
+    return f"<{_slack_url(url)}|{escape(label.strip()).replace('|', '¦')}>"
+
+
 def _link(url: str, label: str) -> str:
-    # Inside <…|…> a URL may not contain |, < or > (percent-encode them); & is escaped as Slack does.
-    safe_url = quote(url, safe=":/?#[]@!$&'()*+,;=%~-._").replace("&", "&amp;")
-    label = escape(_unbold(label.strip())).replace("|", "¦")
-    return f"<{safe_url}|{label}>" if label and label != url else f"<{safe_url}>"
+    """A link from an answer, shown with its target: `label (<url>)`, which Slack displays as the
+    label and then the URL itself. Written as `<url|label>`, `[the IT portal](https://evil…)` in a
+    document would show as "the IT portal" and lead elsewhere."""
+    target = f"<{_slack_url(url)}>"
+    label = escape(_unbold(label.strip()))
+    return f"{label} ({target})" if label and label != url else target
+
+
+def _slack_url(url: str) -> str:
+    # Inside <…> a URL may not contain |, < or > (percent-encode them); & is escaped as Slack does.
+    return quote(url, safe=":/?#[]@!$&'()*+,;=%~-._").replace("&", "&amp;")
 
 
 def _unbold(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,7 @@ from bot.core import text
 from bot.core.model import Reply
 from bot.slack import mrkdwn
 from bot.slack.translate import FEEDBACK_DOWN, FEEDBACK_UP
+from rag.types import Citation
 
 FEEDBACK_BLOCK = "threadwise_feedback"
 CURSOR = "▌"  # JobHandler appends it to a partial answer
@@ -26,7 +28,7 @@ class SlackMessage:
 def render_reply(reply: Reply, *, feedback_value: str = "") -> list[SlackMessage]:
     """One message per piece of a long answer; Sources and buttons go under the last one."""
     pieces = mrkdwn.split(mrkdwn.to_mrkdwn(reply.text) or "…")
-    sources = mrkdwn.to_mrkdwn(text.sources_markdown(reply.citations))
+    sources = _sources(reply.citations)
     if not sources and not reply.feedback:
         return [SlackMessage(p) for p in pieces]
     *before, last = pieces
@@ -52,6 +54,19 @@ def status_text(working_markdown: str) -> str:
     "is searching your documents…" (Slack shows it after the app's name)."""
     plain = working_markdown.strip().strip("_*").strip()
     return f"is {plain[:1].lower()}{plain[1:]}" if plain else "is working on it…"
+
+
+def _sources(citations: Sequence[Citation]) -> str:
+    """The numbered Sources, each file linked by its name: the one labelled link, as its target is
+    the file's own place (its Slack permalink or the URL it was added with), not document text."""
+    if not citations:
+        return ""
+    lines = [f"*{text.SOURCES_TITLE}*"]
+    for c in citations:
+        name = mrkdwn.labelled_link(c.url, c.document) if c.url else mrkdwn.escape(c.document)
+        where = f" — {mrkdwn.escape(c.locator)}" if c.locator else ""
+        lines.append(f"[{c.number}] {name}{where}")
+    return "\n".join(lines)
 
 
 def _section(mrkdwn_text: str) -> dict[str, Any]:

@@ -17,12 +17,12 @@ def test_commonmark_from_a_model_becomes_mrkdwn() -> None:
     )
 
 
-def test_links_become_slack_links_and_special_characters_are_escaped() -> None:
+def test_links_show_their_target_and_special_characters_are_escaped() -> None:
     md = "See [the guide](https://x.com/a?b=1&c=2) & <https://y.com> if a < b > c"
 
     assert (
         to_mrkdwn(md)
-        == "See <https://x.com/a?b=1&amp;c=2|the guide> &amp; <https://y.com> if a &lt; b &gt; c"
+        == "See the guide (<https://x.com/a?b=1&amp;c=2>) &amp; <https://y.com> if a &lt; b &gt; c"
     )
 
 

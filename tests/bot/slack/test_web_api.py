@@ -74,7 +74,7 @@ async def test_an_answer_streams_into_the_placeholder_then_lands_as_mrkdwn_with_
     (message,) = slack.fake.thread(payloads.CHANNEL, body["event"]["ts"])
     assert message["ts"] == final["ts"]
     assert message["text"] == (
-        "*Steps*\n\n• Open the *Keychain* app [1]\n• See <https://it.example.com/?a=1&amp;b=2|the portal>"
+        "*Steps*\n\n• Open the *Keychain* app [1]\n• See the portal (<https://it.example.com/?a=1&amp;b=2>)"
     )
     assert message["blocks"][1]["text"]["text"].startswith("*Sources*\n[1] <https://fake.slack.com/files/")
 

@@ -1,0 +1,90 @@
+"""A link written in a document is shown with its real target, never as Slack link text that hides it:
+whether the answer quotes the passage (no model) or the model repeats the link. Mentions stay text.
+
+The document goes in as a person would add it (a file in the bot's DM), the question comes in as a
+mention, and the assertions read the answer as Slack would show it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+
+from rag.answer import DEFAULT_GROQ_MODEL, ExtractiveAnswerer, GroqAnswerer
+from tests.bot.slack import payloads
+from tests.bot.slack.conftest import HarnessFactory, SlackHarness
+from tests.fakes.groq_server import FakeGroq
+
+TARGET = "https://evil.example.net/collect?who=you"
+PHISHING = (
+    b"# Password reset\n\n"
+    b"To reset your password, sign in at [the IT portal](https://evil.example.net/collect?who=you) "
+    b"or <https://evil.example.net/also|the backup portal> with your badge number.\n"
+    b"Problems? Ask <!channel> or <@W999> for help with the password reset.\n"
+)
+QUESTION = "How do I reset my password?"
+# Slack link markup that shows text other than its target: <url|text>.
+LABELLED = re.compile(r"<([a-z][a-z0-9+.-]*:[^|>]*)\|([^>]*)>")
+
+
+@pytest.fixture
+async def groq() -> AsyncIterator[FakeGroq]:
+    async with FakeGroq() as fake:
+        yield fake
+
+
+async def _upload_and_ask(slack: SlackHarness) -> str:
+    """The guide sent to the bot's DM, then the question: the answer's text as posted in the thread."""
+    upload = payloads.dm_file_share([slack.fake.add_file("reset.md", PHISHING, mimetype="text/markdown")])
+    await slack.send(upload)
+    await slack.settle()
+    (added,) = slack.fake.thread(payloads.DM, upload["event"]["ts"])
+    assert added["text"].startswith("✅ Added")
+
+    question = payloads.app_mention(QUESTION)
+    await slack.send(question)
+    await slack.settle()
+    (message,) = slack.fake.thread(payloads.CHANNEL, question["event"]["ts"])
+    answer_block = message["blocks"][0]["text"]["text"]
+    assert answer_block == message["text"]
+    return str(message["text"])
+
+
+def _assert_shown_not_disguised(shown: str) -> None:
+    assert LABELLED.findall(shown) == []  # no link text over a different target
+    assert f"<{TARGET.replace('&', '&amp;')}>" in shown  # the target itself, as a link
+    assert "the IT portal" in shown
+
+
+async def test_a_quoted_passage_shows_the_target_of_its_link(slack: SlackHarness) -> None:
+    shown = await _upload_and_ask(slack)
+
+    assert "To reset your password" in shown  # the passage is quoted (no model configured)
+    _assert_shown_not_disguised(shown)
+    # What looked like Slack markup in the document stays text: no hidden target, no mention.
+    assert "&lt;https://evil.example.net/also|the backup portal&gt;" in shown
+    assert "&lt;!channel&gt;" in shown and "&lt;@W999&gt;" in shown
+    assert "<!channel>" not in shown and "<@W999>" not in shown
+
+
+async def test_a_link_the_model_writes_shows_its_target(make_slack: HarnessFactory, groq: FakeGroq) -> None:
+    answerer = GroqAnswerer(
+        api_key="test-key",
+        model=DEFAULT_GROQ_MODEL,
+        base_url=groq.base_url,
+        timeout_s=10,
+        max_retries=0,
+        fallback=ExtractiveAnswerer(reason="unavailable"),
+    )
+    slack = await make_slack(answerer=answerer)
+    groq.enqueue_answer(
+        f"Sign in at [the IT portal]({TARGET}) [1], or at [https://it.example.com]({TARGET}) <!here>."
+    )
+
+    shown = await _upload_and_ask(slack)
+
+    _assert_shown_not_disguised(shown)
+    assert f"https://it.example.com (<{TARGET.replace('&', '&amp;')}>)" in shown  # a URL as text too
+    assert "&lt;!here&gt;" in shown
