@@ -13,6 +13,15 @@ from rag.errors import ConfigError
 from rag.extract import SUPPORTED_EXTENSIONS
 
 CommaList = Annotated[list[str], NoDecode]
+# Where Teams keeps the files users send a bot (SharePoint Online / OneDrive for Business), in the
+# commercial, US government (GCC High, DoD), China and Microsoft-internal clouds.
+DEFAULT_TEAMS_FILE_HOSTS = (
+    "*.sharepoint.com",
+    "*.sharepoint-df.com",
+    "*.sharepoint.us",
+    "*.sharepoint-mil.us",
+    "*.sharepoint.cn",
+)
 
 
 class Settings(BaseSettings):
@@ -38,6 +47,8 @@ class Settings(BaseSettings):
     microsoft_app_password: str | None = None
     microsoft_app_type: Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"] = "MultiTenant"
     microsoft_app_tenant_id: str | None = None
+    # hosts a Teams attachment may be downloaded from (https, public addresses only)
+    teams_file_hosts: CommaList = Field(default_factory=lambda: list(DEFAULT_TEAMS_FILE_HOSTS))
 
     # Answers
     llm_provider: Literal["groq", "extractive"] = "groq"
@@ -100,7 +111,7 @@ class Settings(BaseSettings):
     admin_user_ids: CommaList = Field(default_factory=list)
     kb_aliases: CommaList = Field(default_factory=list)
 
-    @field_validator("allowed_file_types", "admin_user_ids", "kb_aliases", mode="before")
+    @field_validator("allowed_file_types", "admin_user_ids", "kb_aliases", "teams_file_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -129,6 +140,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"it is inside CHROMA_PERSIST_DIRECTORY ({store}), so each backup would hold the older "
                 "ones and a restore would delete them: choose a folder outside it, e.g. ./data/backups"
+            )
+        return value
+
+    @field_validator("teams_file_hosts")
+    @classmethod
+    def _file_hosts(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        from bot.teams.files import FileHosts
+
+        hosts = FileHosts.parse(value)  # raises ValueError naming the entry
+        if hosts.local_origins and info.data.get("environment") == "production":
+            raise ValueError(
+                "a loopback origin (http://127.0.0.1:PORT) is for tests only: ENVIRONMENT=production "
+                "downloads Teams files over https from public hosts such as *.sharepoint.com"
             )
         return value
 

@@ -12,6 +12,7 @@ endpoint must not send a knowledge base's answers to whatever server a stranger 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlparse
@@ -31,9 +32,9 @@ from bot.core import text
 from bot.core.feedback import FeedbackVote
 from bot.core.model import Reply
 from bot.core.ports import FileFetcher, ReplySender
-from bot.settings import Settings
+from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
 from bot.teams.auth import DEFAULT_LOGIN_URL, AuthUnavailable, ClientSecretCredentials, GuardedAuthentication
-from bot.teams.files import TeamsFileFetcher
+from bot.teams.files import FileHosts, TeamsFileFetcher
 from bot.teams.request import read_activity
 from bot.teams.sender import TeamsSender
 from bot.teams.translate import BotAdded, Feedback, Message, Notice, translate
@@ -60,6 +61,7 @@ class TeamsPlatform:
         tenant_id: str | None = None,
         login_url: str = DEFAULT_LOGIN_URL,
         auth_timeout: float = AUTH_TIMEOUT_S,
+        file_hosts: Sequence[str] = DEFAULT_TEAMS_FILE_HOSTS,
     ) -> None:
         self.authenticated = bool(app_id)
         self._credentials = ClientSecretCredentials(
@@ -76,7 +78,7 @@ class TeamsPlatform:
         inner = ConfigurationBotFrameworkAuthentication(SimpleNamespace(), credentials_factory=factory)
         self._auth = GuardedAuthentication(inner, enabled=self.authenticated, timeout=auth_timeout)
         self.adapter = CloudAdapter(self._auth)
-        self._fetcher = TeamsFileFetcher()
+        self._fetcher = TeamsFileFetcher(hosts=FileHosts.parse(file_hosts))
         self.sender: ReplySender = TeamsSender(self.adapter, app_id=app_id)
         self.fetcher: FileFetcher = self._fetcher
 
@@ -87,6 +89,7 @@ class TeamsPlatform:
             app_password=settings.microsoft_app_password,
             app_type=settings.microsoft_app_type,
             tenant_id=settings.microsoft_app_tenant_id,
+            file_hosts=settings.teams_file_hosts,
         )
 
     def mount(self, app: web.Application, chat: ChatApp) -> None:
@@ -171,7 +174,8 @@ class TeamsPlatform:
         elif isinstance(event, BotAdded):
             await self.sender.finish(event.address, {}, Reply(text.TEAMS_WELCOME))
         elif isinstance(event, Feedback):
-            chat.feedback.record(FeedbackVote(self.name, event.workspace, event.user, event.vote, event.ref))
+            vote = FeedbackVote(self.name, event.workspace, event.user, event.vote, event.ref)
+            await chat.feedback.record(vote)
             await self._thank(ctx, event)
         elif raw.get("type") == "invoke" and raw.get("name") == CARD_ACTION:
             # Our cards' only action is feedback: anything else from a card is a malformed request (other

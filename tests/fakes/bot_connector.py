@@ -5,7 +5,8 @@ A real aiohttp server on 127.0.0.1 (ephemeral port) that the real botbuilder SDK
 - the Bot Connector REST API under `service_url` (it records every `POST`/`PUT`
   `/v3/conversations/{conversationId}/activities[/{activityId}]` and answers `{"id": …}`);
 - file downloads (`add_file` returns the `downloadUrl`; `expire_file` makes it answer 401 as an expired
-  SharePoint link does), recording the request headers so a test can check no token was sent;
+  SharePoint link does; `add_redirect` answers a redirect), recording the request headers so a test can
+  check no token was sent;
 - the Entra token endpoint (`/{tenant}/oauth2/v2.0/token`, client-credentials grant) for the bot's
   outgoing token;
 - OpenID metadata and signing keys for incoming tokens (`openid_url`, `sign` makes a token), or a
@@ -63,6 +64,7 @@ class Call:
 class _File:
     data: bytes
     status: int = 200
+    location: str | None = None  # a redirect's target
 
 
 class FakeBotConnector(LocalServer):
@@ -108,6 +110,15 @@ class FakeBotConnector(LocalServer):
         key = f"{next(self._ids)}-{name}"
         self._files[key] = _File(data)
         return f"{self.base_url}/personal/download/{key}?tempauth=fake-{key}"
+
+    def add_redirect(self, location: str, *, status: int = 302) -> str:
+        """A download URL that answers `status` with `Location: location` (as SharePoint may)."""
+        key = f"{next(self._ids)}-redirect"
+        self._files[key] = _File(b"", status=status, location=location)
+        return f"{self.base_url}/personal/download/{key}?tempauth=fake-{key}"
+
+    def retarget_redirect(self, url: str, location: str) -> None:
+        self._files[_file_key(url)].location = location
 
     def expire_file(self, url: str, status: int = 401) -> None:
         self._files[_file_key(url)].status = status
@@ -170,6 +181,8 @@ class FakeBotConnector(LocalServer):
         served = self._files.get(request.path.rsplit("/", 1)[1])
         if served is None:
             return web.Response(status=404)
+        if served.location is not None:
+            return web.Response(status=served.status, headers={"Location": served.location})
         if served.status != 200:
             return web.Response(status=served.status, text="<error>tempauth expired</error>")
         return web.Response(body=served.data, content_type="application/octet-stream")

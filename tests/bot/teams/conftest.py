@@ -17,7 +17,7 @@ from botframework.connector.auth import ChannelValidation
 
 from bot.compose import ChatApp, build_chat_app
 from bot.server import build_app
-from bot.settings import Settings
+from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
 from bot.teams.platform import TeamsPlatform
 from rag.answer import Answerer
 from rag.engine import Engine
@@ -74,13 +74,16 @@ async def make_teams_bot(
         **settings: Any,
     ) -> TeamsBot:
         engine = make_engine(answerer=answerer, max_bytes=max_bytes)
+        # The fake's file server is on 127.0.0.1: only an exact loopback origin lets it through.
+        settings.setdefault("teams_file_hosts", [*DEFAULT_TEAMS_FILE_HOSTS, fake.base_url])
+        config = Settings(rate_limit_requests_per_minute=600, rate_limit_burst=100, **settings)
         platform = TeamsPlatform(
             app_id=app_id,
             app_password=app_password if app_id else None,
             login_url=fake.login_url,
             auth_timeout=auth_timeout,
+            file_hosts=config.teams_file_hosts,
         )
-        config = Settings(rate_limit_requests_per_minute=600, rate_limit_burst=100, **settings)
         chat = build_chat_app(
             config, engine, senders={"teams": platform.sender}, fetchers={"teams": platform.fetcher}
         )

@@ -14,7 +14,7 @@ import pytest
 
 from bot.core import text
 from bot.jobqueue import QueueRunner
-from bot.settings import Settings
+from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
 from bot.worker import build_worker
 from tests.bot.slack.test_queue_mode import queue_redis  # noqa: F401 (a fixture)
 from tests.bot.teams.activities import (
@@ -32,10 +32,11 @@ pytestmark = pytest.mark.usefixtures("clean_env")  # no threadwise variable reac
 QUESTION = "How do I rotate the VPN certificate?"
 
 
-async def _run_worker(tmp_path: Path, redis_url: str) -> None:
-    """One worker (Teams only: no Slack token) until the queue is empty."""
+async def _run_worker(tmp_path: Path, redis_url: str, fake: FakeBotConnector) -> None:
+    """One worker (Teams only: no Slack token) until the queue is empty; the fake's files allowed."""
     settings = Settings(
         redis_url=redis_url,
+        teams_file_hosts=[*DEFAULT_TEAMS_FILE_HOSTS, fake.base_url],
         chroma_persist_directory=str(tmp_path / "worker" / "chroma"),
         llm_provider="extractive",
         worker_concurrency=1,  # the upload before the question, as they were queued
@@ -80,7 +81,7 @@ async def test_teams_messages_are_queued_and_a_worker_answers_in_the_thread_with
     assert fake.downloads == []
     assert await runner.depth() == {"running": 0, "pending": 2, "deferred": 0}
 
-    await _run_worker(tmp_path, queue_redis)
+    await _run_worker(tmp_path, queue_redis, fake)
 
     (confirmation,) = _messages(fake, PERSONAL_CONVERSATION)
     assert confirmation.text.startswith("✅ Added **vpn.md**: 1 passage")
@@ -101,7 +102,7 @@ async def test_teams_messages_are_queued_and_a_worker_answers_in_the_thread_with
     calls = len(fake.calls)
     assert (await bot.post(question)).status == 200
     assert await runner.depth() == {"running": 0, "pending": 0, "deferred": 0}
-    await _run_worker(tmp_path, queue_redis)
+    await _run_worker(tmp_path, queue_redis, fake)
     assert len(fake.calls) == calls
 
     # The worker's answer is in the shared thread memory: the service takes an unmentioned follow-up.
@@ -113,7 +114,7 @@ async def test_teams_messages_are_queued_and_a_worker_answers_in_the_thread_with
     )
     assert (await bot.post(follow_up)).status == 200
     assert await runner.depth() == {"running": 0, "pending": 1, "deferred": 0}
-    await _run_worker(tmp_path, queue_redis)
+    await _run_worker(tmp_path, queue_redis, fake)
     _, second = _messages(fake, thread)
     assert second.activity_id == follow_up["id"] and "IT portal" in second.text
 
@@ -129,16 +130,18 @@ async def test_a_personal_chat_question_and_an_expired_file_link_are_answered_by
     fake.expire_file(expired, status=401)
     activities: list[dict[str, Any]] = [
         personal_file_upload("vpn.md", expired, service_url=fake.service_url),
+        personal_file_upload("keys.md", "http://127.0.0.1:1/secret", service_url=fake.service_url),
         personal_message(QUESTION, service_url=fake.service_url),
     ]
     for activity in activities:
         assert (await bot.post(activity)).status == 200
 
-    await _run_worker(tmp_path, queue_redis)
+    await _run_worker(tmp_path, queue_redis, fake)
 
-    refused, not_found = _messages(fake, PERSONAL_CONVERSATION)
+    refused, not_teams, not_found = _messages(fake, PERSONAL_CONVERSATION)
     assert refused.activity_id == activities[0]["id"]
     assert refused.text == "⚠️ " + text.FILE_LINK_EXPIRED.format(name="vpn.md")
-    assert not_found.activity_id == activities[1]["id"]
+    assert not_teams.text == "⚠️ " + text.FILE_HOST_REFUSED.format(name="keys.md")  # the worker checks too
+    assert not_found.activity_id == activities[2]["id"]
     # The file never arrived, so nothing answers from it.
     assert not_found.text.startswith("I couldn't find anything about that in the knowledge base.")
