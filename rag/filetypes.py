@@ -11,6 +11,8 @@ import io
 import itertools
 import re
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Extension -> the `kind` recorded on ExtractedDocument.
@@ -201,3 +203,54 @@ def zip_expansion_problem(archive: zipfile.ZipFile, limits: ZipLimits) -> str | 
         if member.file_size > limits.ratio_applies_above and ratio > limits.max_ratio:
             return f"has a part that expands {int(ratio):,} times (to {human_size(member.file_size)})"
     return None
+
+
+_INFLATE_INPUT = 64 * 1024  # compressed bytes fed to the inflater at a time
+_INFLATE_OUTPUT = 1024 * 1024  # most bytes it may produce from them in one call
+
+
+def zip_inflation_problem(data: bytes, archive: zipfile.ZipFile, limits: ZipLimits) -> str | None:
+    """Why this archive should not be unpacked, judged by inflating every member for real, a MB at a
+    time and throwing the bytes away, until a limit is passed. The declared sizes are the sender's to
+    choose, and zipfile's read() inflates a whole member in one go before it compares the result
+    with them: a part declaring 1 KB may take gigabytes. Raises zipfile.BadZipFile, zlib.error or
+    NotImplementedError for a damaged archive."""
+    total = 0
+    for member in archive.infolist():
+        compressed = _member_bytes(data, member)
+        size = 0
+        for produced in _inflated_sizes(compressed, member.compress_type):
+            size += produced
+            total += produced
+            if total > limits.max_total:
+                return f"expands to more than {human_size(limits.max_total)}"
+            if size > limits.ratio_applies_above and size > limits.max_ratio * max(len(compressed), 1):
+                return f"has a part that expands more than {int(limits.max_ratio):,} times"
+    return None
+
+
+def _member_bytes(data: bytes, member: zipfile.ZipInfo) -> memoryview:
+    """The stored bytes of a member, found as zipfile finds them: its local header, then the size
+    the central directory gives."""
+    header = data[member.header_offset : member.header_offset + 30]
+    if len(header) < 30 or not header.startswith(b"PK\x03\x04"):
+        raise zipfile.BadZipFile(f"no local header for {member.filename!r}")
+    start = member.header_offset + 30 + int.from_bytes(header[26:28], "little")
+    start += int.from_bytes(header[28:30], "little")
+    return memoryview(data)[start : start + member.compress_size]
+
+
+def _inflated_sizes(compressed: memoryview, method: int) -> Iterator[int]:
+    if method == zipfile.ZIP_STORED:
+        yield len(compressed)
+        return
+    if method != zipfile.ZIP_DEFLATED:  # Office files use nothing else
+        raise NotImplementedError(f"compression method {method}")
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    for offset in range(0, len(compressed), _INFLATE_INPUT):
+        pending: bytes | memoryview = compressed[offset : offset + _INFLATE_INPUT]
+        while pending and not inflater.eof:
+            yield len(inflater.decompress(pending, _INFLATE_OUTPUT))
+            pending = inflater.unconsumed_tail
+        if inflater.eof:
+            return

@@ -5,42 +5,24 @@ Two entry points. `check_metadata` runs on the name and size alone, before anyth
 parses it. Every bad input ends as a UserFacingError whose message names the file, says what is wrong
 and what to do; no parser exception escapes (uploads are untrusted and parsers raise anything).
 
-Pure functions: no I/O besides reading the given bytes, no settings, no logging of contents. CPU-heavy
-(PDF parsing), so callers run it off the event loop.
+No settings, no logging of contents. Parsing runs in a child process with a memory and a time budget
+(`sandbox`), so a decompression bomb or a parse that never ends costs that child and ends with a
+reason; `extract` blocks until then, so callers run it off the event loop.
 
 One module per family of formats: `text` (plain text, code), `markup` (Markdown, reStructuredText),
-`webpage` (HTML), `word` (.docx), `data` (JSON, YAML, CSV), `pdf`; `common` holds what they share.
+`webpage` (HTML), `word` (.docx), `data` (JSON, YAML, CSV), `pdf`; `common` holds what they share,
+`parse` picks the parser for a kind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from rag import filetypes
 from rag.errors import UserFacingError
 from rag.extract.common import _no_text, _readable, _Upload
-from rag.extract.data import _parse_csv, _parse_json, _parse_yaml
-from rag.extract.markup import _parse_markdown, _parse_rst
-from rag.extract.pdf import _parse_pdf
-from rag.extract.text import _parse_code, _parse_plain_text
-from rag.extract.webpage import _parse_html
-from rag.extract.word import _parse_docx
-from rag.types import ExtractedDocument, Section
+from rag.extract.sandbox import parse_isolated
+from rag.types import ExtractedDocument
 
 SUPPORTED_EXTENSIONS: frozenset[str] = filetypes.SUPPORTED_EXTENSIONS
-
-_KIND_LABEL = {
-    "pdf": "a PDF",
-    "docx": "a Word document",
-    "html": "a web page (HTML)",
-    "markdown": "Markdown",
-    "rst": "reStructuredText",
-    "text": "text",
-    "json": "JSON",
-    "yaml": "YAML",
-    "csv": "a CSV table",
-    "code": "source code",
-}
 
 
 def check_metadata(name: str, size: int | None, *, allowed_types: frozenset[str], max_bytes: int) -> str:
@@ -70,30 +52,8 @@ def extract(name: str, data: bytes, *, allowed_types: frozenset[str], max_bytes:
     ext = check_metadata(name, len(data), allowed_types=allowed_types, max_bytes=max_bytes)
     upload = _Upload(name=name, ext=ext, data=data, max_bytes=max_bytes)
     kind = filetypes.kind_of(ext)
-    try:
-        sections = _PARSERS[kind](upload)
-    except UserFacingError:
-        raise
-    except Exception as exc:  # hostile or broken files make parsers raise anything at all
-        raise UserFacingError(
-            f"{name} could not be read as {_KIND_LABEL[kind]} (it may be damaged). "
-            "Please check the file, or save it again and re-upload it."
-        ) from exc
+    sections = parse_isolated(upload)  # in a child process, within a memory and a time budget
     kept = tuple(section for section in sections if section.text.strip())
     if not kept:
         raise _no_text(name, kind)
     return ExtractedDocument(name=name, kind=kind, sections=kept)
-
-
-_PARSERS: dict[str, Callable[[_Upload], list[Section]]] = {
-    "pdf": _parse_pdf,
-    "docx": _parse_docx,
-    "html": _parse_html,
-    "markdown": _parse_markdown,
-    "rst": _parse_rst,
-    "text": _parse_plain_text,
-    "json": _parse_json,
-    "yaml": _parse_yaml,
-    "csv": _parse_csv,
-    "code": _parse_code,
-}

@@ -32,7 +32,9 @@ _ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
 _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 # Lines that cannot be the text of a setext heading (lists, quotes, tables, indented code).
 _NOT_SETEXT_TEXT = re.compile(r"^( {4,}|\t| {0,3}([-+*>|]|\d+[.)])(\s|$))")
-_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# Neither part may contain its own opening bracket, so a failed match ends at the next one: a title of
+# 100,000 unclosed `[`s is one pass, not 100,000 scans to the end of the line.
+_MD_LINK = re.compile(r"\[([^\[\]]*)\]\([^()]*\)")
 
 
 def _parse_markdown(upload: _Upload) -> list[Section]:

@@ -41,12 +41,16 @@ def _pdf_page_texts(upload: _Upload) -> list[str]:
         except pdfium.PdfiumError as exc:
             if exc.err_code == pdfium_raw.FPDF_ERR_PASSWORD:
                 raise _PdfPasswordRequired from exc
+        except MemoryError:
+            raise
         except Exception:  # any pdfium failure: give pypdf a chance
             pass
         pages = _pypdf_texts(upload.data)
         if not pages:
             raise ValueError("no pages")
         return pages
+    except MemoryError:
+        raise  # the sandbox says why (rag.extract.sandbox)
     except _PdfPasswordRequired:
         raise UserFacingError(
             f"{upload.name} is password-protected; please upload an unprotected copy."

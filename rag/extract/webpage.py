@@ -54,30 +54,39 @@ def _html_blocks(soup: BeautifulSoup) -> Iterator[tuple[int, str, str]]:
     owner: Tag | None = None
     cell: Tag | None = None
     parts: list[str] = []
-    for string in soup.find_all(string=True):
-        if isinstance(string, _HTML_NOT_TEXT):
-            continue
-        block, new_cell = _html_owner(string.parent)
+    for string, (block, new_cell) in _html_strings(soup):
         if block is not owner:
             yield from _html_flush(owner, parts)
             owner, parts = block, []
         elif new_cell is not cell and parts:
             parts.append(" | ")
         cell = new_cell
-        parts.append(str(string))
+        parts.append(string)
     yield from _html_flush(owner, parts)
 
 
-def _html_owner(tag: Tag | None) -> tuple[Tag | None, Tag | None]:
-    """Nearest block-level ancestor (heading, paragraph, row...) and the table cell on the way."""
-    cell: Tag | None = None
-    while tag is not None:
-        if tag.name in ("td", "th") and cell is None:
-            cell = tag
-        if tag.name in _HTML_HEADINGS or tag.name in _HTML_BLOCKS:
-            return tag, cell
-        tag = tag.parent
-    return None, cell
+_Owner = tuple[Tag | None, Tag | None]  # nearest block-level ancestor, and the table cell on the way
+
+
+def _html_strings(soup: BeautifulSoup) -> Iterator[tuple[str, _Owner]]:
+    """Each text string with its owner, in document order. An element's owner is derived from its
+    parent's, so the walk is linear in the size of the page: walking up from every string to its
+    block would take quadratic time on deeply nested markup (20,000 nested <span>s: minutes)."""
+    owners: dict[int, _Owner] = {id(soup): (None, None)}
+    for node in soup.descendants:
+        parent = owners[id(node.parent)]
+        if isinstance(node, Tag):
+            owners[id(node)] = _html_owner(node, parent)
+        elif not isinstance(node, _HTML_NOT_TEXT):
+            yield str(node), parent
+
+
+def _html_owner(tag: Tag, parent: _Owner) -> _Owner:
+    if tag.name in _HTML_HEADINGS or tag.name in _HTML_BLOCKS:
+        return tag, None
+    if tag.name in ("td", "th"):
+        return parent[0], tag
+    return parent
 
 
 def _html_flush(owner: Tag | None, parts: list[str]) -> Iterator[tuple[int, str, str]]:

@@ -1,10 +1,12 @@
-"""Word documents (.docx): paragraphs and tables under the heading path, after a zip-bomb check."""
+"""Word documents (.docx): paragraphs and tables under the heading path, after a zip-bomb check by
+what each part really inflates to."""
 
 from __future__ import annotations
 
 import io
 import re
 import zipfile
+import zlib
 
 from docx import Document as load_docx
 from docx.table import Table
@@ -37,16 +39,25 @@ def _parse_docx(upload: _Upload) -> list[Section]:
 
 
 def _check_docx_container(upload: _Upload) -> None:
-    """A .docx is a zip; look at its directory before python-docx unpacks anything."""
+    """A .docx is a zip; judge its directory, then what each part really inflates to, before
+    python-docx unpacks anything."""
     if not upload.data.startswith(b"PK\x03\x04"):
         raise _not_a(upload.name, "a Word (.docx) document", upload.data)
+    limits = filetypes.ZipLimits.for_upload_limit(upload.max_bytes)
     try:
         with zipfile.ZipFile(io.BytesIO(upload.data)) as archive:
-            problem = filetypes.zip_expansion_problem(
-                archive, filetypes.ZipLimits.for_upload_limit(upload.max_bytes)
-            )
+            problem = filetypes.zip_expansion_problem(archive, limits)
             names = set(archive.namelist())
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+            if problem is None and "word/document.xml" in names:
+                problem = filetypes.zip_inflation_problem(upload.data, archive, limits)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        ValueError,
+        zlib.error,
+        NotImplementedError,
+    ) as exc:
         raise UserFacingError(
             f"{upload.name} could not be read as a Word document (it may be damaged). "
             "Please open it in Word, save it again and re-upload it."

@@ -65,6 +65,7 @@ class _File:
     data: bytes
     status: int = 200
     location: str | None = None  # a redirect's target
+    chunked: bool = False
 
 
 class FakeBotConnector(LocalServer):
@@ -105,10 +106,12 @@ class FakeBotConnector(LocalServer):
 
     # -- scripting ---------------------------------------------------------------------------------
 
-    def add_file(self, name: str, data: bytes) -> str:
-        """Serve `data` and return its pre-authenticated download URL (as SharePoint's, with tempauth)."""
+    def add_file(self, name: str, data: bytes, *, chunked: bool = False) -> str:
+        """Serve `data` and return its pre-authenticated download URL (as SharePoint's, with tempauth).
+
+        `chunked`: sent in pieces with no Content-Length, so only the bytes received tell its size."""
         key = f"{next(self._ids)}-{name}"
-        self._files[key] = _File(data)
+        self._files[key] = _File(data, chunked=chunked)
         return f"{self.base_url}/personal/download/{key}?tempauth=fake-{key}"
 
     def add_redirect(self, location: str, *, status: int = 302) -> str:
@@ -154,7 +157,7 @@ class FakeBotConnector(LocalServer):
         if "/v3/conversations/" in path:
             return await self._conversation(request)
         if path.startswith("/personal/download/"):
-            return self._download(request)
+            return await self._download(request)
         if path.startswith("/openid/"):
             return await self._openid(request)
         if path.endswith("/oauth2/v2.0/token") and request.method == "POST":
@@ -176,7 +179,7 @@ class FakeBotConnector(LocalServer):
         self.calls.append(Call(request.method, segments[0], activity_id, body, str(new_id), headers))
         return web.json_response({"id": new_id})
 
-    def _download(self, request: web.Request) -> web.Response:
+    async def _download(self, request: web.Request) -> web.StreamResponse:
         self.downloads.append({k.lower(): v for k, v in request.headers.items()})
         served = self._files.get(request.path.rsplit("/", 1)[1])
         if served is None:
@@ -185,6 +188,8 @@ class FakeBotConnector(LocalServer):
             return web.Response(status=served.status, headers={"Location": served.location})
         if served.status != 200:
             return web.Response(status=served.status, text="<error>tempauth expired</error>")
+        if served.chunked:
+            return await _stream(request, served.data)
         return web.Response(body=served.data, content_type="application/octet-stream")
 
     async def _openid(self, request: web.Request) -> web.Response:
@@ -208,6 +213,19 @@ class FakeBotConnector(LocalServer):
             )
         token = f"fake-bot-token-{len(self.token_requests)}"
         return web.json_response({"token_type": "Bearer", "expires_in": 3599, "access_token": token})
+
+
+async def _stream(request: web.Request, data: bytes) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        for start in range(0, len(data), 16 * 1024):
+            await response.write(data[start : start + 16 * 1024])
+        await response.write_eof()
+    except ConnectionError:  # the client stopped reading: what a size cap does
+        pass
+    return response
 
 
 def _file_key(url: str) -> str:

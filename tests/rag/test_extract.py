@@ -18,6 +18,8 @@ import pytest
 import rag.extract.pdf as extract_module
 from rag.errors import UserFacingError
 from rag.extract import SUPPORTED_EXTENSIONS, check_metadata, extract
+from rag.extract.common import _Upload
+from rag.extract.parse import parse_sections
 from rag.types import ExtractedDocument
 
 MB = 1024 * 1024
@@ -271,17 +273,19 @@ def test_text_file_named_pdf() -> None:
 
 
 def test_pypdf_reads_what_pdfium_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
-    # No small file makes pdfium fail where pypdf succeeds, so pdfium is made to fail here.
+    # No small file makes pdfium fail where pypdf succeeds, so pdfium is made to fail here, and the
+    # parser runs in this process (the sandbox's child would not see the patch).
     def broken(data: bytes) -> list[str]:
         raise pdfium.PdfiumError("Failed to load document (PDFium: Data format error).")
 
     monkeypatch.setattr(extract_module, "_pdfium_texts", broken)
-    doc = run("report.pdf", report_pdf(3, table_rows=2))
-    assert [section.page for section in doc.sections] == [1, 2, 3]
-    assert doc.sections[2].text.startswith(f"Results for the {region(3)} unit\n")
-    assert "its international operations grew" in doc.sections[2].text
-    assert "Page 3" not in doc.sections[2].text
-    assert "password-protected" in refused("secret.pdf", encrypted(report_pdf(1), "hunter2"))
+    sections = parse_sections(_Upload("report.pdf", "pdf", report_pdf(3, table_rows=2), LIMIT))
+    assert [section.page for section in sections] == [1, 2, 3]
+    assert sections[2].text.startswith(f"Results for the {region(3)} unit\n")
+    assert "its international operations grew" in sections[2].text
+    assert "Page 3" not in sections[2].text
+    with pytest.raises(UserFacingError, match="password-protected"):
+        parse_sections(_Upload("secret.pdf", "pdf", encrypted(report_pdf(1), "hunter2"), LIMIT))
 
 
 def test_line_end_hyphens() -> None:

@@ -90,6 +90,19 @@ async def test_a_redirect_to_the_file_host_is_followed(
     assert [d.name for d in await bot.engine.documents(KB)] == ["vpn.md"]
 
 
+async def test_a_file_of_unknown_length_is_cut_off_at_the_size_limit_while_streaming(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector
+) -> None:
+    bot = await make_teams_bot(max_bytes=1024)
+    url = fake.add_file("handbook.md", b"# Handbook\n\n" + b"All about us. " * 100_000, chunked=True)
+
+    await bot.post(personal_file_upload("handbook.md", url, service_url=fake.service_url))
+
+    reply = fake.activities(type="message")[-1]
+    assert reply.text == "⚠️ " + text.FILE_TOO_LARGE.format(name="handbook.md", limit="1 KB")
+    assert await bot.engine.documents(KB) == []
+
+
 async def test_a_redirect_loop_is_refused(make_teams_bot: TeamsBotFactory, fake: FakeBotConnector) -> None:
     bot = await make_teams_bot()
     url = fake.add_redirect("")
