@@ -23,6 +23,7 @@ from groq.types.chat import (
 )
 
 from rag.errors import ConfigError
+from rag.focus import Highlight
 from rag.lang import detect_language, phrase
 from rag.prompt import build_messages, citations_for, finish_answer, not_found_answer, visible_partial
 from rag.types import Answer, Passage, Turn
@@ -64,8 +65,14 @@ def trim_passage(text: str, max_chars: int) -> str:
     return cut.rstrip(",;:-–— ") + " …"
 
 
+# Picks the sentences that answer (rag.focus.SentenceHighlighter); CPU work, run in a thread.
+Highlighter = Callable[[str, Sequence[Passage]], list[Highlight]]
+
+
 class ExtractiveAnswerer:
-    """Answers without a language model: an intro line and the top passages, quoted and numbered."""
+    """Answers without a language model: an intro line and the one to three sentences of the passages
+    that best answer the question, quoted with their source numbers; the passages are the sources.
+    Without a highlighter (or when no passage has a sentence), the top passages quoted whole."""
 
     def __init__(
         self,
@@ -73,12 +80,14 @@ class ExtractiveAnswerer:
         reason: Literal["disabled", "unavailable"] = "disabled",
         max_passages: int = 3,
         max_chars: int = 600,
+        highlighter: Highlighter | None = None,
     ) -> None:
         self._intro_key: Literal["extractive_intro", "extractive_intro_disabled"] = (
             "extractive_intro" if reason == "unavailable" else "extractive_intro_disabled"
         )
         self._max_passages = max_passages
         self._max_chars = max_chars
+        self._highlighter = highlighter
 
     async def answer(
         self,
@@ -92,7 +101,15 @@ class ExtractiveAnswerer:
             return not_found_answer(question)
         language = detect_language(question)
         shown = list(passages[: self._max_passages])
-        quotes = [f"[{n}] “{trim_passage(p.text, self._max_chars)}”" for n, p in enumerate(shown, start=1)]
+        picks = await asyncio.to_thread(self._highlighter, question, passages) if self._highlighter else []
+        if picks:
+            shown += [passages[i] for i in sorted({h.passage for h in picks}) if passages[i] not in shown]
+            number = {id(p): n for n, p in enumerate(shown, start=1)}
+            quotes = [f"“{h.sentence}” [{number[id(passages[h.passage])]}]" for h in picks]
+        else:
+            quotes = [
+                f"[{n}] “{trim_passage(p.text, self._max_chars)}”" for n, p in enumerate(shown, start=1)
+            ]
         text = "\n\n".join([phrase(language, self._intro_key), *quotes])
         return Answer(text=text, citations=citations_for(shown), mode="extractive", language=language)
 
@@ -258,20 +275,21 @@ def build_answerer(
     groq_base_url: str | None,
     timeout_s: float,
     max_retries: int,
+    highlighter: Highlighter | None = None,
 ) -> Answerer:
     """The answerer the settings ask for; extractive when the LLM is disabled or has no key."""
     if provider == "extractive":
-        return ExtractiveAnswerer(reason="disabled")
+        return ExtractiveAnswerer(reason="disabled", highlighter=highlighter)
     if provider != "groq":
         raise ConfigError(f"LLM_PROVIDER must be 'groq' or 'extractive', not {provider!r}")
     if not groq_api_key:
         log.info("no GROQ_API_KEY: answering extractively")
-        return ExtractiveAnswerer(reason="disabled")
+        return ExtractiveAnswerer(reason="disabled", highlighter=highlighter)
     return GroqAnswerer(
         api_key=groq_api_key,
         model=groq_model or DEFAULT_GROQ_MODEL,
         base_url=groq_base_url,
         timeout_s=timeout_s,
         max_retries=max_retries,
-        fallback=ExtractiveAnswerer(reason="unavailable"),
+        fallback=ExtractiveAnswerer(reason="unavailable", highlighter=highlighter),
     )

@@ -17,6 +17,7 @@ from rag.cache import QueryCache, SemanticCache
 from rag.embed import SentenceEmbedder
 from rag.engine import Engine, EngineLimits, StageObserver
 from rag.extract import SUPPORTED_EXTENSIONS
+from rag.focus import SentenceHighlighter
 from rag.search import SearchOptions
 from rag.store import KnowledgeStore, open_client
 from rag.types import Answer
@@ -63,7 +64,8 @@ def make_engine(tmp_path: Path, embedder: SentenceEmbedder) -> Iterator[EngineFa
         return Engine(
             store=store,
             embedder=embedder,
-            answerer=answerer or ExtractiveAnswerer(reason="disabled"),
+            answerer=answerer
+            or ExtractiveAnswerer(reason="disabled", highlighter=SentenceHighlighter(embedder)),
             limits=EngineLimits(max_bytes=max_bytes, allowed_types=allowed_types),
             search_options=options or SearchOptions(),
             query_cache=query_cache
