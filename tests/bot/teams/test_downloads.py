@@ -15,6 +15,7 @@ import pytest
 from bot.cli import main
 from bot.core import text
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, load_settings
+from bot.teams.files import is_public_address
 from rag.errors import ConfigError
 from tests.bot.teams.activities import personal_file_upload
 from tests.bot.teams.conftest import KB, VPN_GUIDE, TeamsBotFactory
@@ -145,3 +146,29 @@ def test_production_refuses_the_test_only_loopback_origin(
     assert main(["serve"]) == 2
     error = capsys.readouterr().err
     assert "TEAMS_FILE_HOSTS" in error and "for tests only" in error
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("52.104.0.1", True),  # SharePoint Online
+        ("2603:1036::1", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # AWS, GCP and Azure instance metadata
+        ("100.100.100.200", False),  # Alibaba metadata (shared address space)
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fd00:ec2::254", False),  # AWS metadata over IPv6
+        ("fe80::1%eth0", False),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+    ],
+)
+def test_which_resolved_addresses_count_as_public(address: str, public: bool) -> None:
+    # The resolver's rule, for addresses a test cannot make a host name resolve to without its own DNS.
+    assert is_public_address(address) is public
