@@ -19,15 +19,47 @@ MAX_MESSAGE_CHARS = 6000
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.4"  # Action.Execute (the 👍/👎 buttons) needs 1.4
 
+_ANCHOR = re.compile(r"<a\b([^>]*)>(.*?)</a\s*>", re.I | re.S)
+_ANCHOR_TAG = re.compile(r"</?a\b[^>]*>", re.I)  # one without its pair
+_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+_INLINE_LINK = re.compile(r"!?\[([^\]\n]*)\]\(\s*<?([^\s)>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+_REFERENCE_DEFINITION = re.compile(r"^( {0,3})\[([^\]\n]+)\]:", re.M)
+
 
 def teams_markdown(md: str) -> str:
     """Our Markdown (`*bold*`, `_italic_`, one line per line) → the subset Teams renders.
 
     Teams reads `*x*` as italic and `**x**` as bold, and joins single line breaks: paragraphs need a blank
-    line between them.
+    line between them. Links are shown with their targets (see `shown_links`).
     """
-    out = re.sub(r"(?<![*\w])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![*\w])", r"**\1**", md)
+    out = shown_links(md)
+    out = re.sub(r"(?<![*\w])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![*\w])", r"**\1**", out)
     return re.sub(r"(?<!\n)\n(?!\n)", "\n\n", out)
+
+
+def shown_links(md: str) -> str:
+    """Every link in a reply written as `text (url)`, which Teams shows as the text and then the URL.
+
+    Replies quote documents and the model, and Teams renders both Markdown and HTML links: as link
+    text, `[the IT portal](https://evil…)` would show only "the IT portal". What no pattern here
+    matches cannot become a link either: an inline link needs `](`, a reference link needs its
+    `[ref]:` definition, and both are escaped.
+    """
+    out = _ANCHOR.sub(lambda m: _shown(m.group(2), _href(m.group(1))), md)
+    out = _ANCHOR_TAG.sub(lambda m: f" ({href})" if (href := _href(m.group())) else "", out)
+    out = _INLINE_LINK.sub(lambda m: _shown(m.group(1), m.group(2)), out)
+    out = out.replace("](", "]\\(")
+    return _REFERENCE_DEFINITION.sub(lambda m: f"{m.group(1)}\\[{m.group(2)}\\]:", out)
+
+
+def _shown(label: str, url: str) -> str:
+    label = label.strip()
+    return f"{label} ({url})" if label and url and label != url else label or url
+
+
+def _href(attributes: str) -> str:
+    found = _HREF.search(attributes)
+    return next((g for g in found.groups() if g is not None), "") if found else ""
 
 
 def split_message(body: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
