@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 from bot.logsetup import configure_logging
 from bot.settings import Settings, load_settings
 from rag.errors import ConfigError, UserFacingError
+from rag.redact import redact
 
 LOCAL_KB = "local"
 
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = load_settings()
         # The terminal chat is for reading answers: routine INFO lines would drown them.
@@ -77,13 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return asyncio.run(_run(args, settings))
     except ConfigError as exc:
-        print(f"threadwise: {exc}", file=sys.stderr)
+        print(f"threadwise: {redact(str(exc))}", file=sys.stderr)
         return 2
     except UserFacingError as exc:
-        print(f"threadwise: {exc.message}", file=sys.stderr)
+        print(f"threadwise: {redact(exc.message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a full disk, a folder not ours, a service down: one line, no traceback
+        return _failed(exc, settings)
+
+
+def _failed(exc: Exception, settings: Settings | None) -> int:
+    from bot.failures import describe, unexpected
+
+    line = describe(exc, settings)
+    if line is None:
+        logging.getLogger(__name__).debug("unexpected error", exc_info=exc)
+        line = unexpected(exc)
+    print(f"threadwise: {line}", file=sys.stderr)
+    return 1
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
