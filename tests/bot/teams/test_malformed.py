@@ -54,6 +54,7 @@ MALFORMED: dict[str, Body] = {
     "nested objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
     "an activity nested 5,000 deep": _nested_value(5_000),
     "an activity nested 200 deep": _nested_value(200),
+    "over the size limit": b'{"type": "message", "text": "' + b"x" * 2_000_000 + b'"}',
     "not JSON": b"{",
     "empty": b"",
     "invalid UTF-8": b'{"type": "message\xff\xfe"}',
