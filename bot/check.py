@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 import groq
 import redis.asyncio as aioredis
@@ -22,6 +21,7 @@ from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
 from bot.settings import Settings
 from rag.answer import sdk_base_url
 from rag.errors import ConfigError
+from rag.redact import redact
 
 Status = Literal["OK", "FAIL", "SKIP"]
 CHECK_TIMEOUT_S = 10.0
@@ -77,6 +77,12 @@ async def run_checks(settings: Settings, *, teams_login_url: str | None = None) 
 
 
 async def _run(name: str, check: Check, timeout: float) -> Result:
+    result = await _outcome(name, check, timeout)
+    # A URL setting, or a library's error quoting one, may hold a password or token: mask every line.
+    return Result(result.name, result.status, redact(result.detail))
+
+
+async def _outcome(name: str, check: Check, timeout: float) -> Result:
     try:
         return Result(name, "OK", await asyncio.wait_for(check(), timeout))
     except Skipped as exc:
@@ -261,7 +267,7 @@ async def _redis(settings: Settings) -> str:
         raise Skipped(
             "REDIS_URL is not set: dedup, rate limits, thread memory and caches stay in this process"
         )
-    url = without_password(settings.redis_url)
+    url = redact(settings.redis_url)
     try:
         client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
     except ValueError as exc:
@@ -276,13 +282,6 @@ async def _redis(settings: Settings) -> str:
     finally:
         await client.aclose()
     return f"PING answered by Redis {info.get('redis_version', '?')} at {url}"
-
-
-def without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 # -- the embedding model ---------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -32,6 +31,7 @@ from rag.cache import QueryCache, SemanticCache
 from rag.embed import SentenceEmbedder
 from rag.engine import Engine, EngineLimits, StageObserver
 from rag.errors import ConfigError
+from rag.redact import redact
 from rag.search import SearchOptions
 from rag.store import KnowledgeStore, open_client
 from rag.types import Answer
@@ -100,19 +100,11 @@ def open_redis(url: str) -> redis.Redis:
         client.ping()
     except (RedisError, ValueError) as exc:  # ValueError: not a redis:// rediss:// unix:// URL
         raise ConfigError(
-            f"REDIS_URL={_without_password(url)!r} is not usable: {type(exc).__name__}: {exc}. "
+            f"REDIS_URL={redact(url)!r} is not usable: {type(exc).__name__}: {redact(str(exc))}. "
             "Start Redis there, or correct REDIS_URL (e.g. redis://localhost:6379/0), "
             "or unset it to keep state in this process"
         ) from None
     return client
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass

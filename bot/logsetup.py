@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
+
+from rag.redact import redact
 
 
 def configure_logging(
@@ -33,6 +36,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            _redact_values,  # after the traceback is text: it may quote a URL too
             renderer,
         ],
     )
@@ -56,3 +60,8 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+def _redact_values(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """No password or token of a URL in any log line (ours or a library's debug output)."""
+    return {key: redact(value) if isinstance(value, str) else value for key, value in event.items()}

@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.compose import ChatApp
 from bot.metrics import metrics_handler
 from rag.engine import Engine
+from rag.redact import redact
 
 log = structlog.get_logger(__name__)
 
@@ -135,8 +136,8 @@ async def _failures(checks: dict[str, ReadyCheck], timeout: float) -> dict[str, 
             await asyncio.wait_for(check(), timeout)
         except TimeoutError:
             return f"no answer within {timeout:g} s"
-        except Exception as exc:  # any failure means not ready: say which
-            return f"{type(exc).__name__}: {exc}"[:200]
+        except Exception as exc:  # any failure means not ready: say which (no URL's password)
+            return redact(f"{type(exc).__name__}: {exc}")[:200]
         return None
 
     names = list(checks)

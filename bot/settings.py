@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from rag.answer import DEFAULT_GROQ_MODEL
 from rag.errors import ConfigError
 from rag.extract import SUPPORTED_EXTENSIONS
+from rag.redact import redact
 
 CommaList = Annotated[list[str], NoDecode]
 # Where Teams keeps the files users send a bot (SharePoint Online / OneDrive for Business), in the
@@ -259,5 +260,5 @@ def load_settings(**overrides: object) -> Settings:
         name = str(err["loc"][0]).upper()
         given = err.get("input")
         secret = any(word in name for word in ("TOKEN", "SECRET", "PASSWORD", "KEY"))
-        shown = f"={given!r}" if isinstance(given, str | int | float) and not secret else ""
+        shown = f"={redact(repr(given))}" if isinstance(given, str | int | float) and not secret else ""
         raise ConfigError(f"{name}{shown} is not valid: {message}.") from None
