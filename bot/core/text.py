@@ -31,6 +31,11 @@ FORGOTTEN = "Deleted *{name}* ({passages}). It no longer appears in answers."
 FORGET_USAGE = "Say `forget NAME` with the document's name, as `docs` lists it."
 FORGET_DENIED = "Only the person who uploaded *{name}* ({uploader}) or an admin can delete it."
 FILES_ONLY_IN_DM = "To add documents, send them to me in a direct message."
+SLACK_CONNECT_REFUSED = (
+    "Sorry, I can't help you here: you're writing from another organisation (Slack Connect), and the "
+    "documents I answer from belong to this one, so only its members can ask me or add to them. "
+    "If your organisation uses threadwise, ask it in your own workspace."
+)
 RATE_LIMITED = "You're sending questions faster than I can keep up. Please try again in {seconds} s."
 INTERNAL_ERROR = (
     "Sorry — something went wrong on my side while {doing}. "

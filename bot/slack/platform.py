@@ -38,6 +38,7 @@ from bot.core.ports import FileFetcher, ReplySender
 from bot.core.state import Deduplicator, MemoryDeduplicator
 from bot.settings import Settings
 from bot.slack.app import Body, build_bolt_app
+from bot.slack.connect import Organisation
 from bot.slack.files import SlackFileFetcher
 from bot.slack.inbound import BadRequest, parse_payload, signature_problem
 from bot.slack.sender import SlackSender
@@ -97,6 +98,7 @@ class SlackPlatform:
             ],
         )
         self._files = SlackFileFetcher(token=bot_token, client=self._client, api_url=api_url)
+        self._organisation = Organisation(client=self._client)
         self.sender: ReplySender = SlackSender(client=self._client)
         self.fetcher: FileFetcher = self._files
         self._identity: BotIdentity | None = None
@@ -286,6 +288,9 @@ class SlackPlatform:
         msg = intake.incoming
         bound = log.bind(platform=PLATFORM, event_id=msg.event_id, workspace=msg.workspace, user=msg.user)
         try:
+            if intake.origin is not None and not await self._organisation.includes(intake.origin):
+                await self._refuse_outsider(intake, intake.origin.teams)
+                return
             if intake.follow_up_only and not (self._follow_ups and await self._chat.memory.known(msg.thread)):
                 return
             msg = await self._complete(msg)
@@ -298,6 +303,16 @@ class SlackPlatform:
                 await self.sender.finish(msg.address, {}, reply)
             except Exception:
                 bound.exception("slack_apology_failed")
+
+    async def _refuse_outsider(self, intake: Intake, teams: tuple[str, ...]) -> None:
+        """Someone of another organisation: told why, once per message (a mention arrives twice), and
+        only when they wrote to the bot; their replies among people in a thread are left alone."""
+        msg = intake.incoming
+        log.info("slack_connect_refused", event_id=msg.event_id, user=msg.user, teams=list(teams))
+        if intake.follow_up_only or not await self._dedup.first_time(f"slack-connect:{msg.message_key}"):
+            return
+        reply = Reply(text.SLACK_CONNECT_REFUSED, kind="error", ephemeral=True)
+        await self.sender.finish(msg.address, {}, reply)
 
     async def _complete(self, msg: Incoming) -> Incoming:
         """Fill in what the event left out: Slack Connect files' names, an AI thread's title."""

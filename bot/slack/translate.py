@@ -39,11 +39,22 @@ class BotIdentity:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """A sender the event places in another workspace than this one (`user_team`, `source_team`)."""
+
+    teams: tuple[str, ...]  # the other workspaces (T…) or organisations (E…) the event names
+    enterprise: str | None  # this workspace's Enterprise Grid organisation, if it is in one
+    ext_shared: bool  # the channel is shared with another organisation (Slack Connect)
+
+
+@dataclass(frozen=True)
 class Intake:
-    """A message for the dispatcher. `follow_up_only`: answer only in a thread the bot is already in."""
+    """A message for the dispatcher. `follow_up_only`: answer only in a thread the bot is already in.
+    `origin`: set when the sender may belong to another organisation (checked before dispatching)."""
 
     incoming: Incoming
     follow_up_only: bool = False
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,8 @@ def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | No
     text = plain_text(raw, bot_user_id=bot.user_id)
     if not text and not files and not mentioned:
         return None
-    team = str(body.get("team_id") or event.get("team") or bot.team_id)
+    # The workspace the app is installed in, never the sender's (`event.team` is theirs in Slack Connect)
+    team = str(body.get("team_id") or bot.team_id)
     root = str(event.get("thread_ts") or ts)
     event_id = str(body.get("event_id") or f"{channel}-{ts}")
     address: dict[str, Any] = {
@@ -117,7 +129,30 @@ def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | No
         message_key=f"{team}:{channel}:{ts}",
         mentioned=mentioned,
     )
-    return Intake(incoming, follow_up_only=follow_up_only)
+    return Intake(incoming, follow_up_only=follow_up_only, origin=sender_origin(body, team))
+
+
+def sender_origin(body: Mapping[str, Any], team: str) -> Origin | None:
+    """None when the event places its sender in this workspace `team` (or names no other one).
+
+    Slack Connect events name the sender's own workspace in `user_team` (sometimes their Grid org,
+    an E… id) and the posting workspace in `source_team`; `team` stands in when `user_team` is
+    absent. A member of another workspace of this Grid org appears the same way, so the org
+    (the envelope's `enterprise_id`) is passed on for the caller to compare.
+    """
+    event = body.get("event") or {}
+    named = {event.get("user_team") or event.get("team"), event.get("source_team")}
+    enterprise = _enterprise(body)
+    others = sorted(str(t) for t in named if t and t not in (team, enterprise))
+    if not others:
+        return None
+    return Origin(tuple(others), enterprise, body.get("is_ext_shared_channel") is True)
+
+
+def _enterprise(body: Mapping[str, Any]) -> str | None:
+    authorizations = body.get("authorizations") or [{}]
+    found = body.get("enterprise_id") or authorizations[0].get("enterprise_id")
+    return str(found) if found else None
 
 
 def command_from_form(form: Mapping[str, Any]) -> Incoming | None:

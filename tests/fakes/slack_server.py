@@ -89,6 +89,8 @@ class FakeSlack(LocalServer):
         self.responses: list[dict[str, Any]] = []  # bodies POSTed to response_urls
         self.downloads: list[tuple[str, bool]] = []  # (file id, had the right token)
         self.files: dict[str, FakeFile] = {}
+        # team.info: workspace id → its Enterprise Grid org (None: a workspace in no org)
+        self.teams: dict[str, str | None] = {team_id: None}
         self.serve_login_page = False  # answer downloads with the login page even with the token
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
         self._delays: dict[str, deque[float]] = defaultdict(deque)
@@ -361,6 +363,17 @@ class FakeSlack(LocalServer):
 
     def _assistant_threads_setSuggestedPrompts(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True}
+
+    def _team_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        """web_api team.info's shape: `enterprise_id` only for a workspace in an Enterprise Grid org."""
+        team_id = str(params.get("team") or self.team_id)
+        if team_id not in self.teams:
+            return {"ok": False, "error": "team_not_found"}
+        team: dict[str, Any] = {"id": team_id, "name": f"Workspace {team_id}", "domain": team_id.lower()}
+        enterprise = self.teams[team_id]
+        if enterprise is not None:
+            team.update(enterprise_id=enterprise, enterprise_name=f"Org {enterprise}")
+        return {"ok": True, "team": team}
 
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
         file_id = str(params.get("file", ""))

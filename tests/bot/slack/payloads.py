@@ -174,6 +174,15 @@ def assistant_thread_started(*, thread_ts: str, user: str = USER) -> dict[str, A
     )
 
 
+def from_team(body: dict[str, Any], team: str, *, ext_shared: bool = True) -> dict[str, Any]:
+    """The same event as sent by a member of another workspace: its `user_team` and `source_team`
+    name theirs (events/message_im_thread.json's fields), and the envelope says whether the channel
+    is shared with another organisation (`is_ext_shared_channel`, as in events/file_shared.json)."""
+    body["event"].update(user_team=team, source_team=team, team=team)
+    body["is_ext_shared_channel"] = ext_shared
+    return body
+
+
 def url_verification() -> dict[str, Any]:
     """events/url_verification.json."""
     return {

@@ -41,6 +41,7 @@ def test_the_manifest_routes_everything_to_slack_events_and_asks_only_for_used_s
         "groups:history",
         "im:history",
         "mpim:history",
+        "team:read",  # team.info: is a Slack Connect sender's workspace in this Grid organisation?
     ]
 
 
