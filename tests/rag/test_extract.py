@@ -6,9 +6,11 @@ import contextlib
 import io
 import json
 import random
+import time
 import zipfile
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import docx
 import pypdf
@@ -17,10 +19,19 @@ import pytest
 
 import rag.extract.pdf as extract_module
 from rag.errors import UserFacingError
-from rag.extract import SUPPORTED_EXTENSIONS, check_metadata, extract
+from rag.extract import SUPPORTED_EXTENSIONS, check_metadata, extract, sandbox
 from rag.extract.common import _Upload
 from rag.extract.parse import parse_sections
+from rag.extract.sandbox import parse_isolated
 from rag.types import ExtractedDocument
+from tests.hostile.make_corpus import (
+    deep_json,
+    deep_yaml,
+    markdown_bracket_heading,
+    nested_html,
+    tag_flood_html,
+    zip_bomb_docx,
+)
 
 MB = 1024 * 1024
 ALL = SUPPORTED_EXTENSIONS
@@ -769,3 +780,62 @@ def test_random_bytes_never_raise_anything_else(ext: str) -> None:
         for sample in (data, b"%PDF-1.4\n" + data, b"PK\x03\x04" + data):
             with contextlib.suppress(UserFacingError):
                 run(f"sample.{ext}", sample)
+
+
+# --- hostile input: what a parse may cost (the whole corpus goes through `threadwise ingest` in
+# --- tests/rag/test_hostile.py) --------------------------------------------------------------------
+
+
+def test_docx_part_declaring_a_small_size_is_judged_by_what_it_inflates_to() -> None:
+    # word/document.xml says 1,000 bytes; zipfile would inflate all 300 MB before noticing.
+    message = refused("lies.docx", zip_bomb_docx(inflates_to=300 * MB))
+    assert message.startswith("lies.docx has a part that expands more than 100 times when unpacked")
+    assert "(it looks like a zip bomb)" in message
+
+
+def test_deeply_nested_html_is_read_in_linear_time() -> None:
+    started = time.monotonic()
+    doc = run("nested.html", nested_html(20_000))
+    assert doc.sections[0].text == "x" * 20_000
+    assert time.monotonic() - started < 15  # minutes before: each string walked up 20,000 parents
+
+
+def test_markdown_heading_of_unclosed_brackets_is_read_in_linear_time() -> None:
+    started = time.monotonic()
+    doc = run("brackets.md", markdown_bracket_heading(50_000))
+    assert doc.sections[0].heading == "[" * 50_000
+    assert time.monotonic() - started < 8  # the link pattern took 20 s, quadratic in the line
+
+
+def test_deeply_nested_yaml_and_json_are_refused_as_such() -> None:
+    assert refused("deep.yaml", deep_yaml()) == "deep.yaml is nested too deeply for me to read."
+    assert refused("deep.json", deep_json()) == "deep.json is nested too deeply for me to read."
+
+
+def test_a_parse_past_its_time_budget_is_stopped_and_its_process_killed() -> None:
+    started = time.monotonic()
+    with pytest.raises(UserFacingError) as caught:
+        parse_isolated(_Upload("flood.html", "html", tag_flood_html(3 * MB), LIMIT), seconds=1)
+    assert caught.value.message.startswith("flood.html took longer than 1 s to read, so I stopped reading")
+    assert time.monotonic() - started < 5
+    assert _parse_children_gone(within=2.0)  # not left running, holding a core and an ingest slot
+
+
+def test_a_parse_past_its_memory_budget_is_stopped_with_a_reason() -> None:
+    numbers = json.dumps(list(range(2_000_000))).encode()  # 15 MB of JSON, far more as Python objects
+    with pytest.raises(UserFacingError) as caught:
+        parse_isolated(_Upload("numbers.json", "json", numbers, 20 * MB), memory=64 * MB)
+    assert caught.value.message.startswith("numbers.json needs more memory than I allow for one file")
+
+
+def _parse_children_gone(*, within: float) -> bool:
+    """No process left under the sandbox's helper."""
+    helper = sandbox._HELPER._process
+    assert helper is not None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        tasks = Path(f"/proc/{helper.pid}/task").glob("*/children")
+        if not any(task.read_text().split() for task in tasks):
+            return True
+        time.sleep(0.05)
+    return False
