@@ -71,6 +71,7 @@ async def run_checks(settings: Settings, *, teams_login_url: str | None = None) 
         ("groq", lambda: _groq(settings), CHECK_TIMEOUT_S),
         ("chroma", lambda: _chroma(settings), CHECK_TIMEOUT_S),
         ("redis", lambda: _redis(settings), CHECK_TIMEOUT_S),
+        ("worker metrics", lambda: _worker_metrics(settings), CHECK_TIMEOUT_S),
         ("embedding model", _embedding_model, MODEL_TIMEOUT_S),
     ]
     return list(await asyncio.gather(*(_run(name, check, timeout) for name, check, timeout in checks)))
@@ -282,6 +283,39 @@ async def _redis(settings: Settings) -> str:
     finally:
         await client.aclose()
     return f"PING answered by Redis {info.get('redis_version', '?')} at {url}"
+
+
+# -- a worker's metrics port ------------------------------------------------------------------------------
+
+
+async def _worker_metrics(settings: Settings) -> str:
+    """What a `threadwise worker` started now on this machine would do with WORKER_METRICS_PORT."""
+    from bot.metrics_port import candidates, next_free_port
+
+    port = settings.worker_metrics_port
+    if settings.runner != "queue":
+        raise Skipped("RUNNER=inprocess: no `threadwise worker`, its metrics are at serve's /metrics")
+    if not port:
+        raise Skipped("WORKER_METRICS_PORT=0: a worker serves no /metrics")
+    where = f"{settings.host}:{port}"
+    try:
+        free = await asyncio.to_thread(next_free_port, settings.host, port)
+    except OSError as exc:
+        raise Failed(
+            f"cannot listen on {where} ({_why(exc)}): set HOST to an address of this machine"
+        ) from None
+    if free == port:
+        return f"port {port} is free: a worker started now serves GET /metrics at {where}"
+    if free is not None:
+        return (
+            f"port {port} is in use (another worker?): a worker started now takes the next free port, "
+            f"{free}, and logs metrics_port_taken; scrape that port or give each worker its own"
+        )
+    last = candidates(port)[-1]
+    return (
+        f"ports {port}-{last} are all in use: a worker started now runs without /metrics (it logs "
+        "metrics_off); set WORKER_METRICS_PORT to a free range"
+    )
 
 
 # -- the embedding model ---------------------------------------------------------------------------------

@@ -75,11 +75,13 @@ class Settings(BaseSettings):
     runner: Literal["inprocess", "queue"] = "inprocess"
     redis_url: str | None = None
     worker_concurrency: int = Field(16, ge=1, le=256)  # jobs one `threadwise worker` runs at once
-    job_timeout_seconds: int = Field(300, ge=1)  # also when a dead worker's job runs again (+13 s)
+    job_timeout_seconds: int = Field(300, ge=1)  # a queued job's deadline (an ingest stops between batches)
+    job_lease_seconds: int = Field(30, ge=2, le=600)  # a dead worker's job runs again this long after
     job_max_tries: int = Field(3, ge=1, le=20)
     job_retry_delay_seconds: float = Field(5.0, ge=0)  # doubled after each retry
     worker_shutdown_grace_seconds: int = Field(25, ge=0)  # SIGTERM: finish jobs this long, re-queue the rest
     worker_metrics_port: int = Field(3979, ge=0, le=65535)  # a worker's GET /metrics (on HOST); 0: none
+    sweep_interval_seconds: int = Field(3600, ge=0)  # workers sweep killed ingests' passages; 0: at start
 
     # Uploads
     max_file_size_mb: float = Field(10.0, gt=0, le=1024)

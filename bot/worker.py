@@ -6,18 +6,24 @@ and this worker's metrics (GET /metrics on WORKER_METRICS_PORT). Each job is `Jo
 in what only a queue can do:
 
 - a retry with backoff for a RetryableError (`Retry(defer=…)`), and the apology on the last try;
-- a deadline (JOB_TIMEOUT_SECONDS), after which the user is told it took too long;
-- at most one reply per job: a worker killed mid-job (kill -9) leaves arq's in-progress key behind;
-  once it expires (JOB_TIMEOUT_SECONDS + REPLY_GRACE_S + arq's 10 s) another worker runs the job
-  again. An "answered" mark per job id, set after the reply, makes a re-run of a job that already
-  replied a no-op; a re-run of one that had not replied edits the same placeholder in the thread.
-- SIGTERM: arq stops taking jobs, lets running ones finish for WORKER_SHUTDOWN_GRACE_SECONDS, then
-  cancels the rest, which puts them back in the queue for another worker.
+- a deadline (JOB_TIMEOUT_SECONDS), after which the user is told it took too long; an ingest stops
+  between two embedding batches and leaves nothing of that document;
+- a lease (bot/lease.py): arq's in-progress key lives JOB_LEASE_SECONDS and is renewed while the job
+  runs, so a worker killed mid-job (kill -9, OOM) has its job run again by another worker one lease
+  later, and a live worker's job never runs twice at once, however long it takes;
+- at most one reply per job: an "answered" mark per job id, set after the reply, makes a re-run of a
+  job that already replied a no-op; a re-run of one that had not replied edits the same placeholder.
+- SIGTERM: arq stops taking jobs, lets running ones finish for most of WORKER_SHUTDOWN_GRACE_SECONDS,
+  then cancels the rest (an ingest stops at its next batch, its document not stored), which puts them
+  back in the queue for another worker; the process exits within the grace period.
+- with CHROMA_HOST, the passages of ingests killed midway are swept at start-up and every
+  SWEEP_INTERVAL_SECONDS (rag.store.LeftoverSweeper).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,12 +41,19 @@ from bot.core.model import Job, Reply
 from bot.core.ports import FileFetcher, ReplySender
 from bot.core.state import ThreadMemory
 from bot.jobqueue import JOB_FUNCTION, KEEP_RESULT_S, QUEUE_NAME, QueueRunner, dumps, loads
-from bot.metrics import Metrics, start_metrics_server
+from bot.lease import JobLease, LeaseLost
+from bot.metrics import Metrics
+from bot.metrics_port import serve_worker_metrics
 from bot.settings import Settings
+from rag.engine import Engine
+from rag.store import LeftoverSweeper
 
 log = structlog.get_logger(__name__)
 
-REPLY_GRACE_S = 3  # arq's own deadline is ours plus this: time to tell the user the job timed out
+# arq's own deadline is ours plus this: time for a timed-out job to stop (an ingest at its next
+# batch) and tell the user. It no longer delays anything else: a dead worker's job waits for its lease.
+REPLY_GRACE_S = 15
+STOP_MARGIN_S = 5  # of the SIGTERM grace, kept for cancelled jobs to stop and the worker to close
 ANSWERED_TTL_S = 86_400
 POLL_DELAY_S = 0.25
 HEALTH_CHECK_INTERVAL_S = 30  # arq writes "<queue>:health-check" this often (for `arq --check`-style probes)
@@ -146,9 +159,15 @@ class QueuedJobs:
 
 
 async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
-    """The arq job function (registered as JOB_FUNCTION)."""
-    jobs: QueuedJobs = ctx[CONTEXT_KEY].jobs
-    return await jobs.run(payload, job_try=int(ctx["job_try"]))
+    """The arq job function (registered as JOB_FUNCTION): the job, under its lease."""
+    resources: _Resources = ctx[CONTEXT_KEY]
+    lease = JobLease(ctx["redis"], str(ctx["job_id"]), seconds=resources.lease_s)
+    try:
+        return await lease.run(lambda: resources.jobs.run(payload, job_try=int(ctx["job_try"])))
+    except LeaseLost as exc:
+        # Another worker runs it now; finishing here (not a retry) leaves the job to that one alone.
+        log.error("job_left_to_another_worker", job_id=ctx["job_id"], reason=str(exc))
+        return "left to another worker"
 
 
 @dataclass
@@ -156,6 +175,37 @@ class _Resources:
     jobs: QueuedJobs
     platforms: list[Outbound]
     metrics_server: web.AppRunner | None
+    lease_s: float
+    sweeping: asyncio.Task[None] | None = None
+
+
+async def _sweep_once(sweeper: LeftoverSweeper) -> None:
+    try:
+        removed = await asyncio.to_thread(sweeper.sweep)
+    except Exception as exc:  # the store out of reach for a moment: next time
+        log.warning("sweep_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+        return
+    if removed:
+        log.info("swept_unfinished_ingests", versions=removed)
+
+
+async def _keep_sweeping(sweeper: LeftoverSweeper, every_s: float) -> None:
+    """At start-up, then every `every_s` (0: start-up only). Versions first seen at start-up are
+    deleted by a later pass: only then is it sure that no ingest in flight wrote them."""
+    await _sweep_once(sweeper)
+    while every_s:
+        await asyncio.sleep(every_s)
+        await _sweep_once(sweeper)
+
+
+def start_sweeping(engine: Engine, settings: Settings) -> asyncio.Task[None] | None:
+    """With a Chroma server, sweep what killed ingests left (the embedded store is swept by the one
+    process that holds it). An ingest names its version within its job's deadline or never (it
+    stops before naming it): twice that deadline is a safe age."""
+    if not settings.chroma_host:
+        return None
+    sweeper = LeftoverSweeper(engine.store, after=2 * settings.job_timeout_seconds)
+    return asyncio.create_task(_keep_sweeping(sweeper, settings.sweep_interval_seconds), name="sweep")
 
 
 def outbound_platforms(settings: Settings) -> list[Outbound]:
@@ -213,8 +263,9 @@ async def _startup(ctx: dict[str, Any], *, settings: Settings, queue_name: str) 
     )
     server = None
     if settings.worker_metrics_port:
-        server = await start_metrics_server(metrics, host=settings.host, port=settings.worker_metrics_port)
-    ctx[CONTEXT_KEY] = _Resources(jobs, platforms, server)
+        server = await serve_worker_metrics(metrics, host=settings.host, port=settings.worker_metrics_port)
+    ctx[CONTEXT_KEY] = _Resources(jobs, platforms, server, settings.job_lease_seconds)
+    ctx[CONTEXT_KEY].sweeping = start_sweeping(engine, settings)
     log.info("worker_ready", concurrency=settings.worker_concurrency, platforms=sorted(senders))
 
 
@@ -222,6 +273,10 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     resources: _Resources | None = ctx.get(CONTEXT_KEY)
     if resources is None:  # start-up failed midway
         return
+    if resources.sweeping is not None:
+        resources.sweeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await resources.sweeping
     for platform in resources.platforms:
         await platform.close()
     if resources.metrics_server is not None:
@@ -251,7 +306,7 @@ def build_worker(
         max_tries=settings.job_max_tries + 1,
         keep_result=KEEP_RESULT_S,
     )
-    return Worker(
+    worker = Worker(
         functions=[function],
         queue_name=queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
@@ -259,7 +314,7 @@ def build_worker(
         on_shutdown=_shutdown,
         handle_signals=handle_signals,
         burst=burst,
-        job_completion_wait=settings.worker_shutdown_grace_seconds,
+        job_completion_wait=completion_wait(settings.worker_shutdown_grace_seconds),
         max_jobs=settings.worker_concurrency,
         keep_result=KEEP_RESULT_S,
         poll_delay=POLL_DELAY_S,
@@ -267,6 +322,16 @@ def build_worker(
         job_serializer=dumps,
         job_deserializer=loads,
     )
+    # arq's in-progress key is a job's lease: short, and renewed by JobLease while the job runs.
+    # arq would size it for the whole timeout, which is how long a dead worker's jobs would wait.
+    worker.in_progress_timeout_s = settings.job_lease_seconds
+    return worker
+
+
+def completion_wait(grace_s: int) -> int:
+    """How long SIGTERM lets running jobs finish before cancelling them: the grace period less the
+    time cancelled jobs need to stop, so that the worker is gone within the grace period."""
+    return max(grace_s - min(STOP_MARGIN_S, grace_s // 2), 0)
 
 
 async def run_worker(settings: Settings) -> int:

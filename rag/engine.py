@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import structlog
@@ -66,6 +68,47 @@ class EngineLimits:
     max_bytes: int
     allowed_types: frozenset[str]
     chunk_tokens: int = 256
+
+
+T = TypeVar("T")
+
+
+class _Stopped(Exception):
+    """The caller of an ingest was cancelled: the work stopped between two steps."""
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise _Stopped
+
+
+def _stopping(progress: Progress | None, stop: threading.Event | None) -> Progress:
+    """`progress`, checking `stop` first: it is called after each embedding batch (about a second)."""
+
+    def step(done: int, total: int) -> None:
+        _check(stop)
+        if progress is not None:
+            progress(done, total)
+
+    return step
+
+
+async def _stoppable(work: Callable[[threading.Event], T]) -> T:
+    """`work(stop)` in a worker thread. A cancelled caller sets `stop`, which the work checks between
+    steps, and waits for the thread to end before the cancellation goes on: a deadline or a shutdown
+    stops an ingest within a batch, nothing is left half-written, and the caller's locks cover it all."""
+    stop = threading.Event()
+    task = asyncio.ensure_future(asyncio.to_thread(work, stop))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        stop.set()
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # _Stopped, as asked: retrieved, so that it is not reported
+        raise
 
 
 class Engine:
@@ -194,7 +237,8 @@ class Engine:
         async def flush() -> None:
             try:
                 if group:
-                    results = await run_to_end(self._commit, kb, [p for _, p in group], progress)
+                    batch = [p for _, p in group]
+                    results = await _stoppable(lambda stop: self._commit(kb, batch, progress, stop))
                     for (index, _), result in zip(group, results, strict=True):
                         report(index, result)
             finally:
@@ -248,20 +292,26 @@ class Engine:
         bare = replace(upload, data=b"")
         return _Prepared(bare, len(upload.data), sha, previous, doc.kind, chunks, started)
 
-    def _commit(self, kb: str, group: list[_Prepared], progress: Progress | None) -> list[IngestResult]:
-        """Embed the group's new chunks in one pass, then write and activate each document."""
+    def _commit(
+        self, kb: str, group: list[_Prepared], progress: Progress | None, stop: threading.Event | None = None
+    ) -> list[IngestResult]:
+        """Embed the group's new chunks in one pass, then write and activate each document.
+        `stop` set: stop at the next embedding batch or before the next document is activated."""
         with self._timed("embed"):
-            vectors, embedded = self._vectors(kb, group, progress)
+            vectors, embedded = self._vectors(kb, group, _stopping(progress, stop))
         return [
-            self._write(kb, prepared, doc_vectors, new)
+            self._write(kb, prepared, doc_vectors, new, stop)
             for prepared, doc_vectors, new in zip(group, vectors, embedded, strict=True)
         ]
 
-    def _write(self, kb: str, prepared: _Prepared, vectors: np.ndarray, embedded: int) -> IngestResult:
+    def _write(
+        self, kb: str, prepared: _Prepared, vectors: np.ndarray, embedded: int, stop: threading.Event | None
+    ) -> IngestResult:
         upload, previous = prepared.upload, prepared.previous
         version = new_version()
         with self._writes.shared():  # from the first chunk written to the old version deleted
             try:
+                _check(stop)
                 with self._timed("store"):
                     self._store.add_chunks(
                         kb,
@@ -282,6 +332,7 @@ class Engine:
                         kind=prepared.kind,
                         url=upload.url,
                     )
+                    _check(stop)  # the last moment a stop leaves the knowledge base as it was
                     self._store.activate(kb, info)
             except BaseException:
                 self._store.delete_version(kb, version)

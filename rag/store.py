@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -356,16 +356,60 @@ class KnowledgeStore:
         """Delete chunks of versions that are not active (left by an ingest that was killed).
 
         Only safe while no other process can be writing: with a shared Chroma server another
-        worker's in-flight ingest looks exactly like such leftovers.
+        worker's in-flight ingest looks exactly like such leftovers (see LeftoverSweeper).
         """
         if not self.exclusive:
             return 0
-        active = {d.version for d in self.documents(kb)}
-        got = _get_all(self._chunks(kb), include=["metadatas"])
-        stale = {str(m["version"]) for m in got["metadatas"] or [] if m["version"] not in active}
+        stale = self.unreferenced_versions(kb)
         for version in stale:
             self.delete_version(kb, version)
         return len(stale)
+
+    def unreferenced_versions(self, kb: str) -> set[str]:
+        """Versions that have chunks but that the manifest does not name (now)."""
+        active = {d.version for d in self.documents(kb)}
+        got = _get_all(self._chunks(kb), include=["metadatas"])
+        return {str(m["version"]) for m in got["metadatas"] or [] if m["version"] not in active}
+
+
+class LeftoverSweeper:
+    """Sweeps a store that other processes write to (a Chroma server): a version's chunks are deleted
+    once this sweeper has seen the version unreferenced by the manifest in two sweeps at least `after`
+    seconds apart.
+
+    An ingest writes its version's chunks, then names the version in the manifest; a version still
+    unnamed `after` seconds after it was first seen belongs to an ingest that died (or was stopped)
+    between the two, provided `after` bounds that time. Restores, which write chunks before the
+    manifest too, are covered the same way. No clock of another machine is trusted: ages are this
+    process's own observations, so the first sweep of a process deletes nothing.
+    """
+
+    def __init__(self, store: KnowledgeStore, *, after: float, clock: Callable[[], float] = time.monotonic):
+        self._store = store
+        self._after = after
+        self._clock = clock
+        self._first_seen: dict[tuple[str, str], float] = {}
+
+    def sweep(self) -> int:
+        """One pass over every knowledge base; returns how many versions were deleted."""
+        now = self._clock()
+        seen: dict[tuple[str, str], float] = {}
+        removed = 0
+        for kb in self._store.knowledge_bases():
+            unnamed = self._store.unreferenced_versions(kb)
+            due = set()
+            for version in unnamed:
+                first = self._first_seen.get((kb, version), now)
+                if now - first >= self._after:
+                    due.add(version)
+                else:
+                    seen[(kb, version)] = first
+            # Read the manifest again just before deleting: never delete a version named meanwhile.
+            for version in due - {d.version for d in self._store.documents(kb)}:
+                self._store.delete_version(kb, version)
+                removed += 1
+        self._first_seen = seen  # versions named or deleted since are forgotten
+        return removed
 
 
 _PAGE = 5000  # Chroma's SQLite backend refuses a statement with too many variables (~32k)

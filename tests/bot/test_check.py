@@ -94,6 +94,7 @@ async def test_every_dependency_answers(fakes: Fakes) -> None:
         "groq": "OK",
         "chroma": "OK",
         "redis": "OK",
+        "worker metrics": "SKIP",  # RUNNER=inprocess: no worker
         "embedding model": "OK",
     }
     assert "platforms: slack (socket mode), teams" in lines["configuration"][1]
