@@ -48,7 +48,7 @@ MiB = 1024 * 1024
 # 100 MB), and small enough that the service (~560 MB with the model loaded), the helper (~65 MB) and
 # a child at its cap (~320 MB) stay under 1 GiB in all.
 PARSE_SECONDS = 20.0
-PARSE_MEMORY = 256 * MiB  # address space a child may add to the helper's (~75 MB)
+PARSE_MEMORY = 256 * MiB  # address space a child may add to the helper's (~75 MB) and its upload
 # A file's text beyond this could not be embedded in any reasonable time (about a million passages).
 MAX_TEXT_BYTES = 128 * MiB
 
@@ -67,7 +67,7 @@ def parse_isolated(
 ) -> list[Section]:
     """The upload's Sections, parsed in a child within `seconds` and `memory`. Raises UserFacingError
     for a bad file, one that needs more memory or time than that, and one that crashes its parser."""
-    budget = _Budget(seconds, memory)
+    budget = _Budget(seconds, memory + len(upload.data))  # the child holds a copy of the upload too
     child = _HELPER.fork()
     deadline = time.monotonic() + seconds
     try:
@@ -115,7 +115,10 @@ def _outcome(upload: _Upload, reply: bytes, budget: _Budget) -> list[Section]:
     if lines and "refused" in lines[0]:
         raise UserFacingError(str(lines[0]["refused"]))
     if lines and lines[-1].get("sections") == len(lines) - 1:
-        return [Section(**fields) for fields in lines[:-1]]
+        try:
+            return [Section(**fields) for fields in lines[:-1]]
+        except TypeError:  # not what our child writes: whatever wrote it is not to be trusted
+            raise damaged(upload.name, filetypes.kind_of(upload.ext)) from None
     status, peak = int(report.get("exit", 1)), int(report.get("peak", 0))
     if status == _OUT_OF_MEMORY:
         raise _too_big(upload.name)
