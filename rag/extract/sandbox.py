@@ -51,6 +51,9 @@ PARSE_SECONDS = 20.0
 PARSE_MEMORY = 256 * MiB  # address space a child may add to the helper's (~75 MB) and its upload
 # A file's text beyond this could not be embedded in any reasonable time (about a million passages).
 MAX_TEXT_BYTES = 128 * MiB
+# Children at once per process (the in-process runner's ingest slots): a worker running 16 jobs must
+# not hold 16 children at their memory cap. A parse waits for a slot; its budget starts after.
+PARALLEL_PARSES = 2
 
 _OUT_OF_MEMORY = 3  # the child's exit status when Python ran out of its address space
 _TIME_SIGNALS = (signal.SIGXCPU, signal.SIGALRM)
@@ -67,9 +70,13 @@ def parse_isolated(
 ) -> list[Section]:
     """The upload's Sections, parsed in a child within `seconds` and `memory`. Raises UserFacingError
     for a bad file, one that needs more memory or time than that, and one that crashes its parser."""
-    budget = _Budget(seconds, memory + len(upload.data))  # the child holds a copy of the upload too
+    with _SLOTS:
+        return _parse_in_child(upload, _Budget(seconds, memory + len(upload.data)))
+
+
+def _parse_in_child(upload: _Upload, budget: _Budget) -> list[Section]:
     child = _HELPER.fork()
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + budget.seconds
     try:
         header = json.dumps({"name": upload.name, "ext": upload.ext, "max_bytes": upload.max_bytes})
         header += "\n" + json.dumps(asdict(budget)) + "\n"
@@ -78,19 +85,28 @@ def parse_isolated(
         finally:
             os.close(child.request)  # the end of the upload, for the child
         reply = _receive(child.result, deadline) if sent else None
+        if reply is None or len(reply) > MAX_TEXT_BYTES:
+            _kill(child)
     finally:
         os.close(child.result)
-    if reply is None or len(reply) > MAX_TEXT_BYTES:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child.pid, signal.SIGKILL)  # it has not closed its pipe, so it has not exited
     if reply is None:
-        raise _too_long(upload.name, seconds)
+        raise _too_long(upload.name, budget.seconds)
     if len(reply) > MAX_TEXT_BYTES:
         raise UserFacingError(
             f"{upload.name} holds more text than I can index from one file (over "
             f"{filetypes.human_size(MAX_TEXT_BYTES)}). Please split it into smaller files and upload those."
         )
     return _outcome(upload, reply, budget)
+
+
+def _kill(child: _Child) -> None:
+    """Kill a child that has not closed its pipe (so it has not exited), and wait until the helper
+    has reaped it: only then is its memory free and its parse slot given to the next."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _wait(child.result, select.POLLIN, deadline) and os.read(child.result, 1 << 16):
+        pass
 
 
 def _too_long(name: str, seconds: float) -> UserFacingError:
@@ -266,6 +282,7 @@ class _Helper:
 
 
 _HELPER = _Helper()  # one per process, like a pool; it starts nothing until the first parse
+_SLOTS = threading.BoundedSemaphore(PARALLEL_PARSES)
 
 
 # -- the helper process -------------------------------------------------------------------------------
@@ -381,8 +398,11 @@ def _line(fields: dict[str, Any]) -> bytes:
 
 def _limit(budget: _Budget) -> None:
     """Cap this child: its address space, its CPU time, a last alarm should nobody kill it, no core
-    files from a crashing parser."""
+    files from a crashing parser, and first in line when the machine runs out of memory, so that the
+    kernel kills a parse rather than the service (a container's memory limit counts us all)."""
     seconds = math.ceil(budget.seconds)
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as oom:
+        oom.write("1000")
     with contextlib.suppress(ValueError, OSError):  # platforms without these limits run without them
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_CPU, (seconds + 5, seconds + 10))

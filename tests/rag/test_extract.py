@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import random
+import threading
 import time
 import zipfile
 import zlib
@@ -828,14 +829,35 @@ def test_a_parse_past_its_memory_budget_is_stopped_with_a_reason() -> None:
     assert caught.value.message.startswith("numbers.json needs more memory than I allow for one file")
 
 
-def _parse_children_gone(*, within: float) -> bool:
-    """No process left under the sandbox's helper."""
+def test_at_most_two_parses_run_at_once_so_their_memory_caps_add_up_to_a_known_bound() -> None:
+    flood = _Upload("flood.html", "html", tag_flood_html(3 * MB), LIMIT)
+    most = 0
+
+    def parse() -> None:
+        with contextlib.suppress(UserFacingError):
+            parse_isolated(flood, seconds=1)
+
+    threads = [threading.Thread(target=parse) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        most = max(most, len(_parse_children()))
+        time.sleep(0.02)
+    assert most == sandbox.PARALLEL_PARSES == 2
+
+
+def _parse_children() -> list[str]:
     helper = sandbox._HELPER._process
     assert helper is not None
+    tasks = Path(f"/proc/{helper.pid}/task").glob("*/children")
+    return [child for task in tasks for child in task.read_text().split()]
+
+
+def _parse_children_gone(*, within: float) -> bool:
+    """No process left under the sandbox's helper."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        tasks = Path(f"/proc/{helper.pid}/task").glob("*/children")
-        if not any(task.read_text().split() for task in tasks):
+        if not _parse_children():
             return True
         time.sleep(0.05)
     return False
