@@ -31,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     with_kb(sub.add_parser("chat", help="talk to the bot in this terminal"))
     ingest = with_kb(sub.add_parser("ingest", help="add files or folders to a knowledge base"))
     ingest.add_argument("paths", nargs="+", metavar="PATH")
-    ingest.add_argument("--uploader", default=os.environ.get("USER", "cli"))
+    ingest.add_argument(
+        "--uploader",
+        default=None,
+        metavar="ID",
+        help="who uploaded the files (default: your login name; a replaced document keeps its own)",
+    )
     ask = with_kb(sub.add_parser("ask", help="answer one question"))
     ask.add_argument("question")
     with_kb(sub.add_parser("docs", help="list the documents of a knowledge base"))
@@ -139,7 +144,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "ingest":
         from bot.ingest_cli import ingest_paths
 
-        return await ingest_paths(engine, args.kb, [Path(p) for p in args.paths], uploader=args.uploader)
+        paths = [Path(p) for p in args.paths]
+        uploader = args.uploader or os.environ.get("USER", "cli")
+        return await ingest_paths(engine, args.kb, paths, uploader=uploader, claim=args.uploader is not None)
     if args.command == "ask":
         from bot.console.sender import markdown_to_plain
         from bot.core.text import sources_markdown

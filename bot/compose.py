@@ -20,8 +20,10 @@ from bot.core.state import (
     MemoryDeduplicator,
     MemoryRateLimiter,
     MemoryThreadMemory,
+    MemoryVoteBook,
     RateLimiter,
     ThreadMemory,
+    VoteBook,
 )
 from bot.jobqueue import QueueRunner
 from bot.metrics import Metrics
@@ -160,8 +162,18 @@ def build_chat_app(
     )
     metrics.watch_engine(engine)
     metrics.watch_queue(runner.depth)
-    feedback = FeedbackRecorder(kb_for=settings.kb_for, telemetry=metrics)
+    feedback = FeedbackRecorder(kb_for=settings.kb_for, telemetry=metrics, votes=_vote_book(shared))
     return ChatApp(dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback)
+
+
+def _vote_book(shared: aioredis.Redis | None) -> VoteBook:
+    """Feedback votes, one per person per answer: in Redis beside the other shared state, so a click
+    replayed to another replica is not counted again."""
+    if shared is None:
+        return MemoryVoteBook()
+    from bot.redis_state import RedisVoteBook
+
+    return RedisVoteBook(shared)
 
 
 def _chat_state(

@@ -24,6 +24,7 @@ from typing import Any
 
 from bot.ingest_cli import ingest_paths
 from rag.engine import Engine
+from rag.names import name_key
 from rag.types import Passage
 
 K = 5
@@ -40,7 +41,8 @@ class Question:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Question:
-        sources = row.get("sources") or [row["source"]]
+        # Named as the documents are: a gold `sub/guide.pdf` is the document `sub_guide.pdf`.
+        sources = [name_key(s) for s in row.get("sources") or [row["source"]]]
         return cls(row["question"], frozenset(sources), frozenset(answer_numbers(row.get("answer", ""))))
 
 

@@ -30,8 +30,15 @@ def collect(paths: Sequence[Path]) -> list[tuple[str, Path]]:
     return found
 
 
-async def ingest_paths(engine: Engine, kb: str, paths: Sequence[Path], *, uploader: str) -> int:
-    """Every file into `kb`, several files' chunks embedded together (Engine.ingest_many)."""
+async def ingest_paths(
+    engine: Engine, kb: str, paths: Sequence[Path], *, uploader: str, claim: bool = False
+) -> int:
+    """Every file into `kb`, several files' chunks embedded together (Engine.ingest_many).
+
+    The operator is trusted: a file replaces a document of its name whoever uploaded it. A new
+    document is `uploader`'s; a replaced one keeps its uploader (what `forget --user` and the chat's
+    ownership go by) unless `claim` (an explicit `--uploader`) gives it to `uploader`.
+    """
     files = collect(paths)
     started = time.perf_counter()
     results: list[IngestResult] = []
@@ -49,7 +56,7 @@ async def ingest_paths(engine: Engine, kb: str, paths: Sequence[Path], *, upload
                 bar.update()
                 bar.write(f"skipped: {name}: {exc.strerror or exc}", file=sys.stderr)
                 continue
-            yield Upload(name, data, uploader=uploader)
+            yield Upload(name, data, uploader=uploader, trusted=True, claim=claim)
 
     def progress(done: int, total: int) -> None:
         bar.set_postfix_str(f"embedding {done}/{total} chunks", refresh=True)

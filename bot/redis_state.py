@@ -1,7 +1,7 @@
 """The dispatcher's shared state in Redis, so every `threadwise serve` replica agrees.
 
-Same three interfaces as `bot.core.state` (Deduplicator, RateLimiter, ThreadMemory) with the same
-behaviour; each operation is one atomic Redis command or Lua script, so concurrent replicas never
+Same interfaces as `bot.core.state` (Deduplicator, RateLimiter, ThreadMemory, VoteBook) with the
+same behaviour; each operation is one atomic Redis command or Lua script, so concurrent replicas never
 interleave a read and a write. Time comes from the Redis server (`TIME`), never from the replicas'
 clocks. The client is built in the composition root and shared; keys start with `prefix`.
 """
@@ -12,6 +12,7 @@ import math
 
 from redis.asyncio import Redis
 
+from bot.core.state import VOTE_TTL_S
 from rag.types import Turn
 
 DEFAULT_PREFIX = "threadwise:"
@@ -66,6 +67,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
 
+# Swap in the new vote and return the one it replaces (GET then SET in one script: any Redis version).
+_CAST = """
+local previous = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return previous
+"""
+
+
 class RedisDeduplicator:
     """`first_time` is one `SET key NX PX`: of any number of concurrent callers exactly one wins."""
 
@@ -90,6 +99,20 @@ class RedisRateLimiter:
     async def acquire(self, user: str) -> float:
         wait = await self._script(keys=[self._prefix + user], args=[repr(self._rate), self._burst])
         return float(wait)
+
+
+class RedisVoteBook:
+    """The latest vote per key, kept `ttl` seconds after it was cast: a click replayed to any
+    replica finds it."""
+
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, ttl: float = VOTE_TTL_S) -> None:
+        self._prefix = f"{prefix}vote:"
+        self._ttl_ms = max(1, int(ttl * 1000))
+        self._script = redis.register_script(_CAST)
+
+    async def cast(self, key: str, vote: str) -> str | None:
+        previous = await self._script(keys=[self._prefix + key], args=[vote, self._ttl_ms])
+        return previous.decode() if isinstance(previous, bytes) else None
 
 
 class RedisThreadMemory:

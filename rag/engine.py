@@ -11,7 +11,8 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -25,6 +26,7 @@ from rag.chunk import chunk_document
 from rag.embed import SentenceEmbedder, text_key
 from rag.errors import UserFacingError
 from rag.gate import WriteGate, run_to_end
+from rag.names import name_key, normalize_name, shown
 from rag.search import HybridSearcher, SearchOptions
 from rag.store import KnowledgeStore, new_version
 from rag.types import (
@@ -48,6 +50,73 @@ StageObserver = Callable[[str, float], None]
 
 GROUP_CHUNKS = 1024  # chunks of several files embedded in one pass by ingest_many
 IngestOutcome = IngestResult | UserFacingError
+
+
+class NoSuchDocument(UserFacingError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"There is no document called {shown(name)}. Say `docs` to see the list.")
+        self.name = name
+
+
+class NotYourDocument(UserFacingError):
+    """Someone other than a document's uploader (and no admin) tried to replace or delete it."""
+
+    def __init__(self, name: str, owner: str) -> None:
+        who = owner or "someone else"
+        super().__init__(f"{shown(name)} belongs to {who}: only they or an admin can change it.")
+        self.name = name
+        self.owner = owner
+
+
+_LockKey = tuple[str, str]  # (knowledge base, name_key of the document)
+
+
+@dataclass
+class _NamedLock:
+    lock: asyncio.Lock
+    users: int = 0  # holders and waiters
+
+
+class _NameLocks:
+    """One lock per document name while someone holds or waits for it, then forgotten: a lock per
+    name ever tried would let anyone grow the process's memory by sending names."""
+
+    def __init__(self) -> None:
+        self._entries: dict[_LockKey, _NamedLock] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def locked(self, key: _LockKey) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry.lock.locked()
+
+    async def acquire(self, key: _LockKey) -> None:
+        entry = self._entries.setdefault(key, _NamedLock(asyncio.Lock()))
+        entry.users += 1
+        try:
+            await entry.lock.acquire()
+        except BaseException:  # cancelled while waiting
+            self._leave(key, entry)
+            raise
+
+    def release(self, key: _LockKey) -> None:
+        entry = self._entries[key]
+        entry.lock.release()
+        self._leave(key, entry)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: _LockKey) -> AsyncIterator[None]:
+        await self.acquire(key)
+        try:
+            yield
+        finally:
+            self.release(key)
+
+    def _leave(self, key: _LockKey, entry: _NamedLock) -> None:
+        entry.users -= 1
+        if entry.users == 0:
+            del self._entries[key]
 
 
 @dataclass(frozen=True)
@@ -131,7 +200,7 @@ class Engine:
         self._searcher = HybridSearcher(store)
         self.warmed = False  # set by warm(): model loaded and keyword indexes built
         self._query_cache = query_cache
-        self._doc_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._doc_locks = _NameLocks()  # one ingest or forget of a document at a time
         self._writes = WriteGate()  # every store write passes it (in its thread); a snapshot holds it alone
         self._observe = stage_observer
 
@@ -200,9 +269,12 @@ class Engine:
         *,
         uploader: str = "",
         url: str | None = None,
+        trusted: bool = False,
         progress: Progress | None = None,
     ) -> IngestResult:
-        (outcome,) = await self.ingest_many(kb, [Upload(name, data, uploader, url)], progress=progress)
+        """Raises NotYourDocument when `name` is someone else's and the upload is not `trusted`."""
+        upload = Upload(name, data, uploader, url, trusted=trusted)
+        (outcome,) = await self.ingest_many(kb, [upload], progress=progress)
         if isinstance(outcome, UserFacingError):
             raise outcome
         return outcome
@@ -227,7 +299,7 @@ class Engine:
         """
         outcomes: list[IngestOutcome | None] = []
         group: list[tuple[int, _Prepared]] = []
-        held: list[asyncio.Lock] = []
+        held: list[_LockKey] = []
 
         def report(index: int, outcome: IngestOutcome) -> None:
             outcomes[index] = outcome
@@ -244,24 +316,29 @@ class Engine:
             finally:
                 group.clear()
                 while held:
-                    held.pop().release()
+                    self._doc_locks.release(held.pop())
 
         try:
             for index, upload in enumerate(uploads):
                 outcomes.append(None)
-                lock = self._doc_locks.setdefault((kb, upload.name), asyncio.Lock())
-                if lock.locked():  # the same name earlier in this group, or another ingest of it:
-                    await flush()  # never wait for a lock while holding others
-                await lock.acquire()
-                held.append(lock)
+                try:
+                    upload = replace(upload, name=normalize_name(upload.name))
+                except UserFacingError as exc:
+                    report(index, exc)
+                    continue
+                key = (kb, upload.name)
+                if self._doc_locks.locked(key):  # the same name earlier in this group, or another
+                    await flush()  # ingest of it: never wait for a lock while holding others
+                await self._doc_locks.acquire(key)
+                held.append(key)
                 prepared: _Prepared | IngestOutcome
                 try:
                     prepared = await run_to_end(self._prepare, kb, upload)
                 except UserFacingError as exc:
                     prepared = exc
                 if not isinstance(prepared, _Prepared):  # unchanged, or refused
-                    held.remove(lock)
-                    lock.release()
+                    held.remove(key)
+                    self._doc_locks.release(key)
                     report(index, prepared)
                     continue
                 group.append((index, prepared))
@@ -275,9 +352,12 @@ class Engine:
         """Parse and chunk one file; an IngestResult when its bytes are already there."""
         started = time.perf_counter()
         sha = hashlib.sha256(upload.data).hexdigest()
-        previous = self._store.document(kb, upload.name)
+        previous = self._find(kb, upload.name)
         if previous is not None and previous.sha256 == sha:
-            return IngestResult(upload.name, "unchanged", previous.chunks, time.perf_counter() - started)
+            return IngestResult(previous.name, "unchanged", previous.chunks, time.perf_counter() - started)
+        if previous is not None:
+            # A name stored before names were normalised keeps it, so the swap stays one manifest write.
+            upload = self._replacing(upload, previous)
         with self._timed("extract"):  # parsing and chunking
             doc = extract.extract(
                 upload.name,
@@ -291,6 +371,28 @@ class Engine:
         # The bytes are not kept: a group of big files with little text must not fill the memory.
         bare = replace(upload, data=b"")
         return _Prepared(bare, len(upload.data), sha, previous, doc.kind, chunks, started)
+
+    @staticmethod
+    def _replacing(upload: Upload, previous: DocumentInfo) -> Upload:
+        """The upload as the new version of `previous`, if it may be: else NotYourDocument."""
+        if not upload.trusted and previous.uploader != upload.uploader:
+            raise NotYourDocument(previous.name, previous.uploader)
+        uploader = upload.uploader if upload.claim else previous.uploader
+        return replace(upload, name=previous.name, uploader=uploader)
+
+    def _find(self, kb: str, name: str, *, scan: bool = False) -> DocumentInfo | None:
+        """The document `name` denotes: stored under exactly that name, under its normalised or
+        decomposed form (names stored before normalisation, e.g. a `café.md` from a Mac), and with
+        `scan`, any stored name that normalises to the same (one with a control character, say).
+        Ingest does not scan: the manifest is read whole for that, and a folder has many files."""
+        key = name_key(name)
+        for candidate in dict.fromkeys((name, key, unicodedata.normalize("NFD", key))):
+            info = self._store.document(kb, candidate)
+            if info is not None:
+                return info
+        if not scan:
+            return None
+        return next((d for d in self._store.documents(kb) if name_key(d.name) == key), None)
 
     def _commit(
         self, kb: str, group: list[_Prepared], progress: Progress | None, stop: threading.Event | None = None
@@ -397,19 +499,24 @@ class Engine:
         return await asyncio.to_thread(self._store.documents, kb)
 
     async def document(self, kb: str, name: str) -> DocumentInfo | None:
-        return await asyncio.to_thread(self._store.document, kb, name)
+        """The document `name` denotes, as `documents` lists it or in any spelling that normalises
+        to the same name (see `_find`)."""
+        return await asyncio.to_thread(self._find, kb, name, scan=True)
 
-    async def forget(self, kb: str, name: str) -> DocumentInfo:
-        lock = self._doc_locks.setdefault((kb, name), asyncio.Lock())
-        async with lock:
-            return await run_to_end(self._forget, kb, name)
+    async def forget(self, kb: str, name: str, *, user: str | None = None) -> DocumentInfo:
+        """Delete the document `name` denotes. With `user`, only if that user uploaded it (else
+        NotYourDocument); without, whoever did (an admin, the operator)."""
+        async with self._doc_locks.hold((kb, name_key(name))):
+            return await run_to_end(self._forget, kb, name, user)
 
-    def _forget(self, kb: str, name: str) -> DocumentInfo:
-        info = self._store.document(kb, name)
+    def _forget(self, kb: str, name: str, user: str | None) -> DocumentInfo:
+        info = self._find(kb, name, scan=True)
         if info is None:
-            raise UserFacingError(f"There is no document called {name}. Say `docs` to see the list.")
+            raise NoSuchDocument(name)
+        if user is not None and info.uploader != user:
+            raise NotYourDocument(info.name, info.uploader)
         with self._writes.shared():
-            self._store.deactivate(kb, name)
+            self._store.deactivate(kb, info.name)
             self._store.delete_version(kb, info.version)
         self._query_cache.invalidate(kb)
         return info

@@ -113,12 +113,19 @@ IngestStatus = Literal["added", "replaced", "unchanged"]
 
 @dataclass(frozen=True)
 class Upload:
-    """One file to ingest: its document name, its bytes, who sent it and where it lives."""
+    """One file to ingest: its document name, its bytes, who sent it and where it lives.
+
+    A document of the same name is replaced only when `uploader` uploaded it or the upload is
+    `trusted` (an admin, the operator's `threadwise ingest`). A replaced document keeps its
+    uploader unless `claim` says the upload takes it over (`threadwise ingest --uploader`).
+    """
 
     name: str
     data: bytes
     uploader: str = ""
     url: str | None = None
+    trusted: bool = False
+    claim: bool = False
 
 
 @dataclass(frozen=True)

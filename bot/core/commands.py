@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 COMMANDS = ("help", "docs", "forget", "stats")
 _ALIASES = {"list": "docs", "documents": "docs", "delete": "forget", "?": "help"}
+_WRAPPERS = {"`": "`", "*": "*", "_": "_", '"': '"', "'": "'", "“": "”", "‘": "’"}
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,20 @@ def parse_command(text: str) -> Command | None:
     if head not in COMMANDS:
         return None
     if head == "forget":
-        return Command("forget", rest.strip("`*_\"' "))
+        return Command("forget", rest)  # as written: a name may start or end with `*_"'
     if rest and not text.lstrip().startswith("/"):
         return None
     return Command(head)
+
+
+def name_candidates(argument: str) -> list[str]:
+    """What `forget ARGUMENT` may mean, most literal first: the argument as written, then without
+    the quotes or markup around it (`forget "my notes.md"`, a name pasted as `code`), layer by layer,
+    then with every such character stripped from both ends."""
+    found = [argument]
+    inner = argument
+    while len(inner) > 2 and _WRAPPERS.get(inner[0]) == inner[-1]:
+        inner = inner[1:-1].strip()
+        found.append(inner)
+    found.append(argument.strip("`*_\"'“”‘’ "))
+    return [c for c in dict.fromkeys(found) if c]

@@ -56,16 +56,19 @@ class Dispatcher:
             self._telemetry.request(msg.platform, kind, "refused")
             await sender.finish(msg.address, {}, Reply(text.FILES_ONLY_IN_DM, ephemeral=True))
             return None
-        if kind != "command":
-            wait = await self._limiter.acquire(f"{msg.workspace}:{msg.user}")
-            if wait > 0:
-                bound.info("rate_limited", wait=round(wait, 1))
-                self._telemetry.request(msg.platform, kind, "rate_limited")
-                self._telemetry.rate_limited(msg.platform, self._kb_for(msg.workspace))
-                reply = Reply(text.RATE_LIMITED.format(seconds=math.ceil(wait)), kind="error", ephemeral=True)
-                await sender.finish(msg.address, {}, reply)
-                return None
-        names = ", ".join(f.name for f in msg.files)
+        # Commands have a bucket of their own: `docs` still works for someone who asked a lot, and
+        # a flood of `forget` (each a store lookup) is held back like a flood of questions.
+        bucket = f"command:{msg.workspace}:{msg.user}" if kind == "command" else f"{msg.workspace}:{msg.user}"
+        wait = await self._limiter.acquire(bucket)
+        if wait > 0:
+            bound.info("rate_limited", wait=round(wait, 1), kind=kind)
+            self._telemetry.request(msg.platform, kind, "rate_limited")
+            self._telemetry.rate_limited(msg.platform, self._kb_for(msg.workspace))
+            refusal = text.COMMANDS_RATE_LIMITED if kind == "command" else text.RATE_LIMITED
+            reply = Reply(refusal.format(seconds=math.ceil(wait)), kind="error", ephemeral=True)
+            await sender.finish(msg.address, {}, reply)
+            return None
+        names = ", ".join(text.short(f.name) for f in msg.files)
         working = text.READING.format(names=names) if kind == "ingest" else text.THINKING
         handle = await sender.begin(msg.address, working) if kind != "command" else {}
         job = Job(

@@ -1,4 +1,5 @@
-"""👍/👎 on answers, from any platform: one structured log line and one counted vote each."""
+"""👍/👎 on answers, from any platform: one structured log line each, one counted vote per person
+per answer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Literal
 
 import structlog
 
+from bot.core.state import MemoryVoteBook, VoteBook
 from bot.core.telemetry import NullTelemetry, Telemetry
 
 log = structlog.get_logger(__name__)
@@ -25,23 +27,38 @@ class FeedbackVote:
 
 
 class FeedbackRecorder:
-    """The one place votes go; platforms translate a click into a `FeedbackVote` and call `record`."""
+    """The one place votes go; platforms translate a click into a `FeedbackVote` and call `record`.
+
+    A click can arrive again (a double click, a replayed request, a redelivery), so each person's
+    vote on an answer is remembered in `votes` — shared by every process when it lives in Redis —
+    and counted once: the first vote is counted, the same vote again is ignored, and a changed vote
+    is logged (`replaces`) but not counted again, so one person never weighs twice.
+    """
 
     def __init__(
-        self, *, kb_for: Callable[[str], str] = lambda ws: ws, telemetry: Telemetry | None = None
+        self,
+        *,
+        kb_for: Callable[[str], str] = lambda ws: ws,
+        telemetry: Telemetry | None = None,
+        votes: VoteBook | None = None,
     ) -> None:
         self._kb_for = kb_for
         self._telemetry = telemetry or NullTelemetry()
+        self._votes: VoteBook = votes or MemoryVoteBook()
 
-    def record(self, vote: FeedbackVote) -> None:
+    async def record(self, vote: FeedbackVote) -> None:
         kb = self._kb_for(vote.workspace)
-        self._telemetry.feedback(vote.platform, kb, vote.vote)
-        log.info(
-            "answer_feedback",
-            platform=vote.platform,
-            workspace=vote.workspace,
-            kb=kb,
-            user=vote.user,
-            vote=vote.vote,
-            ref=vote.ref,
+        bound = log.bind(
+            platform=vote.platform, workspace=vote.workspace, kb=kb, user=vote.user, ref=vote.ref
         )
+        try:
+            previous = await self._votes.cast(f"{vote.platform}:{vote.ref}:{vote.user}", vote.vote)
+        except Exception as exc:  # Redis away: better a vote lost than counted twice
+            bound.warning("answer_feedback_not_recorded", vote=vote.vote, error=type(exc).__name__)
+            return
+        if previous == vote.vote:
+            bound.info("answer_feedback_repeated", vote=vote.vote)
+            return
+        if previous is None:
+            self._telemetry.feedback(vote.platform, kb, vote.vote)
+        bound.info("answer_feedback", vote=vote.vote, replaces=previous)

@@ -9,13 +9,14 @@ from collections.abc import Mapping
 import structlog
 
 from bot.core import text
-from bot.core.commands import parse_command
+from bot.core.commands import name_candidates, parse_command
 from bot.core.model import Job, Reply, ReplyKind
 from bot.core.ports import FileFetcher, ReplySender
 from bot.core.state import ThreadMemory
 from bot.core.telemetry import NullTelemetry, Outcome, Telemetry, timed
-from rag.engine import Engine
+from rag.engine import Engine, NoSuchDocument, NotYourDocument
 from rag.errors import RetryableError, UserFacingError
+from rag.names import normalize_name
 from rag.types import Answer, IngestResult, Turn
 
 log = structlog.get_logger(__name__)
@@ -109,22 +110,31 @@ class JobHandler:
         errors: list[str] = []
         for file in job.files:
             try:
-                self._engine.check_upload(file.name, file.size)
+                name = normalize_name(file.name)  # what the document will be called, in every reply
+                self._engine.check_upload(name, file.size)
                 with timed(self._telemetry, "download"):
                     data = await fetcher.fetch(file, max_bytes=max_bytes)
-                progress = _Progress(sender, job, file.name, self._interval)
+                progress = _Progress(sender, job, name, self._interval)
                 result = await self._engine.ingest(
-                    job.kb, file.name, data, uploader=job.user, url=file.permalink, progress=progress
+                    job.kb,
+                    name,
+                    data,
+                    uploader=job.user,
+                    url=file.permalink,
+                    trusted=job.is_admin,
+                    progress=progress,
                 )
                 await progress.flush()
                 results.append(result)
+            except NotYourDocument as exc:
+                errors.append(text.REPLACE_DENIED.format(name=text.short(exc.name), uploader=_who(exc.owner)))
             except UserFacingError as exc:
                 errors.append(exc.message)
             except RetryableError:
                 raise
             except Exception:
-                log.exception("ingest_failed", job_id=job.id, document=file.name)
-                errors.append(text.FILE_FAILED.format(name=file.name, ref=job.id[:12]))
+                log.exception("ingest_failed", job_id=job.id, document=text.short(file.name))
+                errors.append(text.FILE_FAILED.format(name=text.short(file.name), ref=job.id[:12]))
         kind: ReplyKind = "error" if errors and not results else "info"
         return Reply(text.ingest_summary(results, errors), kind=kind)
 
@@ -139,15 +149,28 @@ class JobHandler:
             return await self._forget(job, command.argument if command else "")
         return Reply(text.help_text(job.platform, self._max_file_mb), ephemeral=True)
 
-    async def _forget(self, job: Job, name: str) -> Reply:
-        if not name:
+    async def _forget(self, job: Job, argument: str) -> Reply:
+        if not argument:
             return Reply(text.FORGET_USAGE, kind="error", ephemeral=True)
-        info = await self._engine.document(job.kb, name)
-        if info is not None and not job.is_admin and info.uploader != job.user:
-            denied = text.FORGET_DENIED.format(name=name, uploader=info.uploader or "unknown")
+        for candidate in name_candidates(argument):
+            found = await self._engine.document(job.kb, candidate)
+            if found is not None:
+                break
+        else:
+            return Reply(text.NO_SUCH_DOCUMENT.format(name=text.literal(text.short(argument))), kind="error")
+        try:
+            info = await self._engine.forget(job.kb, found.name, user=None if job.is_admin else job.user)
+        except NotYourDocument as exc:
+            denied = text.FORGET_DENIED.format(name=text.short(exc.name), uploader=_who(exc.owner))
             return Reply(denied, kind="error")
-        info = await self._engine.forget(job.kb, name)
-        return Reply(text.FORGOTTEN.format(name=info.name, passages=text.plural(info.chunks, "passage")))
+        except NoSuchDocument:  # deleted meanwhile
+            return Reply(text.NO_SUCH_DOCUMENT.format(name=text.literal(text.short(argument))), kind="error")
+        passages = text.plural(info.chunks, "passage")
+        return Reply(text.FORGOTTEN.format(name=text.short(info.name), passages=passages))
+
+
+def _who(uploader: str) -> str:
+    return uploader or "unknown"
 
 
 def answer_reply(answer: Answer) -> Reply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from rag.names import shown
 from rag.types import Citation, DocumentInfo, IngestResult, KbStats
 
 THINKING = "_Searching your documents…_"
@@ -30,6 +31,11 @@ NO_DOCUMENTS = "The knowledge base is empty. Send me a document in a direct mess
 FORGOTTEN = "Deleted *{name}* ({passages}). It no longer appears in answers."
 FORGET_USAGE = "Say `forget NAME` with the document's name, as `docs` lists it."
 FORGET_DENIED = "Only the person who uploaded *{name}* ({uploader}) or an admin can delete it."
+NO_SUCH_DOCUMENT = "There is no document called {name}. Say `docs` to see the list."
+REPLACE_DENIED = (
+    "*{name}* is already in the knowledge base, uploaded by {uploader}: only they or an admin can "
+    "replace it, so their version stays. To add yours as well, send it under another name."
+)
 FILES_ONLY_IN_DM = "To add documents, send them to me in a direct message."
 SLACK_CONNECT_REFUSED = (
     "Sorry, I can't help you here: you're writing from another organisation (Slack Connect), and the "
@@ -37,6 +43,7 @@ SLACK_CONNECT_REFUSED = (
     "If your organisation uses threadwise, ask it in your own workspace."
 )
 RATE_LIMITED = "You're sending questions faster than I can keep up. Please try again in {seconds} s."
+COMMANDS_RATE_LIMITED = "You're sending commands faster than I can keep up. Please try again in {seconds} s."
 INTERNAL_ERROR = (
     "Sorry — something went wrong on my side while {doing}. "
     "It's logged (ref `{ref}`); please try again in a minute."
@@ -66,27 +73,37 @@ def documents_list(docs: Sequence[DocumentInfo]) -> str:
     for d in docs:
         when = dt.datetime.fromtimestamp(d.uploaded_at, dt.UTC).strftime("%Y-%m-%d")
         who = f", by {d.uploader}" if d.uploader else ""
-        lines.append(f"• *{d.name}* — {plural(d.chunks, 'passage')}{who}, {when}")
+        lines.append(f"• {literal(d.name)} — {plural(d.chunks, 'passage')}{who}, {when}")
     return "\n".join(lines)
+
+
+def literal(name: str) -> str:
+    """A document name as code, so that `forget` can be given exactly what the list shows: as
+    emphasis, `_draft_.md` would show as `draft.md`. A name with a backtick cannot be code."""
+    return name if "`" in name else f"`{name}`"
+
+
+def short(document: str) -> str:
+    """A name as a reply echoes it: a long one shortened, so that echoing it stays one message."""
+    return shown(document)
 
 
 def ingest_summary(results: Sequence[IngestResult], errors: Sequence[str]) -> str:
     lines = []
     for r in results:
         if r.status == "unchanged":
-            lines.append(f"✅ *{r.document}* is already in the knowledge base, unchanged.")
+            lines.append(f"✅ *{short(r.document)}* is already in the knowledge base, unchanged.")
         else:
             verb = "Replaced" if r.status == "replaced" else "Added"
-            lines.append(
-                f"✅ {verb} *{r.document}*: {plural(r.chunks, 'passage')} in {r.seconds:.1f} s. Ask away!"
-            )
+            passages = plural(r.chunks, "passage")
+            lines.append(f"✅ {verb} *{short(r.document)}*: {passages} in {r.seconds:.1f} s. Ask away!")
     lines.extend(f"⚠️ {e}" for e in errors)
     return "\n".join(lines)
 
 
-def ingest_progress(name: str, done: int, total: int) -> str:
+def ingest_progress(document: str, done: int, total: int) -> str:
     pct = int(100 * done / total) if total else 100
-    return f"_Reading {name}… {pct}% ({done}/{total} passages)_"
+    return f"_Reading {short(document)}… {pct}% ({done}/{total} passages)_"
 
 
 def stats_text(stats: KbStats) -> str:

@@ -268,7 +268,7 @@ class SlackPlatform:
             vote = FeedbackVote(
                 PLATFORM, f"slack-{feedback.team}", feedback.user, feedback.vote, ref=feedback.event_id
             )
-            self._chat.feedback.record(vote)
+            self._spawn(self._chat.feedback.record(vote), f"slack-vote-{feedback.message_ts}")
             self._spawn(self._thank(feedback), f"slack-feedback-{feedback.message_ts}")
 
     def on_assistant_thread_started(self, body: Body) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.commands import Command, parse_command
+from bot.core.commands import Command, name_candidates, parse_command
 
 
 @pytest.mark.parametrize("word", ["help", "docs", "stats", "HELP", "  docs  "])
@@ -28,10 +28,14 @@ def test_slash_forms(text: str, expected: Command) -> None:
     assert parse_command(text) == expected
 
 
-def test_forget_takes_the_document_name_with_markdown_quotes_removed() -> None:
+def test_forget_takes_the_document_name_as_written_and_tries_it_without_quotes_after() -> None:
     assert parse_command("forget Onboarding Guide.docx") == Command("forget", "Onboarding Guide.docx")
-    assert parse_command("forget `vpn.md`") == Command("forget", "vpn.md")
-    assert parse_command("forget *vpn.md*") == Command("forget", "vpn.md")
+    assert parse_command("forget `vpn.md`") == Command("forget", "`vpn.md`")
+    assert parse_command("forget _draft_.md") == Command("forget", "_draft_.md")
+    assert name_candidates("`vpn.md`") == ["`vpn.md`", "vpn.md"]
+    assert name_candidates('*"vpn.md"*') == ['*"vpn.md"*', '"vpn.md"', "vpn.md"]
+    assert name_candidates("_draft_.md") == ["_draft_.md", "draft_.md"]
+    assert name_candidates("“my notes.md”") == ["“my notes.md”", "my notes.md"]
 
 
 def test_forget_without_a_name_is_still_forget_with_no_argument() -> None:

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.cli import main
 from bot.compose import build_chat_app, build_query_cache
+from bot.core.feedback import FeedbackVote
 from bot.core.model import Incoming
 from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory
 from bot.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
@@ -61,7 +62,7 @@ async def test_with_redis_url_two_chat_apps_share_dedup_limits_and_thread_memory
                 platform="slack",
                 workspace=f"slack-{run}",
                 user="U1",
-                text="help",  # a command: runs no engine work, is not rate limited
+                text="help",  # a command: runs no engine work
                 event_id=f"{run}-{event}",
                 is_direct=True,
                 thread=f"slack:{run}",
@@ -78,6 +79,32 @@ async def test_with_redis_url_two_chat_apps_share_dedup_limits_and_thread_memory
             await app.aclose()
         delete_prefix(f"threadwise:dedup:slack:{run}")
         delete_prefix(f"threadwise:thread:slack:{run}")
+
+
+async def test_with_redis_url_a_vote_replayed_to_another_replica_is_counted_once(
+    make_engine: Callable[..., Engine],
+) -> None:
+    settings = load_settings(redis_url=REDIS_URL)
+    engine = make_engine()
+    apps = [build_chat_app(settings, engine, senders={}, fetchers={}) for _ in range(2)]
+    run = uuid.uuid4().hex
+    try:
+        for app in (*apps, *apps):  # the same click twice at each replica
+            await app.feedback.record(FeedbackVote("slack", "slack-T1", "U1", "down", ref=run))
+        await apps[1].feedback.record(FeedbackVote("slack", "slack-T1", "U2", "down", ref=run))
+
+        counted = [
+            app.metrics.registry.get_sample_value(
+                "threadwise_feedback_total", {"platform": "slack", "kb": "slack-T1", "vote": "down"}
+            )
+            or 0
+            for app in apps
+        ]
+        assert counted == [1, 1]  # U1's at the first replica, U2's at the second
+    finally:
+        for app in apps:
+            await app.aclose()
+        delete_prefix(f"threadwise:vote:slack:{run}")
 
 
 def test_an_unreachable_redis_stops_start_up_naming_redis_url(make_engine: Callable[..., Engine]) -> None:

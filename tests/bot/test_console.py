@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -198,6 +199,49 @@ def test_ingest_docs_ask_forget_from_the_command_line(
     assert text.NO_DOCUMENTS in capsys.readouterr().out
 
 
+def test_the_operators_ingest_replaces_anyones_document_and_keeps_its_uploader(
+    cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "v1", tmp_path / "v2"
+    for folder, words in ((first, "the Keychain app"), (second, "the Certificates portal")):
+        folder.mkdir()
+        (folder / "vpn-guide.md").write_text(f"# VPN guide\n\nTo rotate the certificate, open {words}.\n")
+    assert main(["ingest", str(first / "vpn-guide.md"), "--uploader", "U_DANA"]) == 0
+
+    assert main(["ingest", str(second / "vpn-guide.md")]) == 0  # as the operator, no --uploader
+    assert main(["docs"]) == 0
+    kept = capsys.readouterr().out
+    assert main(["ingest", str(first / "vpn-guide.md"), "--uploader", "U_SAM"]) == 0
+    assert main(["docs"]) == 0
+    claimed = capsys.readouterr().out
+
+    assert "local: 1 documents ingested (0 unchanged, 0 failed)" in kept
+    assert "• vpn-guide.md — 1 passage, by U_DANA" in kept  # still Dana's: she may delete it
+    assert "• vpn-guide.md — 1 passage, by U_SAM" in claimed  # --uploader says whose it is now
+
+
+def test_a_name_is_the_same_document_from_any_terminal_and_forgettable_as_listed(
+    cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mac, linux = tmp_path / "mac", tmp_path / "linux"
+    for folder in (mac, linux):
+        folder.mkdir()
+    (mac / unicodedata.normalize("NFD", "café.md")).write_text("# Café\n\nThe café opens at 8.\n")
+    (linux / unicodedata.normalize("NFC", "café.md")).write_text("# Café\n\nThe café opens at 9.\n")
+    (linux / "_draft_.md").write_text("# Draft\n\nNot final.\n")
+
+    assert main(["ingest", str(mac), str(linux)]) == 0
+    assert main(["docs"]) == 0
+    listed = capsys.readouterr().out
+    assert "2 documents in the knowledge base" in listed
+    assert "• café.md — 1 passage" in listed and "• _draft_.md — 1 passage" in listed
+
+    assert main(["forget", "_draft_.md"]) == 0
+    assert main(["forget", unicodedata.normalize("NFD", "café.md")]) == 0
+    assert main(["docs"]) == 0
+    assert text.NO_DOCUMENTS in capsys.readouterr().out
+
+
 def test_ingest_of_a_folder_reports_each_refused_file_and_keeps_the_rest(
     cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -214,7 +258,8 @@ def test_ingest_of_a_folder_reports_each_refused_file_and_keeps_the_rest(
     assert out.strip().splitlines()[-1].startswith("local: 2 documents ingested (0 unchanged, 1 failed), ")
     assert main(["docs"]) == 0
     listed = capsys.readouterr().out
-    assert "it/vpn-guide.md" in listed and "parking.txt" in listed and "scan.pdf" not in listed
+    # A name has no path separator: the folder becomes part of it.
+    assert "it_vpn-guide.md" in listed and "parking.txt" in listed and "scan.pdf" not in listed
 
 
 def test_ingest_of_a_file_that_cannot_be_read_names_it_and_goes_on(

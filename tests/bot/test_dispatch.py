@@ -393,7 +393,7 @@ async def test_docs_lists_the_uploaded_document_with_its_uploader(make_bot: BotF
 
     reply = bot.sender.replies[-1]
     assert reply.text.startswith("*1 document* in the knowledge base:")
-    assert "*vpn.md*" in reply.text
+    assert "`vpn.md`" in reply.text  # as code: the list shows names exactly as `forget` takes them
     assert "by U1" in reply.text
     assert len(bot.sender.of("begin")) == 1  # a command needs no working message
 
@@ -457,7 +457,7 @@ async def test_forget_of_an_unknown_document_says_so(make_bot: BotFactory) -> No
 
     reply = bot.sender.replies[-1]
     assert reply.kind == "error"
-    assert "no document called nothing.md" in reply.text
+    assert "no document called `nothing.md`" in reply.text
 
 
 # -- failures ------------------------------------------------------------------------------------

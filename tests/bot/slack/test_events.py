@@ -150,7 +150,7 @@ async def test_a_command_in_the_dm_is_a_command(slack: SlackHarness) -> None:
     assert slack.fake.calls_to("chat.postEphemeral") == []  # in the DM a plain reply is private enough
     (message,) = slack.fake.thread(payloads.DM, body["event"]["ts"])
     assert message["text"].startswith("*1 document* in the knowledge base:")
-    assert "*vpn.md*" in message["text"]
+    assert "`vpn.md`" in message["text"]
 
 
 async def test_a_command_by_mention_in_a_channel_is_answered_to_the_asker_only(slack: SlackHarness) -> None:

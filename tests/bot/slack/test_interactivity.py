@@ -104,6 +104,31 @@ async def test_a_feedback_click_is_acked_recorded_and_thanked(slack: SlackHarnes
     assert thanks["user"] == payloads.USER and thanks["thread_ts"] == question["event"]["ts"]
 
 
+async def test_a_replayed_or_changed_click_never_counts_one_person_twice(slack: SlackHarness) -> None:
+    await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE)
+    question = payloads.app_mention(QUESTION)
+    await slack.send(question)
+    await slack.settle()
+    (answer,) = slack.fake.thread(payloads.CHANNEL, question["event"]["ts"])
+    buttons = {b["action_id"]: b for b in answer["blocks"][-1]["elements"]}
+    up, down = buttons["threadwise_feedback_up"], buttons["threadwise_feedback_down"]
+
+    def click(button: dict[str, str], user: str = payloads.USER) -> str:
+        action, value = button["action_id"], button["value"]
+        return payloads.block_actions(action_id=action, value=value, message=answer, user=user)
+
+    with structlog.testing.capture_logs() as logs:
+        for form in (click(down), click(down), click(down), click(up), click(up, user="W333")):
+            assert (await slack.send_form(form)).status == 200  # each one signed anew, as Slack would
+            await slack.settle()
+
+    metrics = await scrape(slack.http)
+    assert metrics.value("threadwise_feedback_total", platform="slack", kb=KB, vote="down") == 1
+    assert metrics.value("threadwise_feedback_total", platform="slack", kb=KB, vote="up") == 1  # W333's
+    votes = [(e["user"], e["vote"], e["replaces"]) for e in logs if e["event"] == "answer_feedback"]
+    assert votes == [(payloads.USER, "down", None), (payloads.USER, "up", "down"), ("W333", "up", None)]
+
+
 # -- AI app threads -------------------------------------------------------------------------------------
 
 

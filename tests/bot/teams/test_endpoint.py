@@ -227,7 +227,7 @@ async def test_commands_arrive_as_text_after_the_mention(
 
     help_reply, docs_reply, forget_reply = (c.text for c in fake.activities("POST", type="message"))
     assert text.ASK_HOW["teams"] in help_reply
-    assert "**vpn.md**" in docs_reply  # Teams bold
+    assert "`vpn.md`" in docs_reply  # as code: exactly as `forget` takes it
     assert forget_reply.startswith("Only the person who uploaded **vpn.md**")
     assert fake.activities(type="typing") == []  # commands answer at once
 
