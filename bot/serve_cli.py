@@ -54,5 +54,7 @@ async def run_serve(settings: Settings, engine: Engine, *, metrics: Metrics | No
     from bot.scheduler import attach_backups
 
     attach_backups(app, settings=settings, engine=engine)  # embedded store only
-    await serve(app, host=settings.host, port=settings.port)
+    await serve(
+        app, host=settings.host, port=settings.port, header_timeout=settings.http_header_timeout_seconds
+    )
     return 0

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from bot.compose import ChatApp
+from bot.connections import ConnectionGuard
 from bot.metrics import metrics_handler
 from rag.engine import Engine
 from rag.redact import redact
@@ -24,6 +25,8 @@ CHAT_APP = web.AppKey("chat_app", ChatApp)
 ENGINE = web.AppKey("engine", Engine)
 WARMING = web.AppKey("warming", asyncio.Task[None])  # the model and keyword indexes, loading
 READY_MAX_AGE_S = 0.5  # a readiness answer is reused this long (load balancers probe often)
+# Slack events, Teams activities and their button clicks are a few KB: a larger body gets 413.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def build_app(
@@ -33,7 +36,7 @@ def build_app(
 
     `runs_jobs=False` (RUNNER=queue): workers run the jobs, so this process never loads the model.
     """
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[CHAT_APP] = chat
     app[ENGINE] = engine
     checks: dict[str, ReadyCheck] = {"embedding_model": _model_check(engine)} if runs_jobs else {}
@@ -77,29 +80,40 @@ def build_app(
     return app
 
 
-async def serve(app: web.Application, *, host: str, port: int) -> None:
+async def serve(app: web.Application, *, host: str, port: int, header_timeout: float = 10.0) -> None:
     """Serve until SIGINT/SIGTERM, then stop taking requests, let running jobs finish, and return.
 
     Our own signal handlers: aiohttp's (`handle_signals=True`) raise GracefulExit, which cancels the
     running jobs instead of draining them and makes the process exit with status 1. A second signal
-    during the drain gets the default action (stop at once).
+    during the drain gets the default action (stop at once). Our own listening socket too: its
+    connections pass through a ConnectionGuard (a deadline on request heads, no log flood when out
+    of file descriptors; see bot/connections.py).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
+    guard = ConnectionGuard(header_timeout=header_timeout)
+    app.middlewares.append(guard.middleware)
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(guard.exception_handler)
     runner = web.AppRunner(app)
+    listening: asyncio.Server | None = None
     try:
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        log.info("serving", host=host, port=port)
+        assert runner.server is not None  # set up just above
+        listening = await loop.create_server(guard.factory(runner.server), host, port, reuse_address=True)
+        log.info("serving", host=host, port=port, header_timeout_s=header_timeout)
         await stop.wait()
         log.info("stopping", reason="signal")
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+        if listening is not None:
+            listening.close()
         await runner.cleanup()
+        loop.set_exception_handler(previous_handler)
         log.info("stopped")
 
 

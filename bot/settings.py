@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     port: int = Field(3978, ge=1, le=65535)
     environment: Literal["development", "production"] = "development"
     health_check_timeout: float = Field(2.0, gt=0, le=60)  # seconds each /ready dependency check may take
+    http_header_timeout_seconds: float = Field(10.0, gt=0, le=30)  # a request's head must arrive in this
 
     # Slack
     slack_bot_token: str | None = None
