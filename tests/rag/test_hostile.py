@@ -51,8 +51,9 @@ def _resident(pid: int) -> int:
 
 
 class PeakMemory:
-    """Polls the resident memory of a process tree (summed, shared pages counted once per process, so
-    rather too high than too low) every 10 ms until the root exits."""
+    """Polls the resident memory of a process tree, summed, every 10 ms until the root exits. Pages
+    shared between processes (the parse helper and the child forked from it) count in each: rather
+    too high than too low."""
 
     def __init__(self, root: subprocess.Popen[bytes]) -> None:
         self.peak = 0
