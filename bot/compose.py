@@ -33,6 +33,7 @@ from rag.cache import QueryCache, SemanticCache
 from rag.embed import SentenceEmbedder
 from rag.engine import Engine, EngineLimits, StageObserver
 from rag.errors import ConfigError
+from rag.focus import SentenceHighlighter
 from rag.redact import redact
 from rag.search import SearchOptions
 from rag.store import KnowledgeStore, open_client
@@ -45,13 +46,14 @@ def build_engine(settings: Settings, *, stage_observer: StageObserver | None = N
         host=settings.chroma_host,
         port=settings.chroma_port,
     )
+    embedder = SentenceEmbedder(
+        cache_size=settings.embedding_cache_size, cache_ttl=settings.embedding_cache_ttl
+    )
     return Engine(
         store=KnowledgeStore(
             client, prefix=settings.chroma_collection_name, exclusive=not settings.chroma_host
         ),
-        embedder=SentenceEmbedder(
-            cache_size=settings.embedding_cache_size, cache_ttl=settings.embedding_cache_ttl
-        ),
+        embedder=embedder,
         answerer=build_answerer(
             provider=settings.llm_provider,
             groq_api_key=settings.groq_api_key,
@@ -59,6 +61,7 @@ def build_engine(settings: Settings, *, stage_observer: StageObserver | None = N
             groq_base_url=settings.groq_base_url,
             timeout_s=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
+            highlighter=SentenceHighlighter(embedder),
         ),
         limits=EngineLimits(
             max_bytes=settings.max_file_bytes,
