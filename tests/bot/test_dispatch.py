@@ -6,8 +6,10 @@ records what a platform would have shown, and where a test needs it, an Answerer
 
 from __future__ import annotations
 
+import gc
 import itertools
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -267,6 +269,43 @@ async def test_commands_are_not_rate_limited(make_bot: BotFactory) -> None:
 
     assert job is not None and job.kind == "command"
     assert bot.sender.replies[-1].text == text.NO_DOCUMENTS
+
+
+async def test_commands_have_a_rate_limit_of_their_own(make_bot: BotFactory) -> None:
+    bot = make_bot(per_minute=1, burst=1, clock=lambda: 1000.0)
+
+    assert await bot.say("docs") is not None
+    refused = await bot.say("forget old.md")
+
+    assert refused is None
+    last = bot.sender.replies[-1]
+    assert last.text == text.COMMANDS_RATE_LIMITED.format(seconds=60)
+    assert last.kind == "error" and last.ephemeral
+    assert await bot.say("How do I rotate the VPN certificate?") is not None  # questions: their own bucket
+
+
+async def test_memory_does_not_grow_with_the_names_people_try(make_bot: BotFactory) -> None:
+    bot = make_bot()
+
+    async def try_names(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            name = f"{i:05d}" + "n" * 5000  # a long name, different each time
+            await bot.say(f"forget {name}.md")
+            await bot.say(user="U1", direct=True, files=[bot.file(f"{i:05d}.md", b"   ")])  # no text
+            bot.sender.calls.clear()
+
+    await try_names(0, 20)  # warm up: first-call caches, log set-up
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    await try_names(20, 300)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    # Each name kept its lock (and the name) before: 1.7 MB. What stays now is the dedup's event ids.
+    assert grown < 600_000, f"{grown} bytes kept after 300 names"
 
 
 async def test_an_empty_mention_is_asked_what_it_wants(make_bot: BotFactory) -> None:
