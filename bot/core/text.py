@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rag.names import shown
 from rag.types import Citation, DocumentInfo, IngestResult, KbStats
@@ -15,7 +15,7 @@ HELP = """*threadwise* answers questions from your team's documents, with source
 
 • *Ask* — {ask_how}. I answer in the thread and cite the documents I used.
 • *Add documents* — send files to me in a direct message (PDF, Word, Markdown, HTML, text, CSV, JSON, \
-YAML, code; up to {max_mb} MB each). Sending a file with the same name again replaces the old version.
+YAML, code; up to {max_mb} MB each). Sending a file with the same name again replaces your earlier version.
 • `docs` — list the documents in this workspace's knowledge base.
 • `forget NAME` — delete a document (whoever uploaded it, or an admin).
 • `stats` — how big the knowledge base is.
@@ -66,7 +66,8 @@ def help_text(platform: str, max_mb: float) -> str:
     return HELP.format(ask_how=ASK_HOW.get(platform, ASK_HOW["slack"]), max_mb=f"{max_mb:g}")
 
 
-def documents_list(docs: Sequence[DocumentInfo]) -> str:
+def documents_list(docs: Sequence[DocumentInfo], identities: Mapping[str, str] | None = None) -> str:
+    """The document list; with `identities`, each document's identity under it (`docs --verbose`)."""
     if not docs:
         return NO_DOCUMENTS
     lines = [f"*{plural(len(docs), 'document')}* in the knowledge base:"]
@@ -74,6 +75,8 @@ def documents_list(docs: Sequence[DocumentInfo]) -> str:
         when = dt.datetime.fromtimestamp(d.uploaded_at, dt.UTC).strftime("%Y-%m-%d")
         who = f", by {d.uploader}" if d.uploader else ""
         lines.append(f"• {literal(d.name)} — {plural(d.chunks, 'passage')}{who}, {when}")
+        if identities is not None:
+            lines.append(f"    about: {identities.get(d.name) or '(nothing stated)'}")
     return "\n".join(lines)
 
 
