@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask = with_kb(sub.add_parser("ask", help="answer one question"))
     ask.add_argument("question")
-    with_kb(sub.add_parser("docs", help="list the documents of a knowledge base"))
+    docs = with_kb(sub.add_parser("docs", help="list the documents of a knowledge base"))
+    docs.add_argument(
+        "--verbose", action="store_true", help="also show what each document says about itself (its identity)"
+    )
     forget = sub.add_parser(
         "forget", help="delete a document, everything a user uploaded (--user), or a knowledge base (--kb)"
     )
@@ -160,7 +163,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from bot.console.sender import markdown_to_plain
         from bot.core.text import documents_list
 
-        print(markdown_to_plain(documents_list(await engine.documents(args.kb))))
+        identities = await engine.identities(args.kb) if args.verbose else None
+        print(markdown_to_plain(documents_list(await engine.documents(args.kb), identities)))
         return 0
     if args.command == "forget":
         from bot.forget_cli import ForgetRequest, run_forget

@@ -498,6 +498,11 @@ class Engine:
     async def documents(self, kb: str) -> list[DocumentInfo]:
         return await asyncio.to_thread(self._store.documents, kb)
 
+    async def identities(self, kb: str) -> dict[str, str]:
+        """What each document says about itself (title, file-name words, first-page names, codes and
+        dates), by name, as every passage of it carries it (rag/identity.py)."""
+        return await asyncio.to_thread(self._searcher.identities, kb)
+
     async def document(self, kb: str, name: str) -> DocumentInfo | None:
         """The document `name` denotes, as `documents` lists it or in any spelling that normalises
         to the same name (see `_find`)."""

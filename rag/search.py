@@ -128,6 +128,11 @@ class HybridSearcher:
         ids = sorted(encoded)
         return KeywordIndex(ids, [encoded[i] for i in ids], vocabulary)
 
+    def identities(self, kb: str) -> dict[str, str]:
+        """Each active document's identity line, by document name: what retrieval takes it to be about."""
+        view = self._view(kb, hybrid=True)
+        return {d.name: view.identities.get(version, "") for version, d in view.documents.items()}
+
     def forget(self, kb: str) -> None:
         with self._lock:
             self._views.pop(kb, None)
