@@ -154,7 +154,7 @@ async def test_unconfigured_dependencies_are_skipped_not_failed(fakes: Fakes) ->
 
     assert code == 0
     skipped = {name for name, (status, _) in lines.items() if status == "SKIP"}
-    assert skipped == {"slack", "slack socket mode", "teams", "groq", "redis"}
+    assert skipped == {"slack", "slack socket mode", "teams", "groq", "redis", "worker metrics"}
     assert "GROQ_API_KEY is not set" in lines["groq"][1]
     assert fakes.slack.calls == [] and fakes.groq.requests == []
 

@@ -125,7 +125,7 @@ async def test_an_upload_questions_and_a_vote_show_in_every_family(make_service:
     await svc.say(QUESTION, event_id="Ev1")
     await svc.say(QUESTION, event_id="Ev1")  # Slack redelivers: dropped
     await svc.say(QUESTION, event_id="Ev2", thread="C1:2000.1")  # asked again: the query cache answers
-    svc.chat.feedback.record(FeedbackVote("slack", KB, "U1", "up", ref="Ev1"))
+    await svc.chat.feedback.record(FeedbackVote("slack", KB, "U1", "up", ref="Ev1"))
     m = await svc.metrics()
 
     assert [r.kind for r in svc.sender.replies] == ["info", "answer", "answer"]

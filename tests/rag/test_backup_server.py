@@ -134,7 +134,8 @@ async def test_a_knowledge_base_that_changes_during_every_read_stops_the_backup_
 
     def replace_every_time(kb: str, attempt: int, page: int) -> None:
         if page == 0:
-            asyncio.run_coroutine_threadsafe(engine.ingest(KB, "vpn.md", next(versions)), loop).result()
+            replace = engine.ingest(KB, "vpn.md", next(versions), uploader="U1")
+            asyncio.run_coroutine_threadsafe(replace, loop).result()
 
     with pytest.raises(BackupError, match=rf"^The knowledge base {KB} changed during each of 5 reads"):
         await _backup(server, tmp_path / "backups", page=1, between_pages=replace_every_time)
@@ -148,7 +149,7 @@ async def test_a_restore_replaces_the_servers_knowledge_bases_in_place(
     before = await engine.ask(KB, QUESTION)
     assert "90 days" in before.text
     backup = await _backup(server, tmp_path / "b")
-    await engine.ingest(KB, "vpn.md", VPN_V2)
+    await engine.ingest(KB, "vpn.md", VPN_V2, uploader="U1")
     await engine.forget(KB, "pets.txt")
     await engine.ingest("kb-later", "pets.txt", PETS)
     assert "45 days" in (await engine.ask(KB, QUESTION)).text
