@@ -16,7 +16,7 @@ log = structlog.get_logger(__name__)
 
 
 class Organisation:
-    """Decides from the event where it can, and asks `team.info` (cached) where it cannot."""
+    """Another workspace is at home only when `team.info` (cached) says it is in this Grid org."""
 
     def __init__(self, *, client: AsyncWebClient, max_cached: int = 1000) -> None:
         self._client = client
@@ -32,8 +32,8 @@ class Organisation:
     async def _includes_team(self, team: str, origin: Origin) -> bool:
         if team.startswith("E") or origin.enterprise is None:
             return False  # another organisation, or another workspace while this one is in no org
-        if not origin.ext_shared:
-            return True  # a channel shared only among this organisation's workspaces
+        # Asked even where the event says the channel is not shared outside the organisation: the
+        # flag is missing from DMs and other event shapes, and its absence proves nothing.
         return await self._organisation_of(team) == origin.enterprise
 
     async def _organisation_of(self, team: str) -> str | None:

@@ -88,6 +88,7 @@ async def test_a_member_of_the_same_grid_org_in_an_org_shared_channel_is_answere
     slack: SlackHarness,
 ) -> None:
     await _with_guide(slack)
+    slack.fake.teams["T222"] = "E111"
     body = payloads.from_team(payloads.app_mention(QUESTION), "T222", ext_shared=False)
 
     await slack.send(body)
@@ -95,12 +96,33 @@ async def test_a_member_of_the_same_grid_org_in_an_org_shared_channel_is_answere
 
     (answer,) = slack.fake.thread(payloads.CHANNEL, body["event"]["ts"])
     assert "Keychain" in answer["text"]
-    assert slack.fake.calls_to("team.info") == []  # not a Slack Connect channel: nothing to look up
+    assert [c.params["team"] for c in slack.fake.calls_to("team.info")] == ["T222"]
+
+
+@pytest.mark.parametrize("ext_shared", [False, None], ids=["flag false", "flag missing"])
+async def test_another_organisation_is_refused_whatever_the_shared_channel_flag_says(
+    slack: SlackHarness, ext_shared: bool | None
+) -> None:
+    await _with_guide(slack)
+    slack.fake.teams["T999"] = "E999"
+    body = payloads.from_team(
+        payloads.app_mention(QUESTION, user=OUTSIDER), "T999", ext_shared=bool(ext_shared)
+    )
+    if ext_shared is None:
+        body["event"].pop("is_ext_shared_channel", None)
+        body.pop("is_ext_shared_channel", None)
+
+    await slack.send(body)
+    await slack.settle()
+
+    assert slack.fake.thread(payloads.CHANNEL, body["event"]["ts"]) == []
+    assert _refusals(slack) == [text.SLACK_CONNECT_REFUSED]
 
 
 async def test_a_dm_thread_as_in_the_fixture_is_answered(slack: SlackHarness) -> None:
     # events/message_im_thread.json: user_team T111, source_team T222, enterprise E111.
     await _with_guide(slack)
+    slack.fake.teams["T222"] = "E111"
     body = payloads.dm_message(QUESTION, thread_ts=payloads.new_ts())
     body["event"]["source_team"] = "T222"
 
