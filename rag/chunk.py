@@ -9,12 +9,17 @@ prepended for context, cut at the strongest boundary available (paragraph, sente
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from rag.identity import document_identity
 from rag.types import Chunk, ExtractedDocument, Section
 
+# Control characters a format can carry (JSON "\u0000", YAML "\0") but no reader shows; dropped
+# so that no renderer downstream meets them. Tab, newline and form feed stay (line numbers).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 MAX_HEADING_TOKENS = 48
 MAX_IDENTITY_TOKENS = 64
 _SENTENCE_END = ".!?:;。！？"
@@ -34,7 +39,7 @@ def chunk_document(
     identity = _fit(document_identity(doc, title), tokenizer, MAX_IDENTITY_TOKENS, keep="start")
     chunks: list[Chunk] = []
     seen: set[str] = set()
-    for section in merge_adjacent(doc.sections):
+    for section in merge_adjacent([replace(s, text=_CONTROLS.sub("", s.text)) for s in doc.sections]):
         for chunk in _chunk_section(section, tokenizer, window, len(chunks), title, identity):
             # Repeated boilerplate (a disclaimer on every page) is stored and embedded once.
             if chunk.text in seen:

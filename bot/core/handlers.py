@@ -70,11 +70,26 @@ class JobHandler:
             with timed(self._telemetry, "reply"):
                 await sender.finish(job.address, job.handle, reply)
         except Exception as exc:
-            if not (isinstance(exc, RetryableError) and self._retry_elsewhere):  # else counted on retry
-                self._count(job, "error", started)  # the user saw nothing
-            raise
+            if isinstance(exc, RetryableError) and self._retry_elsewhere:
+                raise  # counted on the retry
+            self._count(job, "error", started)
+            # The reply could not be shown (a platform refusing it, a rendering failure): the user
+            # gets the apology instead of a working message that never ends. A platform out of
+            # reach is left to the runner (a queue worker retries the whole job).
+            if outcome == "error" or isinstance(exc, OSError) or not await self._apologise(sender, job):
+                raise
+            bound.exception("reply_failed_apology_sent")
+            return
         self._count(job, outcome, started)
         bound.info("job_done", seconds=round(time.perf_counter() - started, 3), outcome=reply.kind)
+
+    async def _apologise(self, sender: ReplySender, job: Job) -> bool:
+        apology = text.INTERNAL_ERROR.format(doing=text.DOING[job.kind], ref=job.id[:12])
+        try:
+            await sender.finish(job.address, job.handle, Reply(apology, kind="error"))
+        except Exception:
+            return False
+        return True
 
     def _count(self, job: Job, outcome: Outcome, started: float) -> None:
         self._telemetry.request(job.platform, job.kind, outcome)

@@ -75,6 +75,7 @@ def _convert_prose(text: str) -> str:
         links.append(slack_markup)
         return f"\x00{len(links) - 1}\x00"
 
+    text = text.replace("\x00", "")  # the links' placeholder below: text of its own cannot forge one
     text = _LINK.sub(lambda m: keep(_link(m.group(2), m.group(1))), text)
     text = _AUTOLINK.sub(lambda m: keep(_link(m.group(1), "")), text)
     text = escape(text)

@@ -516,6 +516,24 @@ async def test_an_internal_error_gets_an_apology_with_a_ref_and_never_the_except
     assert "hunter2" not in finish.text and "RuntimeError" not in finish.text
 
 
+async def test_a_reply_the_platform_cannot_show_is_replaced_by_the_apology(make_bot: BotFactory) -> None:
+    bot = make_bot()
+    await bot.engine.ingest(KB, "vpn.md", VPN_GUIDE)
+    shown = bot.sender.finish
+
+    async def refuse_answers(address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
+        if reply.kind == "answer":
+            raise ValueError("the renderer choked on this passage")
+        await shown(address, handle, reply)
+
+    bot.sender.finish = refuse_answers  # type: ignore[method-assign]
+    await bot.say("How do I rotate the VPN certificate?", event_id="Ev0123456789ABCDEF")
+
+    (finish,) = bot.sender.of("finish")
+    assert finish.handle == bot.sender.of("begin")[0].handle  # the working message ends
+    assert finish.text == text.INTERNAL_ERROR.format(doing="answering", ref="Ev0123456789")
+
+
 async def test_a_retryable_failure_in_process_still_gets_a_reply(make_bot: BotFactory) -> None:
     # In-process there is no queue to retry on: the user must not be left with "Searching…".
     bot = make_bot(answerer=RecordingAnswerer(fail=RetryableError("Groq 503")))

@@ -7,6 +7,7 @@ mention, and the assertions read the answer as Slack would show it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 
@@ -88,3 +89,23 @@ async def test_a_link_the_model_writes_shows_its_target(make_slack: HarnessFacto
     _assert_shown_not_disguised(shown)
     assert f"https://it.example.com (<{TARGET.replace('&', '&amp;')}>)" in shown  # a URL as text too
     assert "&lt;!here&gt;" in shown
+
+
+@pytest.mark.parametrize(
+    "text", ["portal \u00007\u0000 and", "portal \u00000\u0000 [x](https://a.example) and"]
+)
+async def test_a_document_with_nul_characters_is_answered_like_any_other(
+    slack: SlackHarness, text: str
+) -> None:
+    """JSON keeps "\\u0000": a passage holding the renderer's own link placeholder once crashed every
+    answer quoting it, leaving "Searching your documents…" in the thread for good."""
+    body = json.dumps({"password_reset": f"To reset your password, open the IT {text} sign in."}).encode()
+    upload = payloads.dm_file_share([slack.fake.add_file("reset.json", body, mimetype="application/json")])
+    await slack.send(upload)
+    await slack.settle()
+
+    question = payloads.app_mention(QUESTION)
+    await slack.send(question)
+    await slack.settle()
+    (message,) = slack.fake.thread(payloads.CHANNEL, question["event"]["ts"])
+    assert "To reset your password" in message["text"] and "\x00" not in message["text"]
