@@ -14,12 +14,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from rag.errors import UserFacingError
 from rag.identity import document_identity
 from rag.types import Chunk, ExtractedDocument, Section
 
 # Control characters a format can carry (JSON "\u0000", YAML "\0") but no reader shows; dropped
 # so that no renderer downstream meets them. Tab, newline and form feed stay (line numbers).
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+MAX_BLOCK_CHARS = 20_000  # the most text handed to the tokenizer at once
+# A file cut into more passages (or with more word pieces than that many passages hold) is refused:
+# it would hold an ingest slot for many minutes. 5,000 passages are ~1.3 million word pieces.
+MAX_PASSAGES = 5_000
 MAX_HEADING_TOKENS = 48
 MAX_IDENTITY_TOKENS = 64
 _SENTENCE_END = ".!?:;。！？"
@@ -39,15 +44,24 @@ def chunk_document(
     identity = _fit(document_identity(doc, title), tokenizer, MAX_IDENTITY_TOKENS, keep="start")
     chunks: list[Chunk] = []
     seen: set[str] = set()
-    for section in merge_adjacent([replace(s, text=_CONTROLS.sub("", s.text)) for s in doc.sections]):
-        for chunk in _chunk_section(section, tokenizer, window, len(chunks), title, identity):
-            # Repeated boilerplate (a disclaimer on every page) is stored and embedded once.
-            if chunk.text in seen:
-                continue
-            seen.add(chunk.text)
-            chunks.append(
-                Chunk(chunk.text, len(chunks), chunk.page, chunk.heading, chunk.line_start, chunk.line_end)
-            )
+    too_long = UserFacingError(
+        f"{doc.name} is too long: over {MAX_PASSAGES:,} passages. Please split it into smaller files."
+    )
+    tokens = 0
+    for merged in merge_adjacent([replace(s, text=_CONTROLS.sub("", s.text)) for s in doc.sections]):
+        for section in bounded(merged):
+            spans = tokenizer.token_spans(section.text)
+            tokens += len(spans)
+            if tokens > MAX_PASSAGES * window:  # refused before any more work: it could not fit
+                raise too_long
+            for chunk in _chunk_section(section, spans, tokenizer, window, len(chunks), title, identity):
+                # Repeated boilerplate (a disclaimer on every page) is stored and embedded once.
+                if chunk.text in seen:
+                    continue
+                seen.add(chunk.text)
+                chunks.append(replace(chunk, index=len(chunks)))
+                if len(chunks) > MAX_PASSAGES:
+                    raise too_long
     return chunks
 
 
@@ -73,6 +87,41 @@ def merge_adjacent(sections: Sequence[Section]) -> list[Section]:
             line_end=section.line_end,
         )
     return merged
+
+
+def bounded(section: Section, limit: int = MAX_BLOCK_CHARS) -> list[Section]:
+    """The section cut into blocks of at most `limit` characters, at paragraph breaks where it has
+    them, else at line breaks or spaces, with their own line numbers: the tokenizer is given one
+    block at a time, so a huge section (10 MB of text on one page) costs a block's memory, not
+    gigabytes of offsets."""
+    text = section.text
+    if len(text) <= limit:
+        return [section]
+    blocks: list[Section] = []
+    start = 0
+    line = section.line_start
+    while start < len(text):
+        end = len(text) if len(text) - start <= limit else _block_end(text, start, limit)
+        piece = text[start:end]
+        last = line + piece.count("\n") if line is not None else None
+        blocks.append(replace(section, text=piece, line_start=line, line_end=last))
+        line = last + text.count("\n", end, _skip_space(text, end)) if last is not None else None
+        start = _skip_space(text, end)
+    return blocks
+
+
+def _block_end(text: str, start: int, limit: int) -> int:
+    for sep in ("\n\n", "\n", " "):
+        cut = text.rfind(sep, start + limit // 2, start + limit)
+        if cut > start:
+            return cut
+    return start + limit
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \n":
+        i += 1
+    return i
 
 
 def _line_gap(before: Section, after: Section) -> int | None:
@@ -118,10 +167,15 @@ def _context(section: Section, title: str, identity: str) -> str:
 
 
 def _chunk_section(
-    section: Section, tokenizer: Tokenizer, window: int, first_index: int, title: str, identity: str
+    section: Section,
+    spans: Sequence[tuple[int, int]],
+    tokenizer: Tokenizer,
+    window: int,
+    first_index: int,
+    title: str,
+    identity: str,
 ) -> list[Chunk]:
     text = section.text
-    spans = tokenizer.token_spans(text)
     if not spans:
         return []
     heading = _fit(_context(section, title, identity), tokenizer, MAX_HEADING_TOKENS + MAX_IDENTITY_TOKENS)

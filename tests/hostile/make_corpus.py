@@ -62,6 +62,11 @@ def zip_bomb_docx(inflates_to: int = GiB) -> bytes:
     """A .docx whose word/document.xml declares 1,000 bytes (and their CRC) but inflates to
     `inflates_to`: a reader that trusts the declared size gets 1,000 good bytes, after inflating all."""
     deflated, crc = _zeros_deflated(inflates_to), zlib.crc32(bytes(1000))
+    return _zip([*_docx_parts(), ("word/document.xml", deflated, 8, 1000, crc)])
+
+
+def _docx_parts() -> list[tuple[str, bytes, int, int, int]]:
+    """A .docx's content types and relationships, pointing at word/document.xml."""
     types = (
         b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
         b'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
@@ -73,13 +78,21 @@ def zip_bomb_docx(inflates_to: int = GiB) -> bytes:
         b'relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/'
         b'2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>'
     )
-    return _zip(
-        [
-            _plain("[Content_Types].xml", types),
-            _plain("_rels/.rels", rels),
-            ("word/document.xml", deflated, 8, 1000, crc),
-        ]
+    return [_plain("[Content_Types].xml", types), _plain("_rels/.rels", rels)]
+
+
+def token_flood_docx(words: int = 4_900_000) -> bytes:
+    """A 10 KB .docx, honest about its sizes, whose one paragraph is "a a a …" (9.8 MB of text, under
+    the ratio check's 10 MB floor): millions of word pieces for the tokenizer in one section."""
+    document = (
+        b'<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/'
+        b'2006/main"><w:body><w:p><w:r><w:t xml:space="preserve">' + b"a " * words + b"</w:t></w:r></w:p>"
+        b"</w:body></w:document>"
     )
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = packer.compress(document) + packer.flush()
+    parts = _docx_parts()
+    return _zip([*parts, ("word/document.xml", deflated, 8, len(document), zlib.crc32(document))])
 
 
 def _pdf(objects: list[bytes]) -> bytes:
@@ -169,6 +182,7 @@ CORPUS: tuple[Hostile, ...] = (
     Hostile("huge-field.csv", csv_huge_field, "field larger than field limit"),
     Hostile("sniffer-trap.csv", csv_sniffer_trap, None),
     Hostile("brackets.md", markdown_bracket_heading, None),
+    Hostile("token-flood.docx", token_flood_docx, "is too long"),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.chunk import chunk_document
+from rag.chunk import bounded, chunk_document
 from rag.embed import SentenceEmbedder
 from rag.types import ExtractedDocument, Section
 
@@ -123,3 +123,15 @@ def test_every_chunk_carries_the_identity_its_document_states_on_its_first_page(
         assert term in identity
     assert all(c.text.startswith(identity + "\n") for c in chunks)  # page 2's too
     assert all(len(embedder.token_spans(c.text)) <= embedder.max_tokens - 2 for c in chunks)
+
+
+def test_a_huge_section_is_tokenized_in_bounded_blocks_that_keep_text_and_lines() -> None:
+    text = "\n\n".join(f"Paragraph {i} line one.\nParagraph {i} line two." for i in range(3000))
+    section = Section(text=text, line_start=1, line_end=text.count("\n") + 1)
+    blocks = bounded(section, limit=5_000)
+    assert len(blocks) > 10 and all(len(b.text) <= 5_000 for b in blocks)
+    assert "".join(_words(" ".join(b.text for b in blocks))) == "".join(_words(text))
+    lines = text.splitlines()
+    for block in blocks:  # each block's line numbers are where its text stands in the section
+        assert block.line_start is not None and block.line_end is not None
+        assert block.text.splitlines() == lines[block.line_start - 1 : block.line_end]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.make_corpus import CORPUS, pdf_flate_bomb, write_corpus, zip_bomb_docx
+from tests.hostile.make_corpus import CORPUS, pdf_flate_bomb, token_flood_docx, write_corpus, zip_bomb_docx
 from tests.processes import VENV_BIN, threadwise_env
 
 pytestmark = pytest.mark.slow
@@ -158,4 +158,20 @@ def test_every_file_of_the_hostile_corpus_ends_soon_with_a_reason_and_leaves_not
     # Each parse has its own 20 s budget (the tag flood uses all of it); this bounds the whole run, with
     # one model load, on a busy 2-core machine.
     assert run.seconds < 120
+    assert run.peak < MEMORY_GOAL, f"peak {run.peak / GiB:.2f} GiB"
+
+
+def test_a_small_file_of_millions_of_words_is_refused_within_the_memory_and_time_goal(tmp_path: Path) -> None:
+    """10 KB of .docx, 9.8 MB of "a a a …" once unpacked: the tokenizer was given the whole paragraph
+    at once (5 million offsets, 3.4 GiB in the main process, 45 s). Now it reads a bounded block at a
+    time and stops once the file holds more word pieces than the most passages a file may have."""
+    flood = tmp_path / "flood.docx"
+    flood.write_bytes(token_flood_docx())
+
+    run = threadwise(tmp_path, "ingest", str(flood))
+
+    assert run.code == 1, run.err
+    assert "skipped: flood.docx is too long: over 5,000 passages. Please split it into smaller" in run.err
+    assert "Traceback" not in run.err
+    assert run.seconds < SECONDS_GOAL
     assert run.peak < MEMORY_GOAL, f"peak {run.peak / GiB:.2f} GiB"
