@@ -26,7 +26,7 @@ from rag.chunk import chunk_document
 from rag.embed import SentenceEmbedder, text_key
 from rag.errors import UserFacingError
 from rag.gate import WriteGate, run_to_end
-from rag.names import name_key, normalize_name, shown
+from rag.names import look_alike_key, name_key, normalize_name, shown
 from rag.search import HybridSearcher, SearchOptions
 from rag.store import KnowledgeStore, new_version
 from rag.types import (
@@ -66,6 +66,17 @@ class NotYourDocument(UserFacingError):
         super().__init__(f"{shown(name)} belongs to {who}: only they or an admin can change it.")
         self.name = name
         self.owner = owner
+
+
+class LookAlikeName(UserFacingError):
+    """A new document's name reads like another person's document's."""
+
+    def __init__(self, name: str, existing: DocumentInfo) -> None:
+        who = existing.uploader or "someone else"
+        super().__init__(
+            f"{shown(name)} looks like {shown(existing.name)}, which belongs to {who}: please give "
+            "your file a name that differs in more than case, accents or look-alike letters."
+        )
 
 
 _LockKey = tuple[str, str]  # (knowledge base, name_key of the document)
@@ -358,6 +369,8 @@ class Engine:
         if previous is not None:
             # A name stored before names were normalised keeps it, so the swap stays one manifest write.
             upload = self._replacing(upload, previous)
+        elif not upload.trusted:
+            self._refuse_look_alike(kb, upload)
         with self._timed("extract"):  # parsing and chunking
             doc = extract.extract(
                 upload.name,
@@ -371,6 +384,14 @@ class Engine:
         # The bytes are not kept: a group of big files with little text must not fill the memory.
         bare = replace(upload, data=b"")
         return _Prepared(bare, len(upload.data), sha, previous, doc.kind, chunks, started)
+
+    def _refuse_look_alike(self, kb: str, upload: Upload) -> None:
+        """A new name that reads like someone else's document (`Policy.md`, `p\u043elicy.md` beside
+        `policy.md`) would be cited as if it were theirs: refused, naming the owner."""
+        key = look_alike_key(upload.name)
+        for doc in self._store.documents(kb):
+            if doc.uploader != upload.uploader and look_alike_key(doc.name) == key:
+                raise LookAlikeName(upload.name, doc)
 
     @staticmethod
     def _replacing(upload: Upload, previous: DocumentInfo) -> Upload:

@@ -49,6 +49,32 @@ def name_key(name: str) -> str:
         return name
 
 
+# Letters of other scripts drawn like Latin ones (a short list of the common ones, after NFKC).
+_CONFUSABLE = str.maketrans(
+    {
+        **dict(zip("аеорсухіјѕԁһӏԛԝк", "aeopcyxijsdhlqwk", strict=True)),  # Cyrillic
+        **dict(zip("αονικρτυχ", "aovikptux", strict=True)),  # Greek
+    }
+)
+# Letters that show as nothing (Hangul fillers) besides the marks and formats dropped by category.
+_BLANK_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}
+
+
+def look_alike_key(name: str) -> str:
+    """What two names share when a reader could not tell them apart: NFKC (fullwidth letters),
+    case folded, combining marks, variation selectors and invisible letters dropped, common Cyrillic
+    and Greek look-alikes read as Latin. `Policy.md`, `p\u043elicy.md` and `polic\u034fy.md` all
+    look like `policy.md`."""
+    folded = unicodedata.normalize("NFKC", normalize_name(name)).casefold()
+    decomposed = unicodedata.normalize("NFD", folded)
+    kept = "".join(
+        ch
+        for ch in decomposed
+        if unicodedata.category(ch) not in {"Mn", "Me", "Cf"} and ch not in _BLANK_LETTERS
+    )
+    return kept.translate(_CONFUSABLE)
+
+
 def shown(name: str, limit: int = SHOWN_CHARS) -> str:
     """A name as a reply echoes it: whole when short, else its start and its end around `…`."""
     if len(name) <= limit:

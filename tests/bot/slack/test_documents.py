@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import unicodedata
 
+import pytest
+
 from bot.core import text
 from rag.types import DocumentInfo
 from tests.bot.slack import payloads
-from tests.bot.slack.conftest import KB, VPN_GUIDE, HarnessFactory, SlackHarness
+from tests.bot.slack.conftest import HOLIDAYS, KB, VPN_GUIDE, HarnessFactory, SlackHarness
 
 OWNER = payloads.USER  # W222
 OTHER = "W999"
@@ -49,6 +51,34 @@ async def _documents(slack: SlackHarness) -> dict[str, DocumentInfo]:
 
 
 # -- only the uploader or an admin replaces a document ------------------------------------------------
+
+
+LOOK_ALIKES = {
+    "case": "Vpn.md",
+    "combining grapheme joiner": "vp\u034fn.md",
+    "variation selector": "vpn\ufe0f.md",
+    "Hangul filler": "vpn\u3164.md",
+    "Cyrillic р": "v\u0440n.md",
+    "fullwidth v": "\uff56pn.md",
+}
+
+
+@pytest.mark.parametrize("name", LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+async def test_a_name_that_looks_like_someone_elses_document_is_refused(
+    slack: SlackHarness, name: str
+) -> None:
+    assert (await _upload(slack, "vpn.md", VPN_GUIDE)).startswith("✅ Added *vpn.md*")
+
+    refused = await _upload(slack, name, FORGED, user=OTHER)
+
+    assert "looks like" in refused and "vpn.md" in refused and OWNER in refused
+    assert set(await _documents(slack)) == {"vpn.md"}  # nothing that would be cited as the owner's
+    assert "Keychain" in await _ask(slack)
+
+
+async def test_the_owner_may_upload_a_look_alike_name_of_their_own(slack: SlackHarness) -> None:
+    assert (await _upload(slack, "vpn.md", VPN_GUIDE)).startswith("✅ Added *vpn.md*")
+    assert (await _upload(slack, "VPN.md", HOLIDAYS)).startswith("✅ Added")
 
 
 async def test_someone_elses_upload_of_the_same_name_is_refused_and_the_owners_version_stays(
@@ -231,4 +261,3 @@ def _manifest_entry(name: str, *, uploader: str = OWNER) -> DocumentInfo:
         size=1,
         kind="markdown",
     )
-
