@@ -184,7 +184,7 @@ def _by_document(
 # Questions about several documents at once: the best passage of each rather than two of one.
 _SPANNING = re.compile(
     r"\b(?:compare[ds]?|comparison|versus|vs\.?|over time|trend|each|every|across|both|"
-    r"which (?:of the )?(?:reports|documents|files|accidents|quarters|years|companies|policies)|"
+    r"which (?:reports|documents|files|quarters|years|companies|policies|versions)|which of the \w+s|"
     r"(?:all|any) (?:of )?the (?:reports|documents|files|quarters|years|companies))\b",
     re.IGNORECASE,
 )
