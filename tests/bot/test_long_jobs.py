@@ -130,7 +130,9 @@ async def test_sigterm_during_an_ingest_stops_the_worker_in_its_grace_and_anothe
         store = store_of(chroma_port)
         before = await contents(store)
 
-        big = upload(fake, "big.md", long_document(40))
+        # Long enough (~300 passages, ~20 s of embedding on an idle machine) that it cannot end within
+        # the few seconds of grace the worker gives a running job after SIGTERM.
+        big = upload(fake, "big.md", long_document(100))
         ts, job_id = big["event"]["ts"], big["event_id"]
         assert await serve.send(big) == 200
         # Embedding: the worker reports how many passages it has read (the placeholder names the file too).
