@@ -182,7 +182,6 @@ CORPUS: tuple[Hostile, ...] = (
     Hostile("huge-field.csv", csv_huge_field, "field larger than field limit"),
     Hostile("sniffer-trap.csv", csv_sniffer_trap, None),
     Hostile("brackets.md", markdown_bracket_heading, None),
-    Hostile("token-flood.docx", token_flood_docx, "is too long"),
 )
 
 

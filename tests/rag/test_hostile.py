@@ -162,7 +162,8 @@ def test_every_file_of_the_hostile_corpus_ends_soon_with_a_reason_and_leaves_not
 
 
 def test_a_small_file_of_millions_of_words_is_refused_within_the_memory_and_time_goal(tmp_path: Path) -> None:
-    """10 KB of .docx, 9.8 MB of "a a a …" once unpacked: the tokenizer was given the whole paragraph
+    """10 KB of .docx, 9.8 MB of "a a a …" once unpacked (its own run, not in the corpus: the corpus
+    run stays within the memory goal with its own files). The tokenizer was given the whole paragraph
     at once (5 million offsets, 3.4 GiB in the main process, 45 s). Now it reads a bounded block at a
     time and stops once the file holds more word pieces than the most passages a file may have."""
     flood = tmp_path / "flood.docx"
