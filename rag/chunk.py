@@ -21,7 +21,7 @@ from rag.types import Chunk, ExtractedDocument, Section
 # Control characters a format can carry (JSON "\u0000", YAML "\0") but no reader shows; dropped
 # so that no renderer downstream meets them. Tab, newline and form feed stay (line numbers).
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-MAX_BLOCK_CHARS = 100_000  # the most text handed to the tokenizer at once (~25k word pieces)
+MAX_BLOCK_CHARS = 20_000  # the most text handed to the tokenizer at once (bounds its memory)
 # A file cut into more passages (or with more word pieces than that many passages hold) is refused:
 # it would hold an ingest slot for many minutes. 5,000 passages are ~1.3 million word pieces.
 MAX_PASSAGES = 5_000
