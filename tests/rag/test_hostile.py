@@ -39,21 +39,23 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _resident(pid: int) -> int:
+def _proportional(pid: int) -> int:
+    """The memory `pid` holds, with each page it shares with other processes counted in proportion
+    (PSS): summed over a tree, the physical memory the tree takes."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
         return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1]) * 1024
     return 0
 
 
 class PeakMemory:
-    """Polls the resident memory of a process tree, summed, every 10 ms until the root exits. Pages
-    shared between processes (the parse helper and the child forked from it) count in each: rather
-    too high than too low."""
+    """Polls the memory of a process tree every 10 ms until the root exits. Pages shared between
+    processes (the parse helper and the child forked from it share the interpreter) are split among
+    them, not counted once in each: the sum is what the tree takes from the machine."""
 
     def __init__(self, root: subprocess.Popen[bytes]) -> None:
         self.peak = 0
@@ -63,7 +65,7 @@ class PeakMemory:
 
     def _poll(self) -> None:
         while self._root.poll() is None:
-            self.peak = max(self.peak, sum(_resident(pid) for pid in _tree(self._root.pid)))
+            self.peak = max(self.peak, sum(_proportional(pid) for pid in _tree(self._root.pid)))
             time.sleep(0.01)
 
     def join(self) -> int:
