@@ -54,6 +54,7 @@ _GENERIC = frozenset(
 )
 _SPACE = re.compile(r"\s+")
 _PERIOD = r"(?:19|20)\d{2}|Q[1-4]|H[12]"
+_GLUED_DATE = re.compile(r"\b((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\b")
 _GLUED_PERIOD = re.compile(rf"(?i)\b({_PERIOD})({_PERIOD}|FY\d{{2,4}})\b")  # 2023Q2, Q2FY24
 
 
@@ -79,6 +80,7 @@ def name_words(name: str) -> str:
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
     words = re.sub(r"[_\-+.,()\[\]]+", " ", stem)
     words = _GLUED_PERIOD.sub(r"\1 \2", words)  # 2023Q2 → 2023 Q2, Q2FY24 → Q2 FY24
+    words = _GLUED_DATE.sub(r"\1-\2-\3", words)  # 20230630 → 2023-06-30
     return _SPACE.sub(" ", words).strip()
 
 
@@ -102,11 +104,23 @@ def _candidates(doc: ExtractedDocument, title: str) -> Iterator[str]:
         yield title
     if words:
         yield words
-    yield from salient_terms(first_page(doc))
+        yield from filter(None, map(_spelled_date, _NUMERIC_DATE_IN.findall(words)))
+    common = lower_case_words(" ".join(section.text for section in doc.sections))
+    yield from salient_terms(first_page(doc), common)
 
 
-def salient_terms(text: str) -> Iterator[str]:
-    """Codes, dates and names of `text`, in order of appearance (a name only where it is not a label)."""
+def lower_case_words(text: str) -> set[str]:
+    """The words `text` writes in lower case somewhere: capitalised elsewhere, they start a sentence
+    ("However", "Recently") rather than name anything."""
+    return set(_LOWER_WORD.findall(text))
+
+
+_LOWER_WORD = re.compile(r"\b[a-z][\w'\-]*")
+
+
+def salient_terms(text: str, common: set[str] | None = None) -> Iterator[str]:
+    """Codes, dates and names of `text`, in order of appearance (a name only where it is not a label,
+    nor a word that `text` or `common` writes in lower case)."""
     found: list[tuple[int, str]] = []
     taken: list[tuple[int, int]] = []
     for pattern in (_DATE, _CODE, _YEAR):
@@ -120,7 +134,7 @@ def salient_terms(text: str) -> Iterator[str]:
     for start, end in taken:
         masked[start:end] = "\n" * (end - start)
     plain = "".join(masked)
-    lower = {w for w in re.findall(r"\b[a-z][\w'\-]*", text)}
+    lower = lower_case_words(text) | (common or set())
     for match in _NAME.finditer(plain):
         name = _name(plain, match, lower)
         if name:
@@ -132,6 +146,7 @@ def salient_terms(text: str) -> Iterator[str]:
             yield other
 
 
+_NUMERIC_DATE_IN = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _NUMERIC_DATE = re.compile(r"(\d{1,2})[/.](\d{1,2})[/.](\d{4})|(\d{4})-(\d{2})-(\d{2})")
 _MONTH_NAMES = "January February March April May June July August September October November December".split()
 

@@ -99,6 +99,20 @@ def test_identity_reads_the_file_name_title_and_first_page_codes_and_dates() -> 
         assert noise not in terms  # labels, sentence starts, measures, later pages
 
 
+def test_a_word_the_document_writes_in_lower_case_elsewhere_is_a_sentence_start_not_a_name() -> None:
+    first = Section(
+        text="WHO's next Director-General\n\nHowever the vote goes, Margaret Chan steps down in June 2017. "
+        "Recently the World Health Assembly met in Geneva.",
+        page=1,
+    )
+    later = Section(text="The assembly, however, has recently changed its rules.", page=2)
+    terms = document_identity(ExtractedDocument("who.pdf", "pdf", (first, later))).split(" · ")
+    for name in ("Margaret Chan", "World Health Assembly", "Geneva", "June 2017"):
+        assert name in terms
+    for start in ("However", "Recently"):
+        assert start not in terms
+
+
 def test_question_terms_are_its_names_codes_and_dates() -> None:
     assert question_terms("How many hours had the pilot of Piper N112ED flown?") == ["Piper", "N112ED"]
     assert question_terms("Which accidents happened on December 8, 2007?") == ["December 8, 2007"]
@@ -117,6 +131,10 @@ async def test_a_question_naming_one_document_gets_its_passages_only(filings) ->
 
 def test_periods_are_matched_however_they_are_written() -> None:
     assert name_words("AAPL_10Q_2023Q2.pdf") == "AAPL 10Q 2023 Q2"
+    assert name_words("acme-10q-20230630.pdf") == "acme 10q 2023-06-30"
+    cover = (Section(text="Acme", page=1),)
+    dated = document_identity(ExtractedDocument("acme-10q-20230630.pdf", "pdf", cover))
+    assert "June 30, 2023" in dated.split(" · ")  # as a question writes it
     assert question_terms("What was Acme's revenue in the second quarter of 2023?") == [
         "Acme's",
         "second quarter|Q2",
