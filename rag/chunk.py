@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from rag.errors import UserFacingError
@@ -49,12 +49,15 @@ def chunk_document(
     )
     tokens = 0
     for merged in merge_adjacent([replace(s, text=_CONTROLS.sub("", s.text)) for s in doc.sections]):
-        for section in bounded(merged):
-            spans = tokenizer.token_spans(section.text)
+        for block in blocks(merged, MAX_BLOCK_CHARS):
+            spans = tokenizer.token_spans(block.section.text)
             tokens += len(spans)
             if tokens > MAX_PASSAGES * window:  # refused before any more work: it could not fit
                 raise too_long
-            for chunk in _chunk_section(section, spans, tokenizer, window, len(chunks), title, identity):
+            found, block.consumed = _chunk_section(
+                block.section, spans, tokenizer, window, title, identity, last=block.last
+            )
+            for chunk in found:
                 # Repeated boilerplate (a disclaimer on every page) is stored and embedded once.
                 if chunk.text in seen:
                     continue
@@ -89,25 +92,36 @@ def merge_adjacent(sections: Sequence[Section]) -> list[Section]:
     return merged
 
 
-def bounded(section: Section, limit: int = MAX_BLOCK_CHARS) -> list[Section]:
-    """The section cut into blocks of at most `limit` characters, at paragraph breaks where it has
-    them, else at line breaks or spaces, with their own line numbers: the tokenizer is given one
-    block at a time, so a huge section (10 MB of text on one page) costs a block's memory, not
-    gigabytes of offsets."""
+@dataclass
+class Block:
+    """A piece of a section the tokenizer is given at once. The chunker says how many of its characters
+    it used (`consumed`): it keeps back the unfinished last passage of a block that is not the
+    section's last, and that text starts the next block instead of ending in a half-empty passage."""
+
+    section: Section
+    last: bool
+    consumed: int = 0
+
+
+def blocks(section: Section, limit: int = MAX_BLOCK_CHARS) -> Iterator[Block]:
+    """The section in blocks of at most `limit` characters, cut at paragraph breaks where it has them,
+    else at line breaks or spaces, with their own line numbers, each starting where the chunker
+    stopped in the one before: the tokenizer is given one block at a time, so a huge section (10 MB
+    of text on one page) costs a block's memory, not gigabytes of offsets."""
     text = section.text
-    if len(text) <= limit:
-        return [section]
-    blocks: list[Section] = []
     start = 0
     line = section.line_start
     while start < len(text):
-        end = len(text) if len(text) - start <= limit else _block_end(text, start, limit)
+        last = len(text) - start <= limit
+        end = len(text) if last else _block_end(text, start, limit)
         piece = text[start:end]
-        last = line + piece.count("\n") if line is not None else None
-        blocks.append(replace(section, text=piece, line_start=line, line_end=last))
-        line = last + text.count("\n", end, _skip_space(text, end)) if last is not None else None
-        start = _skip_space(text, end)
-    return blocks
+        end_line = line + piece.count("\n") if line is not None else None
+        block = Block(replace(section, text=piece, line_start=line, line_end=end_line), last)
+        yield block
+        stop = start + (block.consumed if 0 < block.consumed < len(piece) else len(piece))
+        stop = _skip_space(text, stop)
+        line = line + text.count("\n", start, stop) if line is not None else None
+        start = stop
 
 
 def _block_end(text: str, start: int, limit: int) -> int:
@@ -171,18 +185,27 @@ def _chunk_section(
     spans: Sequence[tuple[int, int]],
     tokenizer: Tokenizer,
     window: int,
-    first_index: int,
     title: str,
     identity: str,
-) -> list[Chunk]:
+    *,
+    last: bool = True,
+) -> tuple[list[Chunk], int]:
+    """The section's chunks (numbered from 0), and how many of its characters they hold: all of
+    them, unless the section is not `last` — then the unfinished last passage is left out, for the
+    text that follows to complete."""
     text = section.text
     if not spans:
-        return []
+        return [], len(text)
     heading = _fit(_context(section, title, identity), tokenizer, MAX_HEADING_TOKENS + MAX_IDENTITY_TOKENS)
     budget = window - (len(tokenizer.token_spans(heading)) + 1 if heading else 0)
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+    windows = _windows(text, spans, budget)
+    consumed = len(text)
+    if not last and len(windows) > 1:
+        consumed = spans[windows[-1][0]][0]
+        windows = windows[:-1]
     out: list[Chunk] = []
-    for start, end in _windows(text, spans, budget):
+    for start, end in windows:
         body = text[spans[start][0] : spans[end - 1][1]].strip()
         if not body:
             continue
@@ -190,14 +213,14 @@ def _chunk_section(
         out.append(
             Chunk(
                 text=f"{heading}\n\n{body}" if heading and not body.startswith(heading) else body,
-                index=first_index + len(out),
+                index=len(out),
                 page=section.page,
                 heading=section.heading,
                 line_start=lines[0],
                 line_end=lines[1],
             )
         )
-    return out
+    return out, consumed
 
 
 def _windows(text: str, spans: Sequence[tuple[int, int]], budget: int) -> list[tuple[int, int]]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-from rag.chunk import bounded, chunk_document
+import pytest
+
+from rag import chunk as chunking
+from rag.chunk import blocks, chunk_document
 from rag.embed import SentenceEmbedder
 from rag.types import ExtractedDocument, Section
 
@@ -128,10 +131,30 @@ def test_every_chunk_carries_the_identity_its_document_states_on_its_first_page(
 def test_a_huge_section_is_tokenized_in_bounded_blocks_that_keep_text_and_lines() -> None:
     text = "\n\n".join(f"Paragraph {i} line one.\nParagraph {i} line two." for i in range(3000))
     section = Section(text=text, line_start=1, line_end=text.count("\n") + 1)
-    blocks = bounded(section, limit=5_000)
-    assert len(blocks) > 10 and all(len(b.text) <= 5_000 for b in blocks)
-    assert "".join(_words(" ".join(b.text for b in blocks))) == "".join(_words(text))
+    pieces = [block.section for block in blocks(section, limit=5_000)]
+    assert len(pieces) > 10 and all(len(b.text) <= 5_000 for b in pieces)
+    assert "".join(_words(" ".join(b.text for b in pieces))) == "".join(_words(text))
     lines = text.splitlines()
-    for block in blocks:  # each block's line numbers are where its text stands in the section
+    for block in pieces:  # each block's line numbers are where its text stands in the section
         assert block.line_start is not None and block.line_end is not None
         assert block.text.splitlines() == lines[block.line_start - 1 : block.line_end]
+
+
+def test_a_section_read_in_blocks_gives_the_passages_it_gives_read_whole(
+    embedder: SentenceEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No half-empty passage where a block ends: the unfinished one goes on into the next block."""
+    text = "\n\n".join(
+        f"Paragraph {i} says that the {i % 7}th valve opens at {i * 3} kPa." + " It holds." * (i % 5)
+        for i in range(400)
+    )
+    lines = text.count("\n") + 1
+    doc = ExtractedDocument("valves.txt", "text", (Section(text=text, line_start=1, line_end=lines),))
+    monkeypatch.setattr(chunking, "MAX_BLOCK_CHARS", 10**9)
+    whole = chunk_document(doc, embedder)
+    monkeypatch.setattr(chunking, "MAX_BLOCK_CHARS", 3_000)
+    in_blocks = chunk_document(doc, embedder)
+    assert len(text) > 10 * 3_000
+    assert [(c.text, c.line_start, c.line_end) for c in in_blocks] == [
+        (c.text, c.line_start, c.line_end) for c in whole
+    ]
