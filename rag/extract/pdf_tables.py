@@ -86,10 +86,10 @@ def page_tables(page: Any) -> list[PageTable]:
         rows = [[_cell(cell) for cell in row] for row in ruled.extract()]
         grid = _Grid.from_ruled(rows, box)  # type: ignore[arg-type]
         if grid is not None:
-            tables.append(_page_table(grid, _caption(lines, grid.box), height))
+            tables.append(_page_table(grid, grid.title or _caption(lines, grid.box, ruled_boxes), height))
     free = [line for line in lines if not any(_inside(line.box, box) for box in ruled_boxes)]
     for grid in _aligned_grids(free):
-        tables.append(_page_table(grid, _caption(lines, grid.box), height))
+        tables.append(_page_table(grid, _caption(lines, grid.box, ruled_boxes), height))
     return sorted(tables, key=lambda table: -table.bbox[3])
 
 
@@ -401,6 +401,7 @@ class _Grid:
     label_name: str
     rows: list[list[str]]
     indents: list[float] = field(default_factory=list)
+    title: str = ""  # a ruled table's first row, when it is one cell across the table
 
     @classmethod
     def from_ruled(cls, rows: list[list[str | None]], box: Box) -> _Grid | None:
@@ -415,7 +416,13 @@ class _Grid:
             for cell in [*row, *[None] * (width - len(row))]:
                 cells.append(cell if cell is not None else (cells[-1] if cells else ""))
             filled.append(cells)
-        return cls.build(filled, box, [], spanning=rows)
+        title = ""
+        if len(set(filled[0])) == 1:  # one cell across the table: its title, not its columns' names
+            title, filled, rows = filled[0][0], filled[1:], rows[1:]
+        grid = cls.build(filled, box, [], spanning=rows) if filled else None
+        if grid is not None:
+            grid.title = title
+        return grid
 
     @classmethod
     def build(
@@ -447,6 +454,10 @@ class _Grid:
         body = rows[heads:]
         if sum(any(row[1:]) for row in body) < _MIN_BODY_ROWS:
             return None
+        if any(_is_key(cell) for row in rows[:heads] for cell in row) or 4 * sum(
+            any(_is_key(cell) for cell in row[1:]) for row in body
+        ) >= len(body):
+            return None  # a form of "Name: value" boxes: its text reads well as it is
         if not any(_is_value(cell) for row in body for cell in row[1:]) and _wordy(body):
             return None  # long text in every cell: running text laid out in columns, not a table
         names = [_column_name([row[j] for row in rows[:heads]]) for j in range(len(rows[0]))]
@@ -485,6 +496,10 @@ class _Grid:
         return "\n".join(lines)
 
 
+def _is_key(cell: str) -> bool:
+    return cell.endswith(":")
+
+
 def _column_name(cells: list[str]) -> str:
     parts: list[str] = []
     for cell in cells:
@@ -498,10 +513,18 @@ def _wordy(rows: list[list[str]]) -> bool:
     return bool(cells) and statistics.mean(len(cell.split()) for cell in cells) > 6
 
 
-def _caption(lines: list[_Line], box: Box) -> str:
-    """The short lines just above the table (its title, a units line), nearest last."""
+def _caption(lines: list[_Line], box: Box, ruled: list[Box]) -> str:
+    """The short lines just above the table (its title, a units line), nearest last; none from inside
+    a ruled table."""
     x0, top, x1, _ = box
-    above = [line for line in lines if line.bottom <= top + 0.5 and line.box[2] > x0 and line.box[0] < x1]
+    above = [
+        line
+        for line in lines
+        if line.bottom <= top + 0.5
+        and line.box[2] > x0
+        and line.box[0] < x1
+        and not any(_inside(line.box, other) for other in ruled if other != box)
+    ]
     above.sort(key=lambda line: line.bottom)
     caption: list[str] = []
     edge = top

@@ -304,3 +304,25 @@ async def test_a_question_about_one_figure_finds_the_row_that_holds_it(
     assert first.locator.startswith("p. 2, "), first.locator
     label = next(line[0] for line in LINES if line[2] == (row,) * 4)
     assert re.search(rf"^(\w[\w ]*: )?{label} — .*{value}", first.text, re.MULTILINE), first.text
+
+
+def test_a_ruled_form_of_name_value_boxes_stays_running_text() -> None:
+    # forms (a titled box of "Name: | value | Name: | value" rows) read well as they are
+    page = Page()
+    rows = [
+        ("Pilot Information",),
+        ("Certificate:", "Private", "Age:", "85, Male"),
+        ("Flight Time:", "2319 hours", "Last Medical Exam:", "06/01/2007"),
+        ("Seat Occupied:", "Left", "Restraint Used:", "Seatbelt"),
+    ]
+    xs = (72, 200, 320, 440, 540)
+    for number, row in enumerate(rows):
+        for x, cell in zip(xs, row, strict=False):
+            page.add(x + 4, 700 - 14 * number - 10, 9, cell)
+        page.rule(xs[0], 700 - 14 * number, xs[-1], 700 - 14 * number)
+    page.rule(xs[0], 700 - 14 * len(rows), xs[-1], 700 - 14 * len(rows))
+    for x in xs:
+        page.rule(x, 700 - (0 if x in (xs[0], xs[-1]) else 14), x, 700 - 14 * len(rows))
+    doc = run("form.pdf", write_pdf([page]))
+    assert len(doc.sections) == 1 and " — " not in doc.sections[0].text
+    assert "Certificate: Private Age: 85, Male" in doc.sections[0].text
