@@ -74,6 +74,12 @@ def find_tables(data: bytes, page_indexes: Iterable[int], seconds: float) -> dic
     return found
 
 
+def has_table(words: Sequence[dict[str, Any]]) -> bool:
+    """Whether words (pdfplumber's shape, from any source) hold a table this module would rewrite,
+    looking at their alignment only: the cheap test before a page is read by pdfplumber."""
+    return bool(_aligned_grids(_text_lines(words)))
+
+
 def page_tables(page: Any) -> list[PageTable]:
     """The tables of one pdfplumber page, top to bottom."""
     height = float(page.height)
