@@ -35,12 +35,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, NoReturn
 
 import docx
+import pdfplumber  # noqa: F401  (imported here, before the children fork: rag.extract.pdf_tables)
 import pypdfium2 as pdfium
 
 from rag import filetypes
 from rag.errors import UserFacingError
 from rag.extract.common import _Upload
 from rag.extract.parse import damaged, parse_sections
+from rag.extract.pdf_tables import find_tables
 from rag.types import Section
 
 MiB = 1024 * 1024
@@ -334,6 +336,7 @@ def _warm_up() -> None:
     for ext in (*samples, "md", "rst", "txt", "json", "yaml", "py"):
         with contextlib.suppress(Exception):
             parse_sections(_Upload(f"warm.{ext}", ext, samples.get(ext, b"warm\n"), 1 << 20))
+    find_tables(samples["pdf"], [0], 1.0)  # pdfminer's parser and pdfplumber's table finder, once
 
 
 def _wake(signum: int, frame: Any) -> None:

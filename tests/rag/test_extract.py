@@ -287,7 +287,7 @@ def test_text_file_named_pdf() -> None:
 def test_pypdf_reads_what_pdfium_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
     # No small file makes pdfium fail where pypdf succeeds, so pdfium is made to fail here, and the
     # parser runs in this process (the sandbox's child would not see the patch).
-    def broken(data: bytes) -> list[str]:
+    def broken(data: bytes, deadline: float) -> list[str]:
         raise pdfium.PdfiumError("Failed to load document (PDFium: Data format error).")
 
     monkeypatch.setattr(extract_module, "_pdfium_texts", broken)
