@@ -25,6 +25,7 @@ from rag.cache import QueryCache
 from rag.chunk import chunk_document
 from rag.embed import SentenceEmbedder, text_key
 from rag.errors import UserFacingError
+from rag.focus import SentenceHighlighter
 from rag.gate import WriteGate, run_to_end
 from rag.names import look_alike_key, name_key, normalize_name, shown
 from rag.search import HybridSearcher, SearchOptions
@@ -143,6 +144,9 @@ class _Prepared:
     started: float
 
 
+FOCUS_DEPTH = 2  # an answer's passages are the better half of twice as many searched (rag.focus)
+
+
 @dataclass(frozen=True)
 class EngineLimits:
     max_bytes: int
@@ -209,6 +213,7 @@ class Engine:
         self._limits = limits
         self._options = search_options
         self._searcher = HybridSearcher(store)
+        self._focus = SentenceHighlighter(embedder)
         self.warmed = False  # set by warm(): model loaded and keyword indexes built
         self._query_cache = query_cache
         self._doc_locks = _NameLocks()  # one ingest or forget of a document at a time
@@ -585,6 +590,20 @@ class Engine:
             with self._timed("search"):
                 return await asyncio.to_thread(self._search, kb, query, vector, top_k, hybrid)
 
+    async def passages(self, kb: str, question: str, *, hybrid: bool | None = None) -> list[Passage]:
+        """What an answer is written from: twice the configured number of passages searched, and
+        the better half kept, the passage whose sentence answers the question first (rag.focus)."""
+        with self._embedder.question():
+            with self._timed("embed"):
+                vector = await asyncio.to_thread(self._embedder.embed_query, question)
+            with self._timed("search"):
+                return await asyncio.to_thread(self._focused, kb, question, vector, hybrid)
+
+    def _focused(self, kb: str, query: str, vector: np.ndarray, hybrid: bool | None) -> list[Passage]:
+        top_k = self._options.top_k
+        found = self._search(kb, query, vector, top_k * FOCUS_DEPTH, hybrid)
+        return self._focus.order(query, found, top_k)
+
     def _search(
         self, kb: str, query: str, vector: np.ndarray, top_k: int | None, hybrid: bool | None
     ) -> list[Passage]:
@@ -614,7 +633,7 @@ class Engine:
             if cached is not None:
                 return Answer(cached.text, cached.citations, cached.mode, cached.language, cached=True)
         with self._timed("search"):
-            passages = await asyncio.to_thread(self._search, kb, query, vector, None, None)
+            passages = await asyncio.to_thread(self._focused, kb, query, vector, None)
         with self._timed("llm"):  # the extractive answerer too: the stage is "write the answer"
             answer = await self._answerer.answer(question, passages, history=history, on_delta=on_delta)
         if answer.mode == "llm" and not history:

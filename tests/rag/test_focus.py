@@ -46,3 +46,36 @@ def test_sentences_leave_out_context_lines_and_markup() -> None:
         "## Install\n\n- Run **make install** first.\n- Then run make test."
     )
     assert sentences(passage) == ["Run make install first.", "Then run make test."]
+
+
+def _section(title: str, sentences_: list[str], repeat: int = 6) -> str:
+    return f"## {title}\n\n" + " ".join(sentences_ * repeat) + "\n\n"
+
+
+# Passages that speak of the SAIBK genome without saying how long it is, and one, mostly about field
+# work, whose one sentence gives the length.
+GENOME_REPORT = (
+    "# SAIBK field report\n\n"
+    + _section("Annotation", ["The SAIBK genome annotation lists the genes of the SAIBK genome."])
+    + _section("Comparison", ["We compared the SAIBK genome with the genomes of related viruses."])
+    + _section("Quality", ["Coverage of the SAIBK genome was even across the genome assembly."])
+    + "## Field work\n\n"
+    + "Traps were set at dusk near the cave entrance and checked every two hours. " * 6
+    + "Sequencing showed that the complete SAIBK genome is 27,534 nucleotides long. "
+    + "Samples were stored in liquid nitrogen and shipped to the laboratory within a week. " * 6
+    + "\n\n"
+    + _section("Browser", ["A browser for the SAIBK genome shows each genome feature."])
+)
+
+
+async def test_the_passage_whose_sentence_answers_comes_first_in_what_the_answer_is_written_from(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "field-report.md", GENOME_REPORT.encode())
+    question = "What is the size of the SAIBK genome?"
+    searched = await engine.search(KB, question, top_k=10)
+    given = await engine.passages(KB, question)
+    assert "27,534" not in searched[0].text  # the search alone ranks a passage about the genome first
+    assert len(given) == 5
+    assert "27,534" in given[0].text
