@@ -222,10 +222,17 @@ class SentenceEmbedder:
         self._cache.put(key, mine.vector)
         return mine.vector
 
-    def embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+    def embed(
+        self,
+        texts: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+        *,
+        for_question: bool = False,
+    ) -> np.ndarray:
         """L2-normalised vectors, one row per text. Cached and duplicate texts cost nothing.
 
-        Bulk work (an ingest): it runs in sub-batches that let questions go first."""
+        Bulk work (an ingest) runs in sub-batches that let questions go first; work `for_question`
+        (the sentences of a question's passages, rag.focus) runs as a question does, at once."""
         self.load()
         keys = [text_key(t) for t in texts]
         found: dict[str, np.ndarray] = {}
@@ -241,10 +248,11 @@ class SentenceEmbedder:
         if progress:
             progress(len(texts) - len(todo))
         items = list(todo.items())
-        for start in range(0, len(items), self._batch_size):
-            part = items[start : start + self._batch_size]
-            with self._gate.bulk():
-                vectors = self._run([t for _, t in part])
+        batch, turn = (QUERY_BATCH, self._gate.query) if for_question else (self._batch_size, self._gate.bulk)
+        for start in range(0, len(items), batch):
+            part = items[start : start + batch]
+            with turn():
+                vectors = self._run([t for _, t in part], batch_size=batch)
             for (key, _), vec in zip(part, vectors, strict=True):
                 found[key] = vec
                 self._cache.put(key, vec)
