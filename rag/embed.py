@@ -222,22 +222,42 @@ class SentenceEmbedder:
         self._cache.put(key, mine.vector)
         return mine.vector
 
-    def embed(
-        self,
-        texts: Sequence[str],
-        progress: Callable[[int], None] | None = None,
-        *,
-        for_question: bool = False,
-    ) -> np.ndarray:
+    def embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """L2-normalised vectors, one row per text. Cached and duplicate texts cost nothing.
 
-        Bulk work (an ingest) runs in sub-batches that let questions go first; work `for_question`
-        (the sentences of a question's passages, rag.focus) runs as a question does, at once."""
+        Bulk work (an ingest): it runs in sub-batches that let questions go first."""
+        found, items = self._cached(texts)
+        if progress:
+            progress(len(texts) - len(items))
+        for start in range(0, len(items), self._batch_size):
+            part = items[start : start + self._batch_size]
+            with self._gate.bulk():
+                vectors = self._run([t for _, t in part])
+            self._keep(part, vectors, found)
+            if progress:
+                progress(len(part))
+        if items:
+            give_back_freed_memory()
+        return self._rows(texts, found)
+
+    def embed_for_question(self, texts: Sequence[str]) -> np.ndarray:
+        """Like `embed`, for texts a question needs before it is answered (its passages' sentences):
+        question work, in one run that goes before bulk work, as the question's own vector does.
+        Bulk work would wait behind an ingest and yield to every question under way, this one too."""
+        found, items = self._cached(texts)
+        if items:
+            with self._gate.query():
+                vectors = self._run([t for _, t in items], batch_size=QUERY_BATCH)
+            self._keep(items, vectors, found)
+        return self._rows(texts, found)
+
+    def _cached(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+        """The vectors cached for `texts` by key, and the (key, text) of the others, once each."""
         self.load()
-        keys = [text_key(t) for t in texts]
         found: dict[str, np.ndarray] = {}
         todo: dict[str, str] = {}
-        for key, text in zip(keys, texts, strict=True):
+        for text in texts:
+            key = text_key(text)
             if key in found or key in todo:
                 continue
             vec = self._cache.get(key)
@@ -245,24 +265,17 @@ class SentenceEmbedder:
                 todo[key] = text
             else:
                 found[key] = vec
-        if progress:
-            progress(len(texts) - len(todo))
-        items = list(todo.items())
-        batch, turn = (QUERY_BATCH, self._gate.query) if for_question else (self._batch_size, self._gate.bulk)
-        for start in range(0, len(items), batch):
-            part = items[start : start + batch]
-            with turn():
-                vectors = self._run([t for _, t in part], batch_size=batch)
-            for (key, _), vec in zip(part, vectors, strict=True):
-                found[key] = vec
-                self._cache.put(key, vec)
-            if progress:
-                progress(len(part))
-        if items:
-            give_back_freed_memory()
-        if not keys:
+        return found, list(todo.items())
+
+    def _keep(self, items: list[tuple[str, str]], vectors: np.ndarray, found: dict[str, np.ndarray]) -> None:
+        for (key, _), vec in zip(items, vectors, strict=True):
+            found[key] = vec
+            self._cache.put(key, vec)
+
+    def _rows(self, texts: Sequence[str], found: dict[str, np.ndarray]) -> np.ndarray:
+        if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([found[k] for k in keys])
+        return np.stack([found[text_key(t)] for t in texts])
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """The model alone, in one run of batches of 32: no cache, no de-duplication, no sub-batches

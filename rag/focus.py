@@ -70,7 +70,7 @@ class SentenceHighlighter:
     def _scored(self, question: str, found: list[tuple[int, str]]) -> list[Highlight]:
         if not found:
             return []
-        vectors = self._embedder.embed([s for _, s in found], for_question=True)
+        vectors = self._embedder.embed_for_question([s for _, s in found])
         query = self._embedder.embed_query(question)
         words = set(tokenize(question))
         cosine = vectors @ query

@@ -22,7 +22,7 @@ import pypdfium2.raw as pdfium_raw
 from rag import filetypes
 from rag.errors import UserFacingError
 from rag.extract.common import _not_a, _Upload
-from rag.extract.pdf_tables import PageTable, find_tables, has_table, is_figure
+from rag.extract.pdf_tables import OutOfTime, PageTable, find_tables, has_table, is_figure, time_limit
 from rag.types import Section
 
 # Tables are looked for on pages that look tabular (rows ending in figures, or ruling lines), for at
@@ -133,13 +133,22 @@ def _pdfium_page_text(document: pdfium.PdfDocument, index: int, deadline: float)
                 chars <= _TABLE_PAGE_CHARS
                 and time.monotonic() < deadline
                 and (_figure_rows(text) or _ruled(page))
-                and has_table(_pdfium_words(textpage, text))
+                and _has_table(textpage, text, deadline)
             )
         finally:
             textpage.close()
         return _PageText(text, tabular)
     finally:
         page.close()
+
+
+def _has_table(textpage: pdfium.PdfTextPage, text: str, deadline: float) -> bool:
+    """Whether the page's words line up as a table, if that is told before the deadline."""
+    try:
+        with time_limit(deadline - time.monotonic()):
+            return has_table(_pdfium_words(textpage, text))
+    except OutOfTime:
+        return False
 
 
 def _pdfium_words(textpage: pdfium.PdfTextPage, text: str) -> list[dict[str, Any]]:

@@ -12,12 +12,15 @@ the caller found to look tabular are read here, within a time budget.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import re
+import signal
 import statistics
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,12 +52,14 @@ class PageTable:
 
 
 def find_tables(data: bytes, page_indexes: Iterable[int], seconds: float) -> dict[int, list[PageTable]]:
-    """The tables of the given pages (0-based), read until `seconds` have passed; pages not reached in
-    time, that pdfminer cannot read, or that are rotated get none (their text is read as before)."""
+    """The tables of the given pages (0-based), read until `seconds` have passed (pdfminer is stopped
+    mid-page then: one page of a million drawing operators or of a grid of ruling lines would take it
+    minutes); pages not reached in time, that pdfminer cannot read, or that are rotated get none (their
+    text is read as before)."""
     found: dict[int, list[PageTable]] = {}
     deadline = time.monotonic() + seconds
     try:
-        with pdfplumber.open(io.BytesIO(data)) as pdf:
+        with time_limit(seconds), pdfplumber.open(io.BytesIO(data)) as pdf:
             pages = pdf.pages
             for index in page_indexes:
                 if time.monotonic() > deadline:
@@ -67,11 +72,50 @@ def find_tables(data: bytes, page_indexes: Iterable[int], seconds: float) -> dic
                         found[index] = tables
                 finally:
                     page.close()
+    except OutOfTime:
+        pass  # the pages read so far keep their tables
     except MemoryError:
         pass  # tables are a refinement: the page text was read already, and is kept
     except Exception:  # pdfminer could not read the file or a page: its text is read as before
         pass
     return found
+
+
+class OutOfTime(BaseException):
+    """Raised by `time_limit` into the work it bounds. Not an Exception, so that no `except Exception`
+    in pdfminer or pdfplumber takes it for a damaged file and carries on."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block with OutOfTime once `seconds` have passed (at once when none are left). A
+    timer the process had set (the parse child's last alarm) is put back, less the time spent here, and
+    comes first if it is due sooner. Only the main thread can be interrupted: elsewhere the block runs
+    to its end (callers also check their deadline between pages)."""
+    if seconds <= 0:
+        raise OutOfTime
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = [True]
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if armed[0]:
+            raise OutOfTime
+
+    started = time.monotonic()
+    previous = signal.getsignal(signal.SIGALRM)
+    pending = signal.getitimer(signal.ITIMER_REAL)[0]  # the process's own alarm: seconds to go, or 0
+    try:
+        signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, min(seconds, pending) if pending else seconds)
+        yield
+    finally:
+        armed[0] = False  # first: from here on the handler raises nothing
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        if pending:
+            signal.setitimer(signal.ITIMER_REAL, max(pending - (time.monotonic() - started), 0.001))
 
 
 def has_table(words: Sequence[dict[str, Any]]) -> bool:

@@ -26,6 +26,7 @@ class Text:
 class Page:
     texts: list[Text] = field(default_factory=list)
     rules: list[tuple[float, float, float, float]] = field(default_factory=list)  # x0, y0, x1, y1
+    raw: bytes = b""  # content-stream operators put after the page's text, as they are
 
     def add(self, x: float, y: float, size: float, text: str, align: str = "left") -> None:
         self.texts.append(Text(x, y, size, text, align))
@@ -38,7 +39,7 @@ def text_width(text: str, size: float) -> float:
     return sum(_WIDTHS.get(char, 556) for char in text) * size / 1000
 
 
-def write_pdf(pages: Sequence[Page]) -> bytes:
+def write_pdf(pages: Sequence[Page], size: tuple[float, float] = (612, 792)) -> bytes:
     objects: list[bytes] = [
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
     ]
@@ -56,13 +57,13 @@ def write_pdf(pages: Sequence[Page]) -> bytes:
                 x -= text_width(item.text, item.size) / 2
             escaped = item.text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
             content += f"BT /F1 {item.size} Tf {x:.2f} {item.y:.2f} Td ({escaped}) Tj ET\n".encode("cp1252")
-        packed = zlib.compress(content)
+        packed = zlib.compress(content + page.raw)
         objects.append(
             b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(packed), packed)
         )
         objects.append(
-            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
-            b"/Resources << /Font << /F1 1 0 R >> >> >>" % (pages_id, len(objects))
+            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %g %g] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 1 0 R >> >> >>" % (pages_id, *size, len(objects))
         )
         kids.append(len(objects))
     objects.append(

@@ -6,6 +6,7 @@ two-line period headers, and a ruled specification table."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -258,6 +259,62 @@ def test_tables_are_given_up_when_their_time_is_spent(monkeypatch: pytest.Monkey
     sections = parse_sections(_Upload("acme.pdf", "pdf", data, LIMIT))
     assert [s.page for s in sections] == [1, 2]  # the page's text as before: figures in running text
     assert f"{figures(3)[9][0]:,}" in sections[1].text
+
+
+# --- pages that would take pdfminer, pdfplumber or the alignment test minutes: stopped at the budget --
+
+
+def ruled_grid(lines: int) -> tuple[list[Page], tuple[float, float]]:
+    """A statement page with a grid of lines × lines ruling lines 4 pt apart drawn over it: pdfplumber
+    pairs every intersection with every later one to find cells (40,000 intersections: a minute)."""
+    page = statement_page("Acme Industries", "June 30", "Six Months", ("2023", "2022"), figures(3))
+    end = 40 + 4 * lines
+    for number in range(lines + 1):
+        page.rule(40, 40 + 4 * number, end, 40 + 4 * number)
+        page.rule(40 + 4 * number, 40, 40 + 4 * number, end)
+    return [page], (end + 40, end + 40)
+
+
+def operator_flood(operators: int = 3_000_000) -> tuple[list[Page], tuple[float, float]]:
+    """A statement page whose content stream then sets the line width millions of times: nothing for
+    pdfium, twenty seconds and more for pdfminer's content parser (12 MB of operators, 12 KB packed)."""
+    page = statement_page("Acme Industries", "June 30", "Six Months", ("2023", "2022"), figures(3))
+    page.raw = b"1 w\n" * operators
+    return [page], (612, 792)
+
+
+def wide_rows(words: int = 3_300) -> tuple[list[Page], tuple[float, float]]:
+    """Three rows of thousands of tiny figures each (under the 20,000 characters of a page that is
+    looked at for tables): every figure is a cell, and each was compared with every column."""
+    page = Page()
+    for row in range(3):
+        for number in range(words):
+            page.add(10 + 1.5 * number, 700 - row, 0.5, "1")
+    return [page], (10 + 1.5 * words + 10, 792)
+
+
+@pytest.mark.parametrize("make", [ruled_grid, operator_flood, wide_rows])
+def test_a_page_that_would_take_minutes_to_read_for_tables_is_stopped_at_the_budget(
+    monkeypatch: pytest.MonkeyPatch, make: object
+) -> None:
+    # in this process, with a 1 s budget: the page is read as text, the tables given up on time
+    monkeypatch.setattr(pdf_module, "TABLE_SECONDS", 1.0)
+    pages, size = make(200) if make is ruled_grid else make()  # type: ignore[operator]
+    started = time.monotonic()
+    sections = parse_sections(_Upload("hostile.pdf", "pdf", write_pdf(pages, size), LIMIT))
+    assert time.monotonic() - started < 6.0
+    assert [s.page for s in sections] == [1]
+    assert "Net income" in sections[0].text or sections[0].text.startswith("1 1 1 1")
+
+
+def test_an_upload_whose_tables_would_take_a_minute_is_read_as_text_within_its_limits() -> None:
+    # through the parse child (20 s to read a file): the table budget stops pdfplumber, the file is kept
+    pages, size = ruled_grid(200)
+    data = write_pdf(pages, size)
+    assert len(data) < 10_000
+    doc = run("drawing.pdf", data)
+    assert [s.page for s in doc.sections] == [1]
+    assert f"Net income {figures(3)[9][0]:,}" in doc.sections[0].text
 
 
 def test_the_test_writer_right_aligns_with_the_fonts_widths() -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
+from rag.embed import SentenceEmbedder
 from rag.focus import sentences
 from tests.conftest import EngineFactory
 
@@ -79,3 +84,24 @@ async def test_the_passage_whose_sentence_answers_comes_first_in_what_the_answer
     assert "27,534" not in searched[0].text  # the search alone ranks a passage about the genome first
     assert len(given) == 5
     assert "27,534" in given[0].text
+
+
+async def test_the_sentences_an_answer_is_ranked_by_are_embedded_as_question_work(
+    make_engine: EngineFactory, embedder: SentenceEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not as bulk work: that waits behind an ingest's sub-batches and yields to every question under
+    way, this one's too (engine.passages holds its question open: 1 s a sub-batch of 8 sentences,
+    44 s for ten passages of short sentences)."""
+    engine = make_engine()
+    parts = " ".join(f"Pump {n} seal {n * 7} is rated for {n * 40} bar." for n in range(300))
+    await engine.ingest(KB, "pump-seals.md", f"# Pump seals\n\n{parts}\n".encode())
+
+    def bulk() -> None:
+        raise AssertionError("a question's sentences were queued as bulk work")
+
+    monkeypatch.setattr(embedder._gate, "bulk", bulk)
+    started = time.monotonic()
+    given = await engine.passages(KB, "Which pump seal is rated for 2,000 bar?")
+    answer = await engine.ask(KB, "What is seal 91 of pump 13 rated for?")
+    assert len(given) == 5 and answer.citations
+    assert time.monotonic() - started < 10
