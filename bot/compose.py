@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from bot.core.dispatch import Dispatcher
 from bot.core.feedback import FeedbackRecorder
 from bot.core.handlers import JobHandler
-from bot.core.ports import FileFetcher, JobRunner, ReplySender
+from bot.core.ports import JobRunner, Outbound
 from bot.core.runner import InProcessRunner
 from bot.core.state import (
     Deduplicator,
@@ -27,6 +29,10 @@ from bot.core.state import (
 )
 from bot.jobqueue import QueueRunner
 from bot.metrics import Metrics
+from bot.platform import Inbound, Intake, Platform
+from bot.platform import Outbound as PlatformOutbound
+from bot.platforms import enabled_platforms
+from bot.server import build_app
 from bot.settings import Settings
 from rag.answer import build_answerer
 from rag.cache import QueryCache, SemanticCache
@@ -124,6 +130,10 @@ class ChatApp:
     metrics: Metrics = field(default_factory=lambda: Metrics(registry=CollectorRegistry()))
     feedback: FeedbackRecorder = field(default_factory=FeedbackRecorder)  # 👍/👎 from any platform
 
+    def intake(self) -> Intake:
+        """What a platform's inbound part hands messages and votes to."""
+        return Intake(submit=self.dispatcher.handle, feedback=self.feedback.record, drain=self.runner.drain)
+
     async def aclose(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
@@ -133,17 +143,17 @@ def build_chat_app(
     settings: Settings,
     engine: Engine,
     *,
-    senders: Mapping[str, ReplySender],
-    fetchers: Mapping[str, FileFetcher],
+    platforms: Sequence[Outbound],
     metrics: Metrics | None = None,
 ) -> ChatApp:
-    """`metrics`: the process's metrics, whose `stage` the engine was built with; else a fresh set."""
+    """`platforms`: their outbound parts. `metrics`: the process's metrics, whose `stage` the engine
+    was built with; else a fresh set."""
     metrics = metrics or Metrics(registry=CollectorRegistry())
+    outbound = {p.name: p for p in platforms}
     dedup, limiter, memory, shared = _chat_state(settings)
     handler = JobHandler(
         engine=engine,
-        senders=senders,
-        fetchers=fetchers,
+        platforms=outbound,
         memory=memory,
         max_file_mb=settings.max_file_size_mb,
         telemetry=metrics,
@@ -156,9 +166,10 @@ def build_chat_app(
         runner = InProcessRunner(handler.run)
     dispatcher = Dispatcher(
         runner=runner,
-        senders=senders,
+        platforms=outbound,
         dedup=dedup,
         limiter=limiter,
+        memory=memory,
         kb_for=settings.kb_for,
         admins=settings.admin_user_ids,
         telemetry=metrics,
@@ -167,6 +178,53 @@ def build_chat_app(
     metrics.watch_queue(runner.depth)
     feedback = FeedbackRecorder(kb_for=settings.kb_for, telemetry=metrics, votes=_vote_book(shared))
     return ChatApp(dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback)
+
+
+@dataclass
+class Service:
+    """`threadwise serve`'s web app: the chat app, and each platform's two parts on it."""
+
+    app: web.Application
+    chat: ChatApp
+    outbound: dict[str, PlatformOutbound]
+    inbound: dict[str, Inbound]
+
+
+def build_service(
+    settings: Settings,
+    engine: Engine,
+    *,
+    platforms: Sequence[Platform[Any]] | None = None,
+    metrics: Metrics | None = None,
+) -> Service:
+    """Outbound parts first (the chat app replies through them), then the web app, then the routes.
+
+    `platforms`: those the platform table enables for these settings, unless given.
+    """
+    chosen = enabled_platforms(settings) if platforms is None else platforms
+    outbound = {p.name: p.outbound(settings) for p in chosen}
+    chat = build_chat_app(settings, engine, platforms=list(outbound.values()), metrics=metrics)
+    app = build_app(
+        engine=engine,
+        chat=chat,
+        check_timeout=settings.health_check_timeout,
+        runs_jobs=settings.runner == "inprocess",
+    )
+    for part in outbound.values():
+        app.on_startup.append(_hook(part.start))  # before the routes' own start-up
+    inbound = {p.name: p.inbound(settings, outbound[p.name], chat.intake()) for p in chosen}
+    for routes in inbound.values():
+        routes.mount(app)
+    for part in outbound.values():
+        app.on_cleanup.append(_hook(part.close))  # after the routes' own clean-up
+    return Service(app, chat, outbound, inbound)
+
+
+def _hook(step: Callable[[], Awaitable[None]]) -> Callable[[web.Application], Awaitable[None]]:
+    async def hook(_: web.Application) -> None:
+        await step()
+
+    return hook
 
 
 def _vote_book(shared: aioredis.Redis | None) -> VoteBook:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -38,12 +38,14 @@ from redis.asyncio import Redis
 from bot.core import text
 from bot.core.handlers import JobHandler
 from bot.core.model import Job, Reply
-from bot.core.ports import FileFetcher, ReplySender
+from bot.core.ports import Outbound
 from bot.core.state import ThreadMemory
 from bot.jobqueue import JOB_FUNCTION, KEEP_RESULT_S, QUEUE_NAME, QueueRunner, dumps, loads
 from bot.lease import JobLease, LeaseLost
 from bot.metrics import Metrics
 from bot.metrics_port import serve_worker_metrics
+from bot.platform import Outbound as PlatformOutbound
+from bot.platforms import enabled_platforms
 from bot.settings import Settings
 from rag.engine import Engine
 from rag.store import LeftoverSweeper
@@ -58,18 +60,6 @@ ANSWERED_TTL_S = 86_400
 POLL_DELAY_S = 0.25
 HEALTH_CHECK_INTERVAL_S = 30  # arq writes "<queue>:health-check" this often (for `arq --check`-style probes)
 CONTEXT_KEY = "threadwise"
-
-
-class Outbound(Protocol):
-    """What a worker needs of a platform: its sender and fetcher, opened without a web server."""
-
-    name: str
-    sender: ReplySender
-    fetcher: FileFetcher
-
-    async def start_outbound(self) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class AnsweredMarks:
@@ -109,13 +99,13 @@ class QueuedJobs:
         *,
         retrying: JobHandler,
         final: JobHandler,
-        senders: Mapping[str, ReplySender],
+        platforms: Mapping[str, Outbound],
         marks: AnsweredMarks,
         policy: JobPolicy,
     ) -> None:
         self._retrying = retrying  # re-raises RetryableError so that arq retries the job
         self._final = final  # the last try: a RetryableError gets the apology
-        self._senders = senders
+        self._platforms = platforms
         self._marks = marks
         self._policy = policy
 
@@ -153,7 +143,7 @@ class QueuedJobs:
 
     async def _apologise(self, job: Job, template: str, outcome: str) -> str:
         reply = Reply(template.format(doing=text.DOING[job.kind], ref=job.id[:12]), kind="error")
-        await self._senders[job.platform].finish(job.address, job.handle, reply)
+        await self._platforms[job.platform].sender.finish(job.address, job.handle, reply)
         await asyncio.shield(self._marks.mark(job.id))
         return outcome
 
@@ -173,7 +163,7 @@ async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
 @dataclass
 class _Resources:
     jobs: QueuedJobs
-    platforms: list[Outbound]
+    platforms: list[PlatformOutbound]
     metrics_server: web.AppRunner | None
     lease_s: float
     sweeping: asyncio.Task[None] | None = None
@@ -208,19 +198,6 @@ def start_sweeping(engine: Engine, settings: Settings) -> asyncio.Task[None] | N
     return asyncio.create_task(_keep_sweeping(sweeper, settings.sweep_interval_seconds), name="sweep")
 
 
-def outbound_platforms(settings: Settings) -> list[Outbound]:
-    platforms: list[Outbound] = []
-    if settings.slack_bot_token:
-        from bot.slack.platform import SlackPlatform
-
-        platforms.append(SlackPlatform.from_settings(settings))
-    if settings.teams_enabled:
-        from bot.teams.platform import TeamsPlatform
-
-        platforms.append(TeamsPlatform.from_settings(settings))
-    return platforms
-
-
 def thread_memory(redis: Redis) -> ThreadMemory:
     from bot.redis_state import RedisThreadMemory
 
@@ -236,18 +213,16 @@ async def _startup(ctx: dict[str, Any], *, settings: Settings, queue_name: str) 
     await asyncio.to_thread(engine.embedder.load)
     metrics.watch_engine(engine)
     metrics.watch_queue(QueueRunner(redis, queue_name=queue_name).depth)
-    platforms = outbound_platforms(settings)
+    platforms = [p.outbound(settings) for p in enabled_platforms(settings)]
     for platform in platforms:
-        await platform.start_outbound()
-    senders = {p.name: p.sender for p in platforms}
-    fetchers = {p.name: p.fetcher for p in platforms}
+        await platform.start()
+    outbound = {p.name: p for p in platforms}
     memory = thread_memory(redis)
 
     def handler(*, retry_elsewhere: bool) -> JobHandler:
         return JobHandler(
             engine=engine,
-            senders=senders,
-            fetchers=fetchers,
+            platforms=outbound,
             memory=memory,
             max_file_mb=settings.max_file_size_mb,
             retry_elsewhere=retry_elsewhere,
@@ -257,7 +232,7 @@ async def _startup(ctx: dict[str, Any], *, settings: Settings, queue_name: str) 
     jobs = QueuedJobs(
         retrying=handler(retry_elsewhere=True),
         final=handler(retry_elsewhere=False),
-        senders=senders,
+        platforms=outbound,
         marks=AnsweredMarks(redis),
         policy=JobPolicy.from_settings(settings),
     )
@@ -266,7 +241,7 @@ async def _startup(ctx: dict[str, Any], *, settings: Settings, queue_name: str) 
         server = await serve_worker_metrics(metrics, host=settings.host, port=settings.worker_metrics_port)
     ctx[CONTEXT_KEY] = _Resources(jobs, platforms, server, settings.job_lease_seconds)
     ctx[CONTEXT_KEY].sweeping = start_sweeping(engine, settings)
-    log.info("worker_ready", concurrency=settings.worker_concurrency, platforms=sorted(senders))
+    log.info("worker_ready", concurrency=settings.worker_concurrency, platforms=sorted(outbound))
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:

@@ -10,8 +10,7 @@ from importlib import resources
 from typing import TextIO
 
 from bot.compose import build_chat_app
-from bot.console.files import LocalFileFetcher
-from bot.console.sender import ConsoleSender
+from bot.console.outbound import ConsoleOutbound
 from bot.console.translate import translate_line
 from bot.settings import Settings
 from rag.engine import Engine
@@ -38,10 +37,7 @@ async def run_chat(
     stdin = stdin or sys.stdin
     out = out or sys.stdout
     app = build_chat_app(
-        settings.model_copy(update={"kb_aliases": [f"local={kb}"]}),
-        engine,
-        senders={"console": ConsoleSender(out)},
-        fetchers={"console": LocalFileFetcher()},
+        settings.model_copy(update={"kb_aliases": [f"local={kb}"]}), engine, platforms=[ConsoleOutbound(out)]
     )
     if kb == "local" and await seed_welcome_docs(engine, kb):
         out.write("(The knowledge base was empty, so I loaded my own user guide. Ask me how I work!)\n")

@@ -6,7 +6,7 @@ import re
 from typing import Any, TextIO
 
 from bot.core import text
-from bot.core.model import Reply
+from bot.core.model import Reply, Working
 
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 
@@ -28,8 +28,8 @@ class ConsoleSender:
     def __init__(self, out: TextIO) -> None:
         self._out = out
 
-    async def begin(self, address: dict[str, Any], working: str) -> dict[str, Any]:
-        self._out.write(markdown_to_plain(working) + "\n")
+    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
+        self._out.write(markdown_to_plain(text.working(working)) + "\n")
         self._out.flush()
         return {"shown": ""}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bot.core.model import FileRef, Incoming
 
+PLATFORM = "console"
 CONSOLE_THREAD = "console"
 
 
@@ -20,7 +21,7 @@ def translate_line(line: str, *, user: str, session: str) -> Incoming:
         files = tuple(_file_ref(p) for p in paths)
         text = ""
     return Incoming(
-        platform="console",
+        platform=PLATFORM,
         workspace="local",
         user=user,
         text=text,

@@ -11,7 +11,7 @@ import structlog
 from bot.core import text
 from bot.core.commands import name_candidates, parse_command
 from bot.core.model import Job, Reply, ReplyKind
-from bot.core.ports import FileFetcher, ReplySender
+from bot.core.ports import Outbound, ReplySender
 from bot.core.state import ThreadMemory
 from bot.core.telemetry import NullTelemetry, Outcome, Telemetry, timed
 from rag.engine import Engine, NoSuchDocument, NotYourDocument
@@ -29,8 +29,7 @@ class JobHandler:
         self,
         *,
         engine: Engine,
-        senders: Mapping[str, ReplySender],
-        fetchers: Mapping[str, FileFetcher],
+        platforms: Mapping[str, Outbound],
         memory: ThreadMemory,
         max_file_mb: float,
         stream_interval: float = STREAM_INTERVAL_S,
@@ -38,8 +37,7 @@ class JobHandler:
         telemetry: Telemetry | None = None,
     ) -> None:
         self._engine = engine
-        self._senders = senders
-        self._fetchers = fetchers
+        self._platforms = platforms
         self._memory = memory
         self._max_file_mb = max_file_mb
         self._interval = stream_interval
@@ -49,7 +47,7 @@ class JobHandler:
 
     async def run(self, job: Job) -> None:
         """Do the job and always reply: with the result, a user-facing reason, or an apology."""
-        sender = self._senders[job.platform]
+        sender = self._platforms[job.platform].sender
         bound = log.bind(job_id=job.id, platform=job.platform, kb=job.kb, user=job.user, kind=job.kind)
         started = time.perf_counter()
         outcome: Outcome = "answered"
@@ -119,7 +117,7 @@ class JobHandler:
         return answer_reply(answer)
 
     async def _ingest(self, job: Job, sender: ReplySender) -> Reply:
-        fetcher = self._fetchers[job.platform]
+        fetcher = self._platforms[job.platform].fetcher
         max_bytes = self._engine.limits.max_bytes
         results: list[IngestResult] = []
         errors: list[str] = []

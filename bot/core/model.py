@@ -39,6 +39,23 @@ class Incoming:
     # as both `app_mention` and `message`): the dispatcher answers each key once. Empty: event_id.
     message_key: str = ""
     mentioned: bool = False  # the message names the bot: files shared with it are meant for it
+    # Whether to answer is the dispatcher's call: a message addressed to the bot (a mention, a DM) is
+    # answered; another one only when it is `in_thread` and the bot has taken part in that thread.
+    addressed: bool = True
+    in_thread: bool = False
+    # Set when the platform refuses the sender (Slack Connect: another organisation): the dispatcher
+    # replies this instead of running a job, once per message.
+    refusal: str = ""
+
+
+@dataclass(frozen=True)
+class Working:
+    """What a sender shows at once, while the job runs: a search, or these files being read."""
+
+    kind: Literal["ask", "ingest"]
+    files: tuple[str, ...] = ()  # the names being read, as a reply echoes them
+    question: str = ""
+    new_thread: bool = True  # the bot has not answered in this thread before
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from bot.core.model import FileRef, Job, Reply
+from bot.core.model import FileRef, Job, Reply, Working
 
 
 class ReplySender(Protocol):
-    async def begin(self, address: dict[str, Any], text: str) -> dict[str, Any]:
+    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
         """Show at once that the bot is working (placeholder, typing). Returns a handle for `update`."""
         ...
 
@@ -23,6 +23,19 @@ class ReplySender(Protocol):
 
 class FileFetcher(Protocol):
     async def fetch(self, file: FileRef, *, max_bytes: int) -> bytes: ...
+
+
+class Outbound(Protocol):
+    """A platform as the core uses it: where replies go and where shared files come from."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sender(self) -> ReplySender: ...
+
+    @property
+    def fetcher(self) -> FileFetcher: ...
 
 
 class JobRunner(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
+from bot.core.model import Working
 from rag.names import shown
 from rag.types import Citation, DocumentInfo, IngestResult, KbStats
 
@@ -56,6 +57,11 @@ FILE_FAILED = "{name}: something went wrong on my side reading it (ref `{ref}`).
 EMPTY_QUESTION = "What would you like to know? Ask me a question about your documents, or say `help`."
 
 DOING = {"ask": "answering", "ingest": "reading your file", "command": "running that command"}
+
+
+def working(state: Working) -> str:
+    """The working message: what the bot is doing while the job runs."""
+    return READING.format(names=", ".join(state.files)) if state.kind == "ingest" else THINKING
 
 
 def plural(count: int, word: str) -> str:

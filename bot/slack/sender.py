@@ -1,8 +1,8 @@
 """Replies into Slack threads: a working message first, then `chat.update` with the answer.
 
 The address comes from `translate`: team, channel, thread_ts, user, event_id, and `dm`, `assistant`
-(a DM thread, where an AI app shows a status instead of a placeholder), `title` (the first question
-of an assistant thread), `response_url` (a slash command: replies go there, visible to the asker).
+(a DM thread, where an AI app shows a status instead of a placeholder, and its first question
+titles the thread), `response_url` (a slash command: replies go there, visible to the asker).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.core.model import Reply
+from bot.core import text
+from bot.core.model import Reply, Working
 from bot.slack import mrkdwn
 from bot.slack.render import SlackMessage, render_reply, render_working, status_text
 
@@ -30,11 +31,14 @@ class SlackSender:
         self._client = client
         self._webhook_timeout = webhook_timeout
 
-    async def begin(self, address: dict[str, Any], text: str) -> dict[str, Any]:
-        if address.get("assistant") and await self._set_status(address, status_text(text)):
+    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
+        shown = text.working(working)
+        # The first question of an assistant thread names it in the user's list of threads.
+        title = working.question if working.new_thread else ""
+        if address.get("assistant") and await self._set_status(address, status_text(shown), title=title):
             return {"channel": address["channel"]}  # the status shows; the answer will be a new message
         response = await self._client.chat_postMessage(
-            channel=address["channel"], thread_ts=address["thread_ts"], text=mrkdwn.to_mrkdwn(text)
+            channel=address["channel"], thread_ts=address["thread_ts"], text=mrkdwn.to_mrkdwn(shown)
         )
         return {"channel": response["channel"], "ts": response["ts"]}
 
@@ -116,7 +120,7 @@ class SlackSender:
                 return False
         return True
 
-    async def _set_status(self, address: dict[str, Any], status: str) -> bool:
+    async def _set_status(self, address: dict[str, Any], status: str, *, title: str) -> bool:
         """Show "threadwise is …" under the thread (AI app threads). False where Slack says no."""
         try:
             await self._client.assistant_threads_setStatus(
@@ -125,12 +129,10 @@ class SlackSender:
         except SlackApiError as exc:
             log.info("slack_status_unavailable", error=exc.response.get("error"))
             return False
-        if address.get("title"):
+        if title:
             try:
                 await self._client.assistant_threads_setTitle(
-                    channel_id=address["channel"],
-                    thread_ts=address["thread_ts"],
-                    title=str(address["title"])[:TITLE_LIMIT],
+                    channel_id=address["channel"], thread_ts=address["thread_ts"], title=title[:TITLE_LIMIT]
                 )
             except SlackApiError as exc:
                 log.info("slack_title_unavailable", error=exc.response.get("error"))

@@ -48,13 +48,17 @@ class Origin:
 
 
 @dataclass(frozen=True)
-class Intake:
-    """A message for the dispatcher. `follow_up_only`: answer only in a thread the bot is already in.
-    `origin`: set when the sender may belong to another organisation (checked before dispatching)."""
+class Message:
+    """A message for the dispatcher. `origin`: set when the sender may belong to another
+    organisation (checked before dispatching)."""
 
     incoming: Incoming
-    follow_up_only: bool = False
     origin: Origin | None = None
+
+    @property
+    def follow_up_only(self) -> bool:
+        """Not addressed to the bot: answered only in a thread the bot is already in."""
+        return not self.incoming.addressed
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,15 @@ class AssistantThread:
     user: str
 
 
-def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | None:
-    """An `app_mention` or `message` event callback → an Intake, or None to ignore it.
+def message_from_event(
+    body: Mapping[str, Any], bot: BotIdentity, *, follow_ups: bool = True
+) -> Message | None:
+    """An `app_mention` or `message` event callback → a Message, or None to ignore it.
 
     Ignored: other bots and the bot itself, subtypes other than file_share (edits, deletions…), channel
     messages that neither mention the bot nor reply in a thread (only a thread it is in counts, which
-    the caller checks), and files in channels unless the message mentions the bot.
+    the dispatcher checks; none when `follow_ups` is off), and files in channels unless the message
+    mentions the bot.
     """
     event = body.get("event") or {}
     kind = event.get("type")
@@ -93,9 +100,10 @@ def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | No
     raw = event.get("text") or ""
     direct = event.get("channel_type") == "im"
     mentioned = kind == "app_mention" or f"<@{bot.user_id}" in raw
-    follow_up_only = not (direct or mentioned)
+    addressed = direct or mentioned
+    in_thread = bool(event.get("thread_ts"))
     files = tuple(f for f in (file_ref(d) for d in event.get("files") or ()) if f is not None)
-    if follow_up_only and (not event.get("thread_ts") or files):
+    if not addressed and (not (in_thread and follow_ups) or files):
         return None  # a channel message not for the bot (files shared among people stay theirs)
     if event.get("subtype") == "file_share" and not files:
         return None  # an upload whose files[] did not come along: nothing to read, no question asked
@@ -128,8 +136,10 @@ def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | No
         files=files,
         message_key=f"{team}:{channel}:{ts}",
         mentioned=mentioned,
+        addressed=addressed,
+        in_thread=in_thread,
     )
-    return Intake(incoming, follow_up_only=follow_up_only, origin=sender_origin(body, team))
+    return Message(incoming, origin=sender_origin(body, team))
 
 
 def sender_origin(body: Mapping[str, Any], team: str) -> Origin | None:

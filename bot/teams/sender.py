@@ -14,7 +14,7 @@ from botbuilder.core import TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ConversationReference, Entity
 
-from bot.core.model import Reply
+from bot.core.model import Reply, Working
 from bot.teams.render import MAX_MESSAGE_CHARS, sources_card, split_message, teams_markdown
 
 Logic = Callable[[TurnContext], Awaitable[None]]
@@ -48,7 +48,7 @@ class TeamsSender:
         self._app_id = app_id or None
         self._max_chars = max_chars
 
-    async def begin(self, address: dict[str, Any], text: str) -> dict[str, Any]:
+    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
         # Teams shows "typing…" until the next message or ~3 s: the first streamed edit follows within
         # about a second, so no placeholder message is needed.
         async def typing(ctx: TurnContext) -> None:

@@ -30,11 +30,15 @@ Activity = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Message:
-    """A user message for the dispatcher. `addressed`: the bot was mentioned, or it is a personal chat."""
+    """A user message for the dispatcher."""
 
     incoming: Incoming
-    addressed: bool
     kind: ConversationKind
+
+    @property
+    def addressed(self) -> bool:
+        """The bot was mentioned, or it is a personal chat."""
+        return self.incoming.addressed
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,10 @@ def _message(activity: Activity) -> Message | Notice | None:
         files=files,
         # `mentioned` stays False: Teams' bot file API works in personal chat only, so a file in a
         # channel is refused whether or not the bot is named.
+        addressed=addressed,
+        in_thread=kind == "channel",  # a group chat is one conversation, not threads
     )
-    return Message(incoming, addressed, kind)
+    return Message(incoming, kind)
 
 
 def _is_echo(attachment: Mapping[str, Any]) -> bool:

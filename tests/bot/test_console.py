@@ -17,7 +17,7 @@ from bot.cli import main
 from bot.console.chat import run_chat
 from bot.console.sender import ConsoleSender
 from bot.core import text
-from bot.core.model import Reply
+from bot.core.model import Reply, Working
 from bot.settings import Settings
 from rag.embed import SentenceEmbedder
 from rag.engine import Engine
@@ -140,7 +140,7 @@ async def test_end_of_input_ends_the_session(
 async def test_a_streamed_answer_is_completed_not_repeated() -> None:
     out = io.StringIO()
     sender = ConsoleSender(out)
-    handle = await sender.begin({}, text.THINKING)
+    handle = await sender.begin({}, Working("ask"))
 
     await sender.update({}, handle, "Open the ▌")
     await sender.update({}, handle, "Open the Keychain ▌")
@@ -153,7 +153,7 @@ async def test_a_final_answer_unlike_the_streamed_text_is_printed_whole() -> Non
     # Groq's answer is cleaned of bad citations after streaming, or replaced by the fallback answer.
     out = io.StringIO()
     sender = ConsoleSender(out)
-    handle = await sender.begin({}, text.THINKING)
+    handle = await sender.begin({}, Working("ask"))
 
     await sender.update({}, handle, "The portal [7] ▌")
     await sender.finish({}, handle, Reply("Here are the most relevant passages: [1] …", kind="answer"))

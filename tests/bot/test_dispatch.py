@@ -22,7 +22,7 @@ from bot.console.files import LocalFileFetcher
 from bot.core import text
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import JobHandler
-from bot.core.model import FileRef, Incoming, Job, Reply
+from bot.core.model import FileRef, Incoming, Job, Reply, Working
 from bot.core.ports import FileFetcher
 from bot.core.runner import InProcessRunner
 from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory
@@ -31,6 +31,7 @@ from rag.engine import Engine
 from rag.errors import RetryableError
 from rag.prompt import citations_for
 from rag.types import Answer, Passage, Turn
+from tests.bot.doubles import Outlet
 
 KB = "slack-T1"
 VPN_GUIDE = (
@@ -47,6 +48,7 @@ class Call:
     handle: dict[str, Any] = field(default_factory=dict)
     text: str = ""
     reply: Reply | None = None
+    working: Working | None = None
 
 
 class RecordingSender:
@@ -56,9 +58,10 @@ class RecordingSender:
         self.calls: list[Call] = []
         self._ids = itertools.count(1)
 
-    async def begin(self, address: dict[str, Any], text: str) -> dict[str, Any]:
+    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
         handle = {"ts": f"working-{next(self._ids)}"}
-        self.calls.append(Call("begin", address, dict(handle), text=text))
+        shown = text.working(working)
+        self.calls.append(Call("begin", address, dict(handle), text=shown, working=working))
         return handle
 
     async def update(self, address: dict[str, Any], handle: dict[str, Any], text: str) -> None:
@@ -166,18 +169,15 @@ def make_bot(make_engine: Callable[..., Engine], tmp_path: Path) -> BotFactory:
     ) -> Bot:
         engine = make_engine(answerer=answerer)
         sender = RecordingSender()
-        handler = JobHandler(
-            engine=engine,
-            senders={"slack": sender},
-            fetchers={"slack": fetcher or LocalFileFetcher()},
-            memory=MemoryThreadMemory(),
-            max_file_mb=10,
-        )
+        platforms = {"slack": Outlet("slack", sender, fetcher or LocalFileFetcher())}
+        memory = MemoryThreadMemory()
+        handler = JobHandler(engine=engine, platforms=platforms, memory=memory, max_file_mb=10)
         runner = InProcessRunner(handler.run)
         dispatcher = Dispatcher(
             runner=runner,
-            senders={"slack": sender},
+            platforms=platforms,
             dedup=MemoryDeduplicator(),
+            memory=memory,
             limiter=MemoryRateLimiter(per_minute=per_minute, burst=burst, clock=clock),
             kb_for=lambda workspace: workspace,
             admins=admins,
@@ -567,8 +567,7 @@ async def test_a_queue_worker_gets_the_retryable_failure_back_to_retry_the_job(
     sender = RecordingSender()
     handler = JobHandler(
         engine=engine,
-        senders={"slack": sender},
-        fetchers={},
+        platforms={"slack": Outlet("slack", sender)},
         memory=MemoryThreadMemory(),
         max_file_mb=10,
         retry_elsewhere=True,

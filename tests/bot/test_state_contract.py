@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from bot.core import text
 from bot.core.dispatch import Dispatcher
-from bot.core.model import Incoming, Job, Reply
+from bot.core.model import Incoming, Job, Reply, Working
 from bot.core.state import (
     Deduplicator,
     MemoryDeduplicator,
@@ -27,6 +27,7 @@ from bot.core.state import (
 )
 from bot.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory, RedisVoteBook
 from rag.types import Turn
+from tests.bot.doubles import Outlet
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix
 
 
@@ -217,11 +218,11 @@ class RecordingRunner:
 
 class RecordingSender:
     def __init__(self) -> None:
-        self.begun: list[str] = []
+        self.begun: list[Working] = []
         self.finished: list[Reply] = []
 
-    async def begin(self, address: dict[str, Any], text: str) -> dict[str, Any]:
-        self.begun.append(text)
+    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
+        self.begun.append(working)
         return {"ts": "1.1"}
 
     async def update(self, address: dict[str, Any], handle: dict[str, Any], text: str) -> None:
@@ -246,8 +247,9 @@ def _process(prefix: str, *, burst: int = 100) -> Process:
     runner, sender = RecordingRunner(), RecordingSender()
     dispatcher = Dispatcher(
         runner=runner,
-        senders={"slack": sender},
+        platforms={"slack": Outlet("slack", sender)},
         dedup=RedisDeduplicator(client, prefix=prefix),
+        memory=MemoryThreadMemory(),
         limiter=RedisRateLimiter(client, prefix=prefix, per_minute=1, burst=burst),
         kb_for=lambda workspace: workspace,
         admins=(),

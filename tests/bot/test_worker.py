@@ -23,6 +23,7 @@ from rag.answer import DeltaCallback
 from rag.engine import Engine
 from rag.errors import RetryableError
 from rag.types import Answer, Passage, Turn
+from tests.bot.doubles import Outlet
 from tests.bot.test_dispatch import KB, VPN_GUIDE, RecordingAnswerer, RecordingSender
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix
 
@@ -80,8 +81,7 @@ def make_jobs(marks: AnsweredMarks) -> JobsFactory:
         def handler(*, retry_elsewhere: bool) -> JobHandler:
             return JobHandler(
                 engine=engine,
-                senders={"slack": sender},
-                fetchers={},
+                platforms={"slack": Outlet("slack", sender)},
                 memory=MemoryThreadMemory(),
                 max_file_mb=10,
                 retry_elsewhere=retry_elsewhere,
@@ -90,7 +90,7 @@ def make_jobs(marks: AnsweredMarks) -> JobsFactory:
         return QueuedJobs(
             retrying=handler(retry_elsewhere=True),
             final=handler(retry_elsewhere=False),
-            senders={"slack": sender},
+            platforms={"slack": Outlet("slack", sender)},
             marks=marks,
             policy=JobPolicy(timeout_s=timeout, max_tries=max_tries, retry_delay_s=2.0),
         )

@@ -12,7 +12,7 @@ from bot.core import text
 from bot.core.handlers import JobHandler
 from bot.core.model import Job
 from bot.core.state import MemoryThreadMemory
-from bot.teams.platform import TeamsPlatform
+from bot.teams.outbound import TeamsOutbound
 from bot.teams.translate import Message, translate
 from rag.answer import DeltaCallback
 from rag.prompt import citations_for
@@ -399,11 +399,10 @@ async def test_a_job_replies_from_another_process_with_only_its_serialised_addre
     await bot.chat.runner.drain()
     fake.calls.clear()
 
-    worker = TeamsPlatform(app_id=None, app_password=None)
+    worker = TeamsOutbound(app_id=None, app_password=None)
     handler = JobHandler(
         engine=bot.engine,
-        senders={"teams": worker.sender},
-        fetchers={"teams": worker.fetcher},
+        platforms={"teams": worker},
         memory=MemoryThreadMemory(),
         max_file_mb=10,
     )
