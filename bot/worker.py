@@ -35,10 +35,8 @@ from arq.worker import Retry, Worker, func
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from bot.core import text
 from bot.core.handlers import JobHandler
-from bot.core.model import Job, Reply
-from bot.core.ports import Outbound
+from bot.core.model import Job, Terms
 from bot.core.state import ThreadMemory
 from bot.jobqueue import JOB_FUNCTION, KEEP_RESULT_S, QUEUE_NAME, QueueRunner, dumps, loads
 from bot.lease import JobLease, LeaseLost
@@ -97,20 +95,18 @@ class QueuedJobs:
     def __init__(
         self,
         *,
-        retrying: JobHandler,
-        final: JobHandler,
-        platforms: Mapping[str, Outbound],
+        handler: JobHandler,
+        platforms: Mapping[str, Terms],
         marks: AnsweredMarks,
         policy: JobPolicy,
     ) -> None:
-        self._retrying = retrying  # re-raises RetryableError so that arq retries the job
-        self._final = final  # the last try: a RetryableError gets the apology
-        self._platforms = platforms
+        self._handler = handler
+        self._platforms = platforms  # to read a job's address back in its platform's terms
         self._marks = marks
         self._policy = policy
 
     async def run(self, payload: dict[str, Any], *, job_try: int) -> str:
-        job = Job.from_dict(payload)
+        job = Job.from_dict(payload, self._platforms)
         bound = log.bind(job_id=job.id, job_try=job_try, platform=job.platform, kb=job.kb, kind=job.kind)
         if await self._marks.answered(job.id):
             bound.info("job_already_answered")  # its worker died after replying
@@ -120,16 +116,13 @@ class QueuedJobs:
         if job_try > policy.max_tries:
             # Only a try that never finished (its worker died, or arq's own deadline) gets here.
             bound.error("job_abandoned", tries=job_try - 1)
-            return await self._apologise(job, text.INTERNAL_ERROR, "abandoned")
+            await self._handler.apologise(job)
+            await asyncio.shield(self._marks.mark(job.id))
+            return "abandoned"
         last = job_try >= policy.max_tries
         try:
-            async with asyncio.timeout(policy.timeout_s) as deadline:
-                await (self._final if last else self._retrying).run(job)
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            bound.error("job_timed_out", seconds=policy.timeout_s)
-            return await self._apologise(job, text.TIMED_OUT, "timed out")
+            # Before the last try a RetryableError comes back here to be retried; on it, the apology.
+            ended = await self._handler.run(job, last_try=last, deadline_s=policy.timeout_s)
         except Exception as exc:
             # A RetryableError from the work, or the reply itself failed (Slack or Teams unreachable).
             if last:
@@ -139,13 +132,7 @@ class QueuedJobs:
             bound.warning("job_retrying", in_seconds=delay, error=f"{type(exc).__name__}: {exc}"[:200])
             raise Retry(defer=delay) from exc
         await asyncio.shield(self._marks.mark(job.id))
-        return "done"
-
-    async def _apologise(self, job: Job, template: str, outcome: str) -> str:
-        reply = Reply(template.format(doing=text.DOING[job.kind], ref=job.id[:12]), kind="error")
-        await self._platforms[job.platform].sender.finish(job.address, job.handle, reply)
-        await asyncio.shield(self._marks.mark(job.id))
-        return outcome
+        return ended
 
 
 async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
@@ -219,19 +206,15 @@ async def _startup(ctx: dict[str, Any], *, settings: Settings, queue_name: str) 
     outbound = {p.name: p for p in platforms}
     memory = thread_memory(redis)
 
-    def handler(*, retry_elsewhere: bool) -> JobHandler:
-        return JobHandler(
-            engine=engine,
-            platforms=outbound,
-            memory=memory,
-            max_file_mb=settings.max_file_size_mb,
-            retry_elsewhere=retry_elsewhere,
-            telemetry=metrics,
-        )
-
+    handler = JobHandler(
+        engine=engine,
+        platforms=outbound,
+        memory=memory,
+        max_file_mb=settings.max_file_size_mb,
+        telemetry=metrics,
+    )
     jobs = QueuedJobs(
-        retrying=handler(retry_elsewhere=True),
-        final=handler(retry_elsewhere=False),
+        handler=handler,
         platforms=outbound,
         marks=AnsweredMarks(redis),
         policy=JobPolicy.from_settings(settings),

@@ -6,6 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
+from bot.console.sender import ConsoleAddress
 from bot.core.model import FileRef, Incoming
 
 PLATFORM = "console"
@@ -28,7 +29,7 @@ def translate_line(line: str, *, user: str, session: str) -> Incoming:
         event_id=uuid.uuid4().hex,
         is_direct=True,
         thread=f"{CONSOLE_THREAD}:{session}",
-        address={"session": session},
+        address=ConsoleAddress(session),
         files=files,
     )
 

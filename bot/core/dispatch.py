@@ -9,7 +9,7 @@ import structlog
 
 from bot.core import text
 from bot.core.commands import parse_command
-from bot.core.model import Incoming, Job, JobKind, Reply, Working
+from bot.core.model import Handle, Incoming, Job, JobKind, Reply, Working
 from bot.core.ports import JobRunner, Outbound
 from bot.core.state import Deduplicator, RateLimiter, ThreadMemory
 from bot.core.telemetry import NullTelemetry, Telemetry
@@ -62,15 +62,15 @@ class Dispatcher:
             return None
         sender = self._platforms[msg.platform].sender
         if msg.refusal:
-            await sender.finish(msg.address, {}, Reply(msg.refusal, kind="error", ephemeral=True))
+            await sender.finish(msg.address, None, Reply(msg.refusal, kind="error", ephemeral=True))
             return None
         if kind == "ingest" and not (msg.is_direct or msg.mentioned):
             self._telemetry.request(msg.platform, kind, "refused")
-            await sender.finish(msg.address, {}, Reply(text.FILES_ONLY_IN_DM, ephemeral=True))
+            await sender.finish(msg.address, None, Reply(text.FILES_ONLY_IN_DM, ephemeral=True))
             return None
         if not await self._within_limit(msg, kind, bound):
             return None
-        handle = {}
+        handle: Handle | None = None
         if kind != "command":
             working = Working(kind, tuple(text.short(f.name) for f in msg.files), msg.text, not known)
             handle = await sender.begin(msg.address, working)
@@ -104,7 +104,7 @@ class Dispatcher:
         self._telemetry.rate_limited(msg.platform, self._kb_for(msg.workspace))
         refusal = text.COMMANDS_RATE_LIMITED if kind == "command" else text.RATE_LIMITED
         reply = Reply(refusal.format(seconds=math.ceil(wait)), kind="error", ephemeral=True)
-        await self._platforms[msg.platform].sender.finish(msg.address, {}, reply)
+        await self._platforms[msg.platform].sender.finish(msg.address, None, reply)
         return False
 
 

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from bot.core.model import FileRef, Job, Reply, Working
+from bot.core.model import Address, FileRef, Handle, Job, Reply, Terms, Update, Working
 
 
 class ReplySender(Protocol):
-    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
-        """Show at once that the bot is working (placeholder, typing). Returns a handle for `update`."""
+    """Shows a job's progress and its reply in the platform's thread. How each thing looks (a
+    placeholder, a status, typing; a cursor after a partial answer; progress) is the sender's."""
+
+    async def begin(self, address: Address, working: Working) -> Handle | None:
+        """Show at once that the bot is working (placeholder, typing). Returns what `update`
+        replaces (None: nothing to replace)."""
         ...
 
-    async def update(self, address: dict[str, Any], handle: dict[str, Any], text: str) -> None:
-        """Replace the working message with partial text (an answer being streamed)."""
+    async def update(self, address: Address, handle: Handle | None, update: Update) -> Handle | None:
+        """Show how the job is going (an answer being streamed, an ingest's progress) in place of
+        `handle`. Returns the message now shown, for the next update or the final reply."""
         ...
 
-    async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
+    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> None:
         """Deliver the final reply, replacing the working message where there is one."""
         ...
 
@@ -25,8 +30,9 @@ class FileFetcher(Protocol):
     async def fetch(self, file: FileRef, *, max_bytes: int) -> bytes: ...
 
 
-class Outbound(Protocol):
-    """A platform as the core uses it: where replies go and where shared files come from."""
+class Outbound(Terms, Protocol):
+    """A platform as the core uses it: where replies go, where shared files come from, how people
+    ask there (for `help`), and how its addresses read back from a queued job."""
 
     @property
     def name(self) -> str: ...
@@ -36,6 +42,9 @@ class Outbound(Protocol):
 
     @property
     def fetcher(self) -> FileFetcher: ...
+
+    @property
+    def ask_how(self) -> str: ...
 
 
 class JobRunner(Protocol):

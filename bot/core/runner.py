@@ -28,7 +28,7 @@ class InProcessRunner:
 
     def __init__(
         self,
-        run: Callable[[Job], Awaitable[None]],
+        run: Callable[[Job], Awaitable[object]],
         *,
         concurrency: int = ASK_CONCURRENCY,
         ingest_concurrency: int = INGEST_CONCURRENCY,

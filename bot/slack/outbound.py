@@ -4,6 +4,7 @@ bot's own identity (auth.test, asked once). What `threadwise serve`, `worker` an
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -15,6 +16,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
+from bot.slack import text as slack_text
+from bot.slack.address import SlackAddress, SlackHandle
 from bot.slack.connect import Organisation
 from bot.slack.files import SlackFileFetcher
 from bot.slack.sender import SlackSender
@@ -28,6 +31,7 @@ class SlackOutbound:
     """Replies and downloads for Slack, on one shared AsyncWebClient (which retries 429s)."""
 
     name = PLATFORM
+    ask_how = slack_text.ASK_HOW
 
     def __init__(
         self, *, bot_token: str, api_url: str, rate_limit_retries: int = 3, http_timeout_s: int = 30
@@ -55,6 +59,12 @@ class SlackOutbound:
         if not settings.slack_bot_token:
             raise ConfigError("Slack needs SLACK_BOT_TOKEN (xoxb-…, Slack app > OAuth & Permissions)")
         return cls(bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
+
+    def read_address(self, data: dict[str, Any]) -> SlackAddress:
+        return SlackAddress.from_dict(data)
+
+    def read_handle(self, data: dict[str, Any]) -> SlackHandle | None:
+        return SlackHandle.from_dict(data)
 
     async def start(self) -> None:
         # One connection pool for every Web API call (Bolt's per-request clients share it too).

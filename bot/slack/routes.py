@@ -29,6 +29,7 @@ from bot.core.feedback import FeedbackVote
 from bot.core.model import FileRef, Incoming, Reply
 from bot.platform import Intake
 from bot.settings import Settings
+from bot.slack import text as slack_text
 from bot.slack.app import Body, build_bolt_app
 from bot.slack.inbound import BadRequest, parse_payload, signature_problem
 from bot.slack.outbound import SlackOutbound
@@ -219,14 +220,14 @@ class SlackRoutes:
                 if message.follow_up_only:  # their replies among people in a thread are left alone
                     return
                 # Told why, once per message (a mention arrives twice), and only when they wrote to the bot.
-                msg = dataclasses.replace(msg, refusal=text.SLACK_CONNECT_REFUSED)
+                msg = dataclasses.replace(msg, refusal=slack_text.CONNECT_REFUSED)
             await self._intake.submit(await self._complete(msg))
         except Exception:
             bound.exception("slack_intake_failed")
             doing = text.DOING["ingest" if msg.files else "ask"]
             reply = Reply(text.INTERNAL_ERROR.format(doing=doing, ref=msg.event_id[:12]), kind="error")
             try:
-                await self._outbound.sender.finish(msg.address, {}, reply)
+                await self._outbound.sender.finish(msg.address, None, reply)
             except Exception:
                 bound.exception("slack_apology_failed")
 
@@ -260,13 +261,13 @@ class SlackRoutes:
             log.exception("slack_feedback_ack_failed", event_id=feedback.event_id)
 
     async def _suggest(self, thread: AssistantThread) -> None:
-        prompts = [{"title": title, "message": message} for title, message in text.ASSISTANT_PROMPTS]
+        prompts = [{"title": title, "message": message} for title, message in slack_text.ASSISTANT_PROMPTS]
         try:
             await self._outbound.client.assistant_threads_setSuggestedPrompts(
                 channel_id=thread.channel,
                 thread_ts=thread.thread_ts,
                 prompts=prompts,
-                title=text.ASSISTANT_PROMPTS_TITLE,
+                title=slack_text.ASSISTANT_PROMPTS_TITLE,
             )
         except Exception:
             log.exception("slack_suggested_prompts_failed", thread_ts=thread.thread_ts)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.core.model import FileRef, Incoming
+from bot.slack.address import SlackAddress
 
 PLATFORM = "slack"
 FEEDBACK_ACTION_PREFIX = "threadwise_feedback_"
@@ -114,16 +115,16 @@ def message_from_event(
     team = str(body.get("team_id") or bot.team_id)
     root = str(event.get("thread_ts") or ts)
     event_id = str(body.get("event_id") or f"{channel}-{ts}")
-    address: dict[str, Any] = {
-        "team": team,
-        "channel": channel,
-        "thread_ts": root,
-        "user": user,
-        "event_id": event_id,
-        "dm": direct,
-    }
-    if direct and event.get("thread_ts"):
-        address["assistant"] = True  # a DM thread: an AI app's assistant thread shows a status there
+    address = SlackAddress(
+        team=team,
+        channel=channel,
+        user=user,
+        event_id=event_id,
+        thread_ts=root,
+        dm=direct,
+        # A DM thread: an AI app's assistant thread shows a status there.
+        assistant=direct and bool(event.get("thread_ts")),
+    )
     incoming = Incoming(
         platform=PLATFORM,
         workspace=f"slack-{team}",
@@ -182,14 +183,14 @@ def command_from_form(form: Mapping[str, Any]) -> Incoming | None:
         event_id=ref,
         is_direct=str(channel).startswith("D"),
         thread=thread_key(str(team), str(channel), "command"),
-        address={
-            "team": team,
-            "channel": channel,
-            "user": user,
-            "response_url": form.get("response_url") or "",
-            "event_id": ref,
-            "dm": str(channel).startswith("D"),
-        },
+        address=SlackAddress(
+            team=str(team),
+            channel=str(channel),
+            user=str(user),
+            event_id=ref,
+            dm=str(channel).startswith("D"),
+            response_url=str(form.get("response_url") or ""),
+        ),
     )
 
 

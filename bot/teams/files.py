@@ -32,6 +32,7 @@ from yarl import URL
 
 from bot.core import text
 from bot.core.model import FileRef
+from bot.teams import text as teams_text
 from rag.errors import RetryableError, UserFacingError
 from rag.filetypes import human_size
 
@@ -169,7 +170,7 @@ class TeamsFileFetcher:
 
     async def fetch(self, file: FileRef, *, max_bytes: int) -> bytes:
         if not file.url:
-            raise UserFacingError(text.FILE_LINK_EXPIRED.format(name=file.name))
+            raise UserFacingError(teams_text.FILE_LINK_EXPIRED.format(name=file.name))
         try:
             url = URL(file.url)
         except ValueError:
@@ -210,11 +211,11 @@ class TeamsFileFetcher:
 
 async def _body(response: aiohttp.ClientResponse, file: FileRef, max_bytes: int) -> bytes:
     if response.status in _EXPIRED:
-        raise UserFacingError(text.FILE_LINK_EXPIRED.format(name=file.name))
+        raise UserFacingError(teams_text.FILE_LINK_EXPIRED.format(name=file.name))
     if response.status == 429 or response.status >= 500:
         raise RetryableError(f"download answered HTTP {response.status}")
     if response.status != 200:
-        raise UserFacingError(text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
+        raise UserFacingError(teams_text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
     if response.content_length is not None and response.content_length > max_bytes:
         raise _too_large(file, max_bytes)
     data = bytearray()
@@ -228,7 +229,7 @@ async def _body(response: aiohttp.ClientResponse, file: FileRef, max_bytes: int)
 def _next_hop(url: URL, response: aiohttp.ClientResponse, file: FileRef) -> URL:
     location = response.headers.get("Location", "")
     if not location:
-        raise UserFacingError(text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
+        raise UserFacingError(teams_text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
     try:
         return url.join(URL(location))
     except ValueError:
@@ -238,7 +239,7 @@ def _next_hop(url: URL, response: aiohttp.ClientResponse, file: FileRef) -> URL:
 def _refused(file: FileRef, url: URL | None, reason: str) -> UserFacingError:
     # The host only: the rest of a download URL is a credential (tempauth).
     log.warning("teams_download_refused", host=url.host if url is not None else None, reason=reason)
-    return UserFacingError(text.FILE_HOST_REFUSED.format(name=file.name))
+    return UserFacingError(teams_text.FILE_HOST_REFUSED.format(name=file.name))
 
 
 def _too_large(file: FileRef, max_bytes: int) -> UserFacingError:

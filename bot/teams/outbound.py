@@ -14,6 +14,8 @@ from botbuilder.integration.aiohttp import (
 )
 
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
+from bot.teams import text as teams_text
+from bot.teams.address import TeamsAddress, TeamsHandle
 from bot.teams.auth import DEFAULT_LOGIN_URL, ClientSecretCredentials, GuardedAuthentication
 from bot.teams.files import FileHosts, TeamsFileFetcher
 from bot.teams.sender import TeamsSender
@@ -30,6 +32,7 @@ class TeamsOutbound:
     """
 
     name = PLATFORM
+    ask_how = teams_text.ASK_HOW
 
     def __init__(
         self,
@@ -71,6 +74,12 @@ class TeamsOutbound:
             file_hosts=settings.teams_file_hosts,
             **options,
         )
+
+    def read_address(self, data: dict[str, Any]) -> TeamsAddress:
+        return TeamsAddress.from_dict(data)
+
+    def read_handle(self, data: dict[str, Any]) -> TeamsHandle | None:
+        return TeamsHandle.from_dict(data)
 
     async def start(self) -> None:
         """Every reply goes through the adapter: nothing to open."""

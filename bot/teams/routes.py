@@ -26,6 +26,7 @@ from bot.core.feedback import FeedbackVote
 from bot.core.model import Reply
 from bot.platform import Intake
 from bot.settings import Settings
+from bot.teams import text as teams_text
 from bot.teams.auth import AuthUnavailable
 from bot.teams.outbound import TeamsOutbound
 from bot.teams.request import read_activity
@@ -117,9 +118,9 @@ class TeamsRoutes:
         if isinstance(event, Message):
             await self._intake.submit(event.incoming)
         elif isinstance(event, Notice):
-            await sender.finish(event.address, {}, Reply(event.text))
+            await sender.finish(event.address, None, Reply(event.text))
         elif isinstance(event, BotAdded):
-            await sender.finish(event.address, {}, Reply(text.TEAMS_WELCOME))
+            await sender.finish(event.address, None, Reply(teams_text.WELCOME))
         elif isinstance(event, Feedback):
             vote = FeedbackVote(self._outbound.name, event.workspace, event.user, event.vote, event.ref)
             await self._intake.feedback(vote)
@@ -127,7 +128,7 @@ class TeamsRoutes:
         elif raw.get("type") == "invoke" and raw.get("name") == CARD_ACTION:
             # Our cards' only action is feedback: anything else from a card is a malformed request (other
             # invokes stay botbuilder's 501, "not implemented").
-            error = {"code": "BadRequest", "message": text.TEAMS_CARD_ACTION_UNKNOWN}
+            error = {"code": "BadRequest", "message": teams_text.CARD_ACTION_UNKNOWN}
             await _invoke_response(ctx, 400, {"statusCode": 400, "type": ERROR_TYPE, "value": error})
 
     async def _thank(self, ctx: TurnContext, event: Feedback) -> None:

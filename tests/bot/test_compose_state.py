@@ -27,7 +27,7 @@ from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.redis_cache import RedisQueryCache
 from rag.types import Turn
-from tests.bot.doubles import Outlet
+from tests.bot.doubles import Outlet, Place
 from tests.bot.test_dispatch import RecordingSender
 from tests.processes import free_port
 from tests.redisdb import REDIS_URL, delete_prefix
@@ -67,7 +67,7 @@ async def test_with_redis_url_two_chat_apps_share_dedup_limits_and_thread_memory
                 event_id=f"{run}-{event}",
                 is_direct=True,
                 thread=f"slack:{run}",
-                address={"channel": "D1"},
+                address=Place("D1"),
             )
 
         assert await apps[0].dispatcher.handle(message("a")) is not None

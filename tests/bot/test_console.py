@@ -15,9 +15,9 @@ import pytest
 
 from bot.cli import main
 from bot.console.chat import run_chat
-from bot.console.sender import ConsoleSender
+from bot.console.sender import ConsoleAddress, ConsoleSender
 from bot.core import text
-from bot.core.model import Reply, Working
+from bot.core.model import IngestProgress, PartialAnswer, Reply, Working
 from bot.settings import Settings
 from rag.embed import SentenceEmbedder
 from rag.engine import Engine
@@ -140,11 +140,13 @@ async def test_end_of_input_ends_the_session(
 async def test_a_streamed_answer_is_completed_not_repeated() -> None:
     out = io.StringIO()
     sender = ConsoleSender(out)
-    handle = await sender.begin({}, Working("ask"))
+    where = ConsoleAddress("s1")
+    handle = await sender.begin(where, Working("ask"))
 
-    await sender.update({}, handle, "Open the ▌")
-    await sender.update({}, handle, "Open the Keychain ▌")
-    await sender.finish({}, handle, Reply("Open the Keychain app [1].", kind="answer"))
+    handle = await sender.update(where, handle, PartialAnswer("Open the"))
+    handle = await sender.update(where, handle, IngestProgress("vpn.md", 3, 10))  # not shown
+    handle = await sender.update(where, handle, PartialAnswer("Open the Keychain"))
+    await sender.finish(where, handle, Reply("Open the Keychain app [1].", kind="answer"))
 
     assert out.getvalue() == "Searching your documents…\nOpen the Keychain app [1].\n\n"
 
@@ -153,10 +155,11 @@ async def test_a_final_answer_unlike_the_streamed_text_is_printed_whole() -> Non
     # Groq's answer is cleaned of bad citations after streaming, or replaced by the fallback answer.
     out = io.StringIO()
     sender = ConsoleSender(out)
-    handle = await sender.begin({}, Working("ask"))
+    where = ConsoleAddress("s1")
+    handle = await sender.begin(where, Working("ask"))
 
-    await sender.update({}, handle, "The portal [7] ▌")
-    await sender.finish({}, handle, Reply("Here are the most relevant passages: [1] …", kind="answer"))
+    handle = await sender.update(where, handle, PartialAnswer("The portal [7]"))
+    await sender.finish(where, handle, Reply("Here are the most relevant passages: [1] …", kind="answer"))
 
     assert out.getvalue().endswith("The portal [7]\nHere are the most relevant passages: [1] …\n\n")
 

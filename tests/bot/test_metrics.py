@@ -28,7 +28,7 @@ from bot.settings import Settings
 from rag.answer import Answerer
 from rag.engine import Engine
 from rag.store import KnowledgeStore
-from tests.bot.doubles import Outlet
+from tests.bot.doubles import Outlet, Place
 from tests.bot.scrape import Scrape, scrape
 from tests.bot.test_dispatch import HOLIDAYS, VPN_GUIDE, RecordingAnswerer, RecordingSender
 from tests.conftest import EngineFactory
@@ -62,7 +62,7 @@ class Service:
             event_id=event_id or f"Ev{uuid.uuid4().hex}",
             is_direct=direct,
             thread=thread,
-            address={"channel": "D1" if direct else "C1", "thread_ts": thread},
+            address=Place("D1" if direct else "C1", thread),
             files=tuple(files),
         )
         await self.chat.dispatcher.handle(incoming)

@@ -23,7 +23,7 @@ from bot.metrics import Metrics, start_metrics_server
 from bot.server import build_app
 from bot.settings import Settings
 from rag.engine import Engine
-from tests.bot.doubles import Outlet
+from tests.bot.doubles import Outlet, Place
 from tests.bot.scrape import Scrape
 from tests.bot.test_dispatch import VPN_GUIDE, RecordingSender
 from tests.conftest import EngineFactory
@@ -108,7 +108,7 @@ async def test_a_worker_exports_its_jobs_on_its_own_metrics_port(make_engine: En
     runner = await start_metrics_server(metrics, host="127.0.0.1", port=0)
     try:
         job = Job(
-            "Ev1", "ask", "slack", KB, "U1", "How do I rotate the VPN certificate?", "t", {"channel": "C1"}
+            "Ev1", "ask", "slack", KB, "U1", "How do I rotate the VPN certificate?", "t", Place("C1")
         )
         await handler.run(job)
         port = runner.addresses[0][1]

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from bot.core import text
 from bot.core.dispatch import Dispatcher
-from bot.core.model import Incoming, Job, Reply, Working
+from bot.core.model import Address, Handle, Incoming, Job, Reply, Update, Working
 from bot.core.state import (
     Deduplicator,
     MemoryDeduplicator,
@@ -27,7 +27,7 @@ from bot.core.state import (
 )
 from bot.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory, RedisVoteBook
 from rag.types import Turn
-from tests.bot.doubles import Outlet
+from tests.bot.doubles import Outlet, Place, Shown
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix
 
 
@@ -221,14 +221,14 @@ class RecordingSender:
         self.begun: list[Working] = []
         self.finished: list[Reply] = []
 
-    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
+    async def begin(self, address: Address, working: Working) -> Handle | None:
         self.begun.append(working)
-        return {"ts": "1.1"}
+        return Shown("1.1")
 
-    async def update(self, address: dict[str, Any], handle: dict[str, Any], text: str) -> None:
-        return None
+    async def update(self, address: Address, handle: Handle | None, update: Update) -> Handle | None:
+        return handle
 
-    async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
+    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> None:
         self.finished.append(reply)
 
 
@@ -267,7 +267,7 @@ def _question(event_id: str, text: str = "How do I rotate the VPN certificate?")
         is_direct=False,
         mentioned=True,
         thread="slack:T1:C1:1000.1",
-        address={"channel": "C1", "thread_ts": "1000.1"},
+        address=Place("C1", "1000.1"),
     )
 
 

@@ -13,35 +13,59 @@ from typing import Any
 from aiohttp import web
 
 from bot.console.files import LocalFileFetcher
-from bot.core.model import Incoming, Reply, Working
+from bot.core.model import Address, Handle, Incoming, Reply, Update, Working
 from bot.platform import Intake, Platform
 from bot.settings import Settings
 
 ROUTE = "/echo/messages"
 
 
+@dataclass(frozen=True)
+class EchoAddress:
+    thread: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"thread": self.thread}
+
+
+@dataclass(frozen=True)
+class EchoHandle:
+    message: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message}
+
+
 @dataclass
 class EchoSender:
     shown: list[tuple[str, Any]] = field(default_factory=list)  # ("begin" | "update" | "finish", what)
 
-    async def begin(self, address: dict[str, Any], working: Working) -> dict[str, Any]:
+    async def begin(self, address: Address, working: Working) -> EchoHandle:
         self.shown.append(("begin", working))
-        return {"message": len(self.shown)}
+        return EchoHandle(len(self.shown))
 
-    async def update(self, address: dict[str, Any], handle: dict[str, Any], text: str) -> None:
-        self.shown.append(("update", text))
+    async def update(self, address: Address, handle: Handle | None, update: Update) -> Handle | None:
+        self.shown.append(("update", update))
+        return handle
 
-    async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
+    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> None:
         self.shown.append(("finish", reply))
 
 
 class EchoOutbound:
     name = "echo"
+    ask_how = "post to /echo/messages"
 
     def __init__(self, settings: Settings) -> None:
         self.sender = EchoSender()
         self.fetcher = LocalFileFetcher()
         self.shown = self.sender.shown
+
+    def read_address(self, data: dict[str, Any]) -> EchoAddress:
+        return EchoAddress(str(data["thread"]))
+
+    def read_handle(self, data: dict[str, Any]) -> EchoHandle | None:
+        return EchoHandle(int(data["message"])) if data else None
 
     async def start(self) -> None:
         pass
@@ -71,7 +95,7 @@ class EchoRoutes:
             event_id=str(body["id"]),
             is_direct=False,
             thread=f"echo:{thread}",
-            address={"thread": thread},
+            address=EchoAddress(thread),
             addressed=bool(body.get("to_bot", True)),
             in_thread=thread != body["id"],
         )
