@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from bot.connections import ConnectionGuard
 from bot.core.ports import JobRunner
-from bot.metrics import Metrics, metrics_handler
+from bot.infra.metrics import Metrics, metrics_handler
 from rag.engine import Engine
 from rag.redact import redact
 

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from bot.cli import build_parser
 from bot.compose import build_engine, build_service
-from bot.metrics import Metrics, start_metrics_server
+from bot.infra.metrics import Metrics, start_metrics_server
 from bot.platforms import enabled_platforms
 from bot.settings import Settings
 
@@ -844,7 +844,7 @@ def test_k8s_workers_get_time_to_finish_their_jobs(k8s: list[dict[str, Any]]) ->
 
 
 def test_k8s_backup_job_writes_to_a_claim(k8s: list[dict[str, Any]]) -> None:
-    from bot.cron import cron_trigger
+    from bot.infra.cron import cron_trigger
 
     (job,) = objects(k8s, "CronJob")
     cron_trigger(job["spec"]["schedule"], timezone="UTC")
@@ -1048,7 +1048,7 @@ def test_readme_deploy_section_names_every_recipe() -> None:
 
 def _startup_errors() -> list[str]:
     """What `threadwise` prints (after `threadwise: `) for the README's troubleshooting examples."""
-    from bot.serve_cli import require_credentials
+    from bot.commands.serve import require_credentials
     from bot.settings import load_settings
     from rag.errors import ConfigError
 

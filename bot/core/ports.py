@@ -27,7 +27,19 @@ class ReplySender(Protocol):
 
 
 class FileFetcher(Protocol):
-    async def fetch(self, file: FileRef, *, max_bytes: int) -> bytes: ...
+    async def fetch(self, file: FileRef, *, max_bytes: int) -> bytes:
+        """The file's bytes; never more than `max_bytes` of them in memory (bot.core.files.read_capped).
+
+        What goes wrong is said by the type of what is raised:
+
+        - UserFacingError: the file's fault — too large, gone, its link expired, not where files of
+          this platform live. The message is the user's to read, and the other files go on.
+        - RetryableError: the network's — a timeout, a refused connection, HTTP 429 or 5xx. A queue
+          worker runs the job again later; in-process the user gets the apology.
+        - anything else: a bug or a broken set-up (a token without access). It is logged, and the
+          user gets an apology with a reference.
+        """
+        ...
 
 
 class Outbound(Terms, Protocol):

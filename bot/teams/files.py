@@ -30,18 +30,16 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from bot.core import text
+from bot.core.files import CHUNK, read_capped
 from bot.core.model import FileRef
 from bot.teams import text as teams_text
 from rag.errors import RetryableError, UserFacingError
-from rag.filetypes import human_size
 
 log = structlog.get_logger(__name__)
 
 _EXPIRED = {401, 403, 404, 410}
 _REDIRECTS = {301, 302, 303, 307, 308}
 _MAX_HOPS = 5
-_CHUNK = 64 * 1024
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -216,14 +214,8 @@ async def _body(response: aiohttp.ClientResponse, file: FileRef, max_bytes: int)
         raise RetryableError(f"download answered HTTP {response.status}")
     if response.status != 200:
         raise UserFacingError(teams_text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
-    if response.content_length is not None and response.content_length > max_bytes:
-        raise _too_large(file, max_bytes)
-    data = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        data += chunk
-        if len(data) > max_bytes:
-            raise _too_large(file, max_bytes)
-    return bytes(data)
+    chunks = response.content.iter_chunked(CHUNK)
+    return await read_capped(chunks, name=file.name, max_bytes=max_bytes, declared=response.content_length)
 
 
 def _next_hop(url: URL, response: aiohttp.ClientResponse, file: FileRef) -> URL:
@@ -240,7 +232,3 @@ def _refused(file: FileRef, url: URL | None, reason: str) -> UserFacingError:
     # The host only: the rest of a download URL is a credential (tempauth).
     log.warning("teams_download_refused", host=url.host if url is not None else None, reason=reason)
     return UserFacingError(teams_text.FILE_HOST_REFUSED.format(name=file.name))
-
-
-def _too_large(file: FileRef, max_bytes: int) -> UserFacingError:
-    return UserFacingError(text.FILE_TOO_LARGE.format(name=file.name, limit=human_size(max_bytes)))

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.check import run_check
 from bot.cli import main
+from bot.commands.check import run_check
 from bot.settings import Settings
 from bot.slack import platform as slack
 from bot.teams.platform import teams

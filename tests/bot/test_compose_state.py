@@ -19,7 +19,7 @@ from bot.compose import build_chat_app, build_query_cache
 from bot.core.feedback import FeedbackVote
 from bot.core.model import Incoming
 from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory
-from bot.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
+from bot.infra.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
 from bot.server import build_app
 from bot.settings import load_settings
 from rag.cache import SemanticCache

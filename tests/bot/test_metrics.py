@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from bot.compose import ChatApp, build_chat_app
 from bot.core.feedback import FeedbackVote
 from bot.core.model import FileRef, Incoming
-from bot.metrics import Metrics
+from bot.infra.metrics import Metrics
 from bot.server import build_app
 from bot.settings import Settings
 from rag.answer import Answerer

@@ -19,7 +19,7 @@ from bot.compose import build_chat_app
 from bot.core.handlers import JobHandler
 from bot.core.model import Job
 from bot.core.state import MemoryThreadMemory
-from bot.metrics import Metrics, start_metrics_server
+from bot.infra.metrics import Metrics, start_metrics_server
 from bot.server import build_app
 from bot.settings import Settings
 from rag.engine import Engine

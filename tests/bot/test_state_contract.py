@@ -25,7 +25,7 @@ from bot.core.state import (
     ThreadMemory,
     VoteBook,
 )
-from bot.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory, RedisVoteBook
+from bot.infra.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory, RedisVoteBook
 from rag.types import Turn
 from tests.bot.doubles import Outlet, Place, Shown
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix

@@ -18,7 +18,7 @@ from bot.core import text
 from bot.core.handlers import JobHandler
 from bot.core.model import Job, Reply
 from bot.core.state import MemoryThreadMemory
-from bot.worker import AnsweredMarks, JobPolicy, QueuedJobs
+from bot.infra.worker import AnsweredMarks, JobPolicy, QueuedJobs
 from rag.answer import DeltaCallback
 from rag.engine import Engine
 from rag.errors import RetryableError

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from bot.compose import build_worker
 from bot.core.model import Job
-from bot.jobqueue import QueueRunner
+from bot.infra.jobqueue import QueueRunner
 from bot.settings import Settings
 from bot.slack.address import SlackAddress
-from bot.worker import build_worker
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import VPN_GUIDE, HarnessFactory, SlackHarness
 from tests.processes import Processes

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from bot.compose import build_worker
 from bot.core import text
-from bot.jobqueue import QueueRunner
+from bot.infra.jobqueue import QueueRunner
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
 from bot.teams import text as teams_text
-from bot.worker import build_worker
 from tests.bot.slack.test_queue_mode import queue_redis  # noqa: F401 (a fixture)
 from tests.bot.teams.activities import (
     CHANNEL,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.commands.serve import require_credentials
 from bot.platforms import enabled_platforms
-from bot.serve_cli import require_credentials
 from bot.settings import Settings, load_settings
 from bot.teams.outbound import TeamsOutbound
 from rag.errors import ConfigError

@@ -8,15 +8,17 @@ Secrets are never printed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 import groq
-import redis.asyncio as aioredis
 
+from bot.commands.base import SubParsers, add
 from bot.platform import Check, Failed, Platform, Skipped, failure
 from bot.platforms import all_platforms, enabled_platforms
 from bot.settings import Settings
@@ -27,6 +29,15 @@ from rag.redact import redact
 Status = Literal["OK", "FAIL", "SKIP"]
 CHECK_TIMEOUT_S = 10.0
 MODEL_TIMEOUT_S = 180.0  # a cold model load from disk can take a while on a small machine
+
+
+def register(sub: SubParsers) -> None:
+    help = "try each configured dependency (Slack, Teams, Groq, Chroma, Redis, model)"
+    add(sub, "check", run, help=help, terminal=True)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    return await run_check(settings, out=sys.stdout)  # before opening anything: it says what fails
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,8 @@ async def _chroma(settings: Settings) -> str:
 
 
 async def _redis(settings: Settings) -> str:
+    import redis.asyncio as aioredis
+
     if not settings.redis_url:
         raise Skipped(
             "REDIS_URL is not set: dedup, rate limits, thread memory and caches stay in this process"
@@ -197,7 +210,7 @@ async def _redis(settings: Settings) -> str:
 
 async def _worker_metrics(settings: Settings) -> str:
     """What a `threadwise worker` started now on this machine would do with WORKER_METRICS_PORT."""
-    from bot.metrics_port import candidates, next_free_port
+    from bot.infra.metrics_port import candidates, next_free_port
 
     port = settings.worker_metrics_port
     if settings.runner != "queue":

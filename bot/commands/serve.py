@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from bot.compose import build_service
-from bot.metrics import Metrics
+import argparse
+
+from bot.commands.base import SubParsers, add
 from bot.platforms import enabled_platforms
 from bot.settings import Settings
-from rag.engine import Engine
 from rag.errors import ConfigError
+
+
+def register(sub: SubParsers) -> None:
+    add(sub, "serve", run, help="run the HTTP service (platform routes, /health, /ready, /metrics)")
 
 
 def require_credentials(settings: Settings) -> None:
@@ -19,11 +23,18 @@ def require_credentials(settings: Settings) -> None:
         )
 
 
-async def run_serve(settings: Settings, engine: Engine, *, metrics: Metrics | None = None) -> int:
-    from bot.scheduler import attach_backups
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from bot.compose import build_engine, build_service
+    from bot.infra.metrics import Metrics
+    from bot.infra.scheduler import attach_backups
     from bot.server import serve
 
     require_credentials(settings)
+    metrics = Metrics(registry=CollectorRegistry())  # this process's, exported at /metrics
+    engine = build_engine(settings, stage_observer=metrics.stage)
+    await engine.sweep()
     service = build_service(settings, engine, metrics=metrics)
     attach_backups(service.app, settings=settings, engine=engine)  # embedded store only
     await serve(

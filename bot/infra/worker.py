@@ -1,14 +1,14 @@
-"""`threadwise worker`: runs the jobs `threadwise serve` queued (RUNNER=queue) on an arq Worker.
+"""The arq side of `threadwise worker`: runs the jobs `threadwise serve` queued (RUNNER=queue).
 
-Everything a job needs is built once at start-up into arq's context: the engine (Chroma server, model
-loaded), the platforms' reply senders and file fetchers (no web service), the thread memory in Redis,
-and this worker's metrics (GET /metrics on WORKER_METRICS_PORT). Each job is `JobHandler.run`, wrapped
-in what only a queue can do:
+Everything a job needs is built once at start-up into arq's context (by bot/compose/worker.py): the
+engine (Chroma server, model loaded), the platforms' outbound parts (no web service), the thread
+memory in Redis, and this worker's metrics (GET /metrics on WORKER_METRICS_PORT). Each job is
+`JobHandler.run`, wrapped in what only a queue can do:
 
 - a retry with backoff for a RetryableError (`Retry(defer=…)`), and the apology on the last try;
 - a deadline (JOB_TIMEOUT_SECONDS), after which the user is told it took too long; an ingest stops
   between two embedding batches and leaves nothing of that document;
-- a lease (bot/lease.py): arq's in-progress key lives JOB_LEASE_SECONDS and is renewed while the job
+- a lease (bot/infra/lease.py): arq's in-progress key lives JOB_LEASE_SECONDS and is renewed while the job
   runs, so a worker killed mid-job (kill -9, OOM) has its job run again by another worker one lease
   later, and a live worker's job never runs twice at once, however long it takes;
 - at most one reply per job: an "answered" mark per job id, set after the reply, makes a re-run of a
@@ -24,26 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import web
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Retry, Worker, func
-from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from bot.core.handlers import JobHandler
 from bot.core.model import Job, Terms
-from bot.core.state import ThreadMemory
-from bot.jobqueue import JOB_FUNCTION, KEEP_RESULT_S, QUEUE_NAME, QueueRunner, dumps, loads
-from bot.lease import JobLease, LeaseLost
-from bot.metrics import Metrics
-from bot.metrics_port import serve_worker_metrics
-from bot.platform import Outbound as PlatformOutbound
-from bot.platforms import enabled_platforms
+from bot.infra.jobqueue import JOB_FUNCTION, KEEP_RESULT_S, QUEUE_NAME, dumps, loads
+from bot.infra.lease import JobLease, LeaseLost
 from bot.settings import Settings
 from rag.engine import Engine
 from rag.store import LeftoverSweeper
@@ -137,7 +130,7 @@ class QueuedJobs:
 
 async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     """The arq job function (registered as JOB_FUNCTION): the job, under its lease."""
-    resources: _Resources = ctx[CONTEXT_KEY]
+    resources: WorkerResources = ctx[CONTEXT_KEY]
     lease = JobLease(ctx["redis"], str(ctx["job_id"]), seconds=resources.lease_s)
     try:
         return await lease.run(lambda: resources.jobs.run(payload, job_try=int(ctx["job_try"])))
@@ -148,12 +141,15 @@ async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
 
 
 @dataclass
-class _Resources:
+class WorkerResources:
+    """What a worker's jobs run with, built once at start-up by the composition root."""
+
     jobs: QueuedJobs
-    platforms: list[PlatformOutbound]
-    metrics_server: web.AppRunner | None
     lease_s: float
-    sweeping: asyncio.Task[None] | None = None
+    closing: list[Callable[[], Awaitable[None]]]  # at shutdown, in this order
+
+
+Startup = Callable[[ArqRedis], Awaitable[WorkerResources]]  # given arq's connection pool
 
 
 async def _sweep_once(sweeper: LeftoverSweeper) -> None:
@@ -185,75 +181,39 @@ def start_sweeping(engine: Engine, settings: Settings) -> asyncio.Task[None] | N
     return asyncio.create_task(_keep_sweeping(sweeper, settings.sweep_interval_seconds), name="sweep")
 
 
-def thread_memory(redis: Redis) -> ThreadMemory:
-    from bot.redis_state import RedisThreadMemory
-
-    return RedisThreadMemory(redis)
-
-
-async def _startup(ctx: dict[str, Any], *, settings: Settings, queue_name: str) -> None:
-    from bot.compose import build_engine
-
-    redis: ArqRedis = ctx["redis"]  # arq's pool: the thread memory and the marks share it
-    metrics = Metrics(registry=CollectorRegistry())  # this worker's jobs, at WORKER_METRICS_PORT
-    engine = await asyncio.to_thread(build_engine, settings, stage_observer=metrics.stage)
-    await asyncio.to_thread(engine.embedder.load)
-    metrics.watch_engine(engine)
-    metrics.watch_queue(QueueRunner(redis, queue_name=queue_name).depth)
-    platforms = [p.outbound(settings) for p in enabled_platforms(settings)]
-    for platform in platforms:
-        await platform.start()
-    outbound = {p.name: p for p in platforms}
-    memory = thread_memory(redis)
-
-    handler = JobHandler(
-        engine=engine,
-        platforms=outbound,
-        memory=memory,
-        max_file_mb=settings.max_file_size_mb,
-        telemetry=metrics,
-    )
-    jobs = QueuedJobs(
-        handler=handler,
-        platforms=outbound,
-        marks=AnsweredMarks(redis),
-        policy=JobPolicy.from_settings(settings),
-    )
-    server = None
-    if settings.worker_metrics_port:
-        server = await serve_worker_metrics(metrics, host=settings.host, port=settings.worker_metrics_port)
-    ctx[CONTEXT_KEY] = _Resources(jobs, platforms, server, settings.job_lease_seconds)
-    ctx[CONTEXT_KEY].sweeping = start_sweeping(engine, settings)
-    log.info("worker_ready", concurrency=settings.worker_concurrency, platforms=sorted(outbound))
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
-    resources: _Resources | None = ctx.get(CONTEXT_KEY)
+    resources: WorkerResources | None = ctx.get(CONTEXT_KEY)
     if resources is None:  # start-up failed midway
         return
-    if resources.sweeping is not None:
-        resources.sweeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await resources.sweeping
-    for platform in resources.platforms:
-        await platform.close()
-    if resources.metrics_server is not None:
-        await resources.metrics_server.cleanup()
+    for close in resources.closing:
+        await close()
     log.info("worker_stopped")
 
 
-def build_worker(
-    settings: Settings, *, queue_name: str = QUEUE_NAME, handle_signals: bool = True, burst: bool = False
+def arq_worker(
+    settings: Settings,
+    *,
+    startup: Startup,
+    queue_name: str = QUEUE_NAME,
+    handle_signals: bool = True,
+    burst: bool = False,
 ) -> Worker:
-    """The arq Worker for these settings. Call from a coroutine: arq binds the running loop.
+    """The arq Worker for these settings, its jobs run with what `startup` builds. Call from a
+    coroutine: arq binds the running loop.
 
     `burst`: stop once the queue is empty (tests, one-off catch-up runs).
     """
     if not settings.redis_url:
         raise ValueError("a worker needs REDIS_URL")  # Settings refuse RUNNER=queue without it
 
-    async def startup(ctx: dict[str, Any]) -> None:
-        await _startup(ctx, settings=settings, queue_name=queue_name)
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx[CONTEXT_KEY] = await startup(ctx["redis"])
 
     function = func(
         run_job,
@@ -268,7 +228,7 @@ def build_worker(
         functions=[function],
         queue_name=queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
-        on_startup=startup,
+        on_startup=on_startup,
         on_shutdown=_shutdown,
         handle_signals=handle_signals,
         burst=burst,
@@ -292,9 +252,8 @@ def completion_wait(grace_s: int) -> int:
     return max(grace_s - min(STOP_MARGIN_S, grace_s // 2), 0)
 
 
-async def run_worker(settings: Settings) -> int:
+async def run_worker(worker: Worker) -> int:
     """Run until SIGTERM/SIGINT: take no new job, finish or re-queue the running ones, exit 0."""
-    worker = build_worker(settings)
     try:
         await worker.async_run()
     except asyncio.CancelledError:
