@@ -238,10 +238,6 @@ class Settings(BaseSettings):
         production, for the Bot Framework Emulator (and then only to a loopback serviceUrl)."""
         return bool(self.microsoft_app_id) or self.environment != "production"
 
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.chroma_persist_directory).parent
-
     def kb_for(self, workspace: str) -> str:
         """The knowledge base a workspace (`slack-T…`, `teams-…`, `local`) uses, after KB_ALIASES."""
         for pair in self.kb_aliases:

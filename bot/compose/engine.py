@@ -18,13 +18,19 @@ from rag.store import KnowledgeStore, open_client
 from rag.types import Answer
 
 
-def build_engine(settings: Settings, *, stage_observer: StageObserver | None = None) -> Engine:
+def build_engine(
+    settings: Settings,
+    *,
+    stage_observer: StageObserver | None = None,
+    embedder: SentenceEmbedder | None = None,
+) -> Engine:
+    """`embedder`: the model's, unless a test or a benchmark brings its own."""
     client = open_client(
         persist_directory=settings.chroma_persist_directory,
         host=settings.chroma_host,
         port=settings.chroma_port,
     )
-    embedder = SentenceEmbedder(
+    embedder = embedder or SentenceEmbedder(
         cache_size=settings.embedding_cache_size, cache_ttl=settings.embedding_cache_ttl
     )
     return Engine(

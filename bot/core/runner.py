@@ -55,10 +55,6 @@ class InProcessRunner:
             finally:
                 self._active -= 1
 
-    @property
-    def running(self) -> int:
-        return len(self._tasks)
-
     async def depth(self) -> dict[str, int]:
         """Jobs running now and jobs waiting for a slot (the /metrics queue depth)."""
         return {"running": self._active, "pending": len(self._tasks) - self._active}

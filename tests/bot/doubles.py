@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from bot.console.files import LocalFileFetcher
 from bot.core.ports import FileFetcher, ReplySender
+from rag.embed import SentenceEmbedder
 
 ASK_HOW = "ask me in this test"
 
@@ -60,3 +66,48 @@ class Outlet:
 
     async def close(self) -> None:
         pass
+
+
+_WORD = re.compile(r"\w+")
+
+
+class FakeEmbedder(SentenceEmbedder):
+    """The embedder with no model: a text's vector is its words hashed into 384 dimensions, so texts
+    that share words are near, and a word is a token. Deterministic, and nothing to load: for tests
+    of the chat side, where what matters is that a question finds the passage that shares its words.
+    (Counts `embedded_texts` as the real one does.)"""
+
+    def __init__(self) -> None:
+        super().__init__(cache_size=10_000, cache_ttl=0)
+
+    @property
+    def loaded(self) -> bool:
+        return True
+
+    def load(self) -> None:
+        pass
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _WORD.finditer(text)]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vectors([text])[0]
+
+    def embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        vectors = self._vectors(list(texts))
+        if progress:
+            progress(len(texts))
+        return vectors
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self._vectors(texts)
+
+    def _vectors(self, texts: list[str]) -> np.ndarray:
+        self.embedded_texts += len(texts)
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                slot = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+                vectors[row, slot % self.dimension] += 1.0
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1.0, norms)

@@ -1,7 +1,8 @@
 """The chat side end to end, minus the platform: Dispatcher → InProcessRunner → JobHandler → Engine.
 
-The engine is real (embedding model, embedded Chroma); the only stand-in is the ReplySender, which
-records what a platform would have shown, and where a test needs it, an Answerer.
+The engine is real (embedded Chroma, extraction, search) on a fake embedder that needs no model
+(words hashed into vectors); the other stand-ins are the ReplySender, which records what a platform
+would have shown, and where a test needs it, an Answerer.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from rag.engine import Engine
 from rag.errors import RetryableError
 from rag.prompt import citations_for
 from rag.types import Answer, Passage, Turn
-from tests.bot.doubles import ASK_HOW, Outlet, Place, Shown
+from tests.bot.doubles import ASK_HOW, FakeEmbedder, Outlet, Place, Shown
 
 KB = "slack-T1"
 VPN_GUIDE = (
@@ -168,7 +169,7 @@ def make_bot(make_engine: Callable[..., Engine], tmp_path: Path) -> BotFactory:
         admins: Collection[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> Bot:
-        engine = make_engine(answerer=answerer)
+        engine = make_engine(answerer=answerer, embedder=FakeEmbedder())  # no model to load
         sender = RecordingSender()
         platforms = {"slack": Outlet("slack", sender, fetcher or LocalFileFetcher())}
         memory = MemoryThreadMemory()
@@ -564,7 +565,7 @@ async def test_a_file_that_cannot_be_fetched_gets_an_apology_and_nothing_is_inge
 async def test_a_queue_worker_gets_the_retryable_failure_back_to_retry_the_job(
     make_engine: Callable[..., Engine],
 ) -> None:
-    engine = make_engine(answerer=RecordingAnswerer(fail=RetryableError("Groq 503")))
+    engine = make_engine(answerer=RecordingAnswerer(fail=RetryableError("Groq 503")), embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = RecordingSender()
     handler = JobHandler(

@@ -23,7 +23,7 @@ from rag.answer import DeltaCallback
 from rag.engine import Engine
 from rag.errors import RetryableError
 from rag.types import Answer, Passage, Turn
-from tests.bot.doubles import Outlet, Place, Shown
+from tests.bot.doubles import FakeEmbedder, Outlet, Place, Shown
 from tests.bot.test_dispatch import KB, VPN_GUIDE, RecordingAnswerer, RecordingSender
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix
 
@@ -109,7 +109,7 @@ async def test_a_job_run_again_after_it_replied_does_not_reply_twice(
     make_engine: Callable[..., Engine], make_jobs: JobsFactory
 ) -> None:
     # e.g. its worker was killed after replying but before arq recorded the job as finished.
-    engine = make_engine(answerer=RecordingAnswerer())
+    engine = make_engine(answerer=RecordingAnswerer(), embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = RecordingSender()
     jobs = make_jobs(engine, sender)
@@ -126,7 +126,7 @@ async def test_a_retryable_failure_is_retried_with_growing_delays_then_apologise
     make_engine: Callable[..., Engine], make_jobs: JobsFactory
 ) -> None:
     answerer = RecordingAnswerer(fail=RetryableError("Groq 503"))
-    engine = make_engine(answerer=answerer)
+    engine = make_engine(answerer=answerer, embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = RecordingSender()
     jobs = make_jobs(engine, sender, max_tries=3)
@@ -147,7 +147,7 @@ async def test_a_retryable_failure_is_retried_with_growing_delays_then_apologise
 async def test_a_job_past_its_deadline_is_stopped_and_the_user_told(
     make_engine: Callable[..., Engine], make_jobs: JobsFactory
 ) -> None:
-    engine = make_engine(answerer=SlowAnswerer(seconds=30))
+    engine = make_engine(answerer=SlowAnswerer(seconds=30), embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = RecordingSender()
     jobs = make_jobs(engine, sender, timeout=0.5)
@@ -168,7 +168,7 @@ async def test_a_try_beyond_the_limit_only_apologises(
     # Tries whose worker died count too: the spare try tells the user instead of running again.
     answerer = RecordingAnswerer()
     sender = RecordingSender()
-    jobs = make_jobs(make_engine(answerer=answerer), sender, max_tries=3)
+    jobs = make_jobs(make_engine(answerer=answerer, embedder=FakeEmbedder()), sender, max_tries=3)
 
     assert await jobs.run(ask_job(), job_try=4) == "abandoned"
 
@@ -180,7 +180,7 @@ async def test_a_try_beyond_the_limit_only_apologises(
 async def test_a_reply_that_could_not_be_delivered_is_retried(
     make_engine: Callable[..., Engine], make_jobs: JobsFactory
 ) -> None:
-    engine = make_engine(answerer=RecordingAnswerer())
+    engine = make_engine(answerer=RecordingAnswerer(), embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = FlakySender(failures=1)
     jobs = make_jobs(engine, sender)
