@@ -156,12 +156,15 @@ class _SharedProbe:
             self._running = None
 
 
-async def _failures(checks: dict[str, ReadyCheck], timeout: float) -> dict[str, str]:
+async def _failures(checks: dict[str, ReadyCheck], limit_s: float) -> dict[str, str]:
+    """Each failing check's reason; each check may take `limit_s`, all of them at once."""
+
     async def run(check: ReadyCheck) -> str | None:
         try:
-            await asyncio.wait_for(check(), timeout)
+            async with asyncio.timeout(limit_s):
+                await check()
         except TimeoutError:
-            return f"no answer within {timeout:g} s"
+            return f"no answer within {limit_s:g} s"
         except Exception as exc:  # any failure means not ready: say which (no URL's password)
             return redact(f"{type(exc).__name__}: {exc}")[:200]
         return None

@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     @field_validator("teams_file_hosts")
     @classmethod
     def _file_hosts(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        from bot.teams.files import FileHosts
+        from bot.hosts import FileHosts
 
         hosts = FileHosts.parse(value)  # raises ValueError naming the entry
         if hosts.local_origins and info.data.get("environment") == "production":

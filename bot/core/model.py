@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from rag.types import Citation
 
@@ -42,6 +42,15 @@ class IngestProgress:
 
 
 Update = PartialAnswer | IngestProgress
+
+T = TypeVar("T")
+
+
+def of_platform(value: object, kind: type[T]) -> T:
+    """An address or a handle as its platform's own type; another platform's is a bug."""
+    if not isinstance(value, kind):
+        raise TypeError(f"expected a {kind.__name__}, got a {type(value).__name__}")
+    return value
 
 
 class Terms(Protocol):

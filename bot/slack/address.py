@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.model import Address, Handle
+from bot.core.model import Address, Handle, of_platform
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,8 @@ class SlackHandle:
 
 
 def slack_address(address: Address) -> SlackAddress:
-    if not isinstance(address, SlackAddress):
-        raise TypeError(f"not a Slack address: {type(address).__name__}")
-    return address
+    return of_platform(address, SlackAddress)
 
 
 def slack_handle(handle: Handle | None) -> SlackHandle | None:
-    if handle is not None and not isinstance(handle, SlackHandle):
-        raise TypeError(f"not a Slack message: {type(handle).__name__}")
-    return handle
+    return None if handle is None else of_platform(handle, SlackHandle)

@@ -92,19 +92,13 @@ def message_from_event(
     mentions the bot.
     """
     event = body.get("event") or {}
-    kind = event.get("type")
-    if kind not in ("app_mention", "message") or event.get("subtype") not in HANDLED_SUBTYPES:
-        return None
-    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
-    if not (user and channel and ts) or _from_a_bot(event, bot):
+    if not _written_by_a_person(event, bot):
         return None
     raw = event.get("text") or ""
     direct = event.get("channel_type") == "im"
-    mentioned = kind == "app_mention" or f"<@{bot.user_id}" in raw
-    addressed = direct or mentioned
-    in_thread = bool(event.get("thread_ts"))
+    mentioned = event.get("type") == "app_mention" or f"<@{bot.user_id}" in raw
     files = tuple(f for f in (file_ref(d) for d in event.get("files") or ()) if f is not None)
-    if not addressed and (not (in_thread and follow_ups) or files):
+    if not (direct or mentioned) and (not (event.get("thread_ts") and follow_ups) or files):
         return None  # a channel message not for the bot (files shared among people stay theirs)
     if event.get("subtype") == "file_share" and not files:
         return None  # an upload whose files[] did not come along: nothing to read, no question asked
@@ -113,19 +107,37 @@ def message_from_event(
         return None
     # The workspace the app is installed in, never the sender's (`event.team` is theirs in Slack Connect)
     team = str(body.get("team_id") or bot.team_id)
+    incoming = _incoming(body, team, text, files, direct=direct, mentioned=mentioned)
+    return Message(incoming, origin=sender_origin(body, team))
+
+
+def _written_by_a_person(event: Mapping[str, Any], bot: BotIdentity) -> bool:
+    """A user's own words, in a message that says where it was written (not a bot's, not an edit)."""
+    if event.get("type") not in ("app_mention", "message") or event.get("subtype") not in HANDLED_SUBTYPES:
+        return False
+    said = event.get("user") and event.get("channel") and event.get("ts")
+    return bool(said) and not _from_a_bot(event, bot)
+
+
+def _incoming(
+    body: Mapping[str, Any],
+    team: str,
+    text: str,
+    files: tuple[FileRef, ...],
+    *,
+    direct: bool,
+    mentioned: bool,
+) -> Incoming:
+    event = body["event"]
+    user, channel, ts = str(event["user"]), str(event["channel"]), str(event["ts"])
+    in_thread = bool(event.get("thread_ts"))
     root = str(event.get("thread_ts") or ts)
     event_id = str(body.get("event_id") or f"{channel}-{ts}")
+    # In a DM thread, an AI app's assistant thread shows a status.
     address = SlackAddress(
-        team=team,
-        channel=channel,
-        user=user,
-        event_id=event_id,
-        thread_ts=root,
-        dm=direct,
-        # A DM thread: an AI app's assistant thread shows a status there.
-        assistant=direct and bool(event.get("thread_ts")),
+        team, channel, user, event_id, thread_ts=root, dm=direct, assistant=direct and in_thread
     )
-    incoming = Incoming(
+    return Incoming(
         platform=PLATFORM,
         workspace=f"slack-{team}",
         user=user,
@@ -137,10 +149,9 @@ def message_from_event(
         files=files,
         message_key=f"{team}:{channel}:{ts}",
         mentioned=mentioned,
-        addressed=addressed,
+        addressed=direct or mentioned,
         in_thread=in_thread,
     )
-    return Message(incoming, origin=sender_origin(body, team))
 
 
 def sender_origin(body: Mapping[str, Any], team: str) -> Origin | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.model import Address, Handle
+from bot.core.model import Address, Handle, of_platform
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,8 @@ class TeamsHandle:
 
 
 def teams_address(address: Address) -> TeamsAddress:
-    if not isinstance(address, TeamsAddress):
-        raise TypeError(f"not a Teams address: {type(address).__name__}")
-    return address
+    return of_platform(address, TeamsAddress)
 
 
 def teams_handle(handle: Handle | None) -> TeamsHandle | None:
-    if handle is not None and not isinstance(handle, TeamsHandle):
-        raise TypeError(f"not a Teams message: {type(handle).__name__}")
-    return handle
+    return None if handle is None else of_platform(handle, TeamsHandle)

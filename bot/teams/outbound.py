@@ -13,11 +13,12 @@ from botbuilder.integration.aiohttp import (
     ConfigurationServiceClientCredentialFactory,
 )
 
+from bot.hosts import FileHosts
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
 from bot.teams import text as teams_text
 from bot.teams.address import TeamsAddress, TeamsHandle
 from bot.teams.auth import DEFAULT_LOGIN_URL, ClientSecretCredentials, GuardedAuthentication
-from bot.teams.files import FileHosts, TeamsFileFetcher
+from bot.teams.files import TeamsFileFetcher
 from bot.teams.sender import TeamsSender
 from bot.teams.translate import PLATFORM
 
