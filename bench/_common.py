@@ -26,10 +26,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.compose import build_chat_app, build_engine  # noqa: E402
-from bot.server import build_app  # noqa: E402
+from bot.compose import build_engine, build_service  # noqa: E402
+from bot.platform import Inbound  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
-from bot.slack.platform import SlackPlatform  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from tests.bot.slack import payloads  # noqa: E402
 from tests.fakes.slack_server import FakeSlack  # noqa: E402
@@ -118,22 +117,17 @@ def slack_env(fake: FakeSlack) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def serve_in_process(settings: Settings, engine: Engine) -> AsyncIterator[tuple[str, SlackPlatform]]:
+async def serve_in_process(settings: Settings, engine: Engine) -> AsyncIterator[tuple[str, Inbound]]:
     """`threadwise serve`'s web app with the Slack adapter on `engine`, on a free 127.0.0.1 port, in
-    this event loop. Yields the events URL and the platform (`drain()` waits for every job)."""
-    platform = SlackPlatform.from_settings(settings)
-    chat = build_chat_app(
-        settings, engine, senders={"slack": platform.sender}, fetchers={"slack": platform.fetcher}
-    )
-    app = build_app(engine=engine, chat=chat)
-    platform.mount(app, chat)
-    runner = web.AppRunner(app)
+    this event loop. Yields the events URL and Slack's routes (`drain()` waits for every job)."""
+    service = build_service(settings, engine)
+    runner = web.AppRunner(service.app)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     await web.SockSite(runner, sock).start()
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events", platform
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events", service.inbound["slack"]
     finally:
         await runner.cleanup()
 

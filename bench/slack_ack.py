@@ -28,8 +28,8 @@ from _common import fake_slack, percentile, scratch_engine, serve_in_process, sl
 
 from bot.core.text import THINKING
 from bot.logsetup import configure_logging
+from bot.platform import Inbound
 from bot.settings import load_settings
-from bot.slack.platform import SlackPlatform
 from tests.bot.slack import payloads
 from tests.fakes.slack_server import FakeSlack
 
@@ -71,7 +71,7 @@ async def _round(
     http: aiohttp.ClientSession,
     url: str,
     fake: FakeSlack,
-    platform: SlackPlatform,
+    platform: Inbound,
     burst: int,
     acks: list[float],
     placeholders: list[float],

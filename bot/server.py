@@ -8,20 +8,33 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import structlog
 from aiohttp import web
+from redis.asyncio import Redis
 
-from bot.compose import ChatApp
 from bot.connections import ConnectionGuard
-from bot.metrics import metrics_handler
+from bot.core.ports import JobRunner
+from bot.infra.metrics import Metrics, metrics_handler
 from rag.engine import Engine
 from rag.redact import redact
 
 log = structlog.get_logger(__name__)
 
 ReadyCheck = Callable[[], Awaitable[None]]  # raises when the dependency is not ready
-CHAT_APP = web.AppKey("chat_app", ChatApp)
+
+
+class ChatSide(Protocol):
+    """What the service needs of the chat app: its jobs to drain, its Redis, its metrics."""
+
+    runner: JobRunner
+    redis: Redis | None
+    metrics: Metrics
+
+    async def aclose(self) -> None: ...
+
+
 ENGINE = web.AppKey("engine", Engine)
 WARMING = web.AppKey("warming", asyncio.Task[None])  # the model and keyword indexes, loading
 READY_MAX_AGE_S = 0.5  # a readiness answer is reused this long (load balancers probe often)
@@ -30,14 +43,13 @@ MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def build_app(
-    *, engine: Engine, chat: ChatApp, check_timeout: float = 2.0, runs_jobs: bool = True
+    *, engine: Engine, chat: ChatSide, check_timeout: float = 2.0, runs_jobs: bool = True
 ) -> web.Application:
     """The web application. Adapters add their routes with `app.router` before it starts.
 
     `runs_jobs=False` (RUNNER=queue): workers run the jobs, so this process never loads the model.
     """
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    app[CHAT_APP] = chat
     app[ENGINE] = engine
     checks: dict[str, ReadyCheck] = {"embedding_model": _model_check(engine)} if runs_jobs else {}
     # Probes get their own threads: under load the default executor is full of jobs' work, and a
@@ -144,12 +156,15 @@ class _SharedProbe:
             self._running = None
 
 
-async def _failures(checks: dict[str, ReadyCheck], timeout: float) -> dict[str, str]:
+async def _failures(checks: dict[str, ReadyCheck], limit_s: float) -> dict[str, str]:
+    """Each failing check's reason; each check may take `limit_s`, all of them at once."""
+
     async def run(check: ReadyCheck) -> str | None:
         try:
-            await asyncio.wait_for(check(), timeout)
+            async with asyncio.timeout(limit_s):
+                await check()
         except TimeoutError:
-            return f"no answer within {timeout:g} s"
+            return f"no answer within {limit_s:g} s"
         except Exception as exc:  # any failure means not ready: say which (no URL's password)
             return redact(f"{type(exc).__name__}: {exc}")[:200]
         return None
@@ -178,7 +193,7 @@ def _model_check(engine: Engine) -> ReadyCheck:
     return check
 
 
-def _redis_check(chat: ChatApp) -> ReadyCheck:
+def _redis_check(chat: ChatSide) -> ReadyCheck:
     async def check() -> None:
         assert chat.redis is not None
         await chat.redis.ping()

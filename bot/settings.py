@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     @field_validator("backup_schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from bot.cron import cron_trigger
+        from bot.infra.cron import cron_trigger
 
         cron_trigger(value, timezone="UTC")  # raises ValueError saying what is wrong
         return value
@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     @field_validator("teams_file_hosts")
     @classmethod
     def _file_hosts(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        from bot.teams.files import FileHosts
+        from bot.hosts import FileHosts
 
         hosts = FileHosts.parse(value)  # raises ValueError naming the entry
         if hosts.local_origins and info.data.get("environment") == "production":
@@ -237,10 +237,6 @@ class Settings(BaseSettings):
         """Serve Teams' /api/messages: authenticated with MICROSOFT_APP_ID; without it only outside
         production, for the Bot Framework Emulator (and then only to a loopback serviceUrl)."""
         return bool(self.microsoft_app_id) or self.environment != "production"
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.chroma_persist_directory).parent
 
     def kb_for(self, workspace: str) -> str:
         """The knowledge base a workspace (`slack-T…`, `teams-…`, `local`) uses, after KB_ALIASES."""

@@ -44,11 +44,13 @@ EngineFactory = Callable[..., Engine]
 
 
 @pytest.fixture
-def make_engine(tmp_path: Path, embedder: SentenceEmbedder) -> Iterator[EngineFactory]:
-    """Engines on a fresh embedded Chroma in tmp_path; keyword arguments override the defaults."""
+def make_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EngineFactory]:
+    """Engines on a fresh embedded Chroma in tmp_path; keyword arguments override the defaults.
+    The real model (the session's `embedder`) is loaded only for an engine given no `embedder`."""
 
     def factory(
         *,
+        embedder: SentenceEmbedder | None = None,
         answerer: Answerer | None = None,
         store: KnowledgeStore | None = None,
         max_bytes: int = 10 * 1024 * 1024,
@@ -58,6 +60,8 @@ def make_engine(tmp_path: Path, embedder: SentenceEmbedder) -> Iterator[EngineFa
         stage_observer: StageObserver | None = None,
         **cache: Any,
     ) -> Engine:
+        if embedder is None:
+            embedder = request.getfixturevalue("embedder")
         if store is None:
             client = open_client(persist_directory=str(tmp_path / "chroma"), host=None, port=0)
             store = KnowledgeStore(client, prefix="test")

@@ -1,12 +1,19 @@
-"""The dependency directions of DESIGN.md: rag/ knows nothing of chat; bot/core/ no platform SDK."""
+"""The dependency directions of DESIGN.md: rag/ knows nothing of chat; bot/core/ no platform SDK and
+nothing else of bot/; a platform package nothing of another; only the composition root (and the
+platform table) builds platforms."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+from bot.platform import Platform
+from bot.platforms import PLATFORMS
+
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_SDKS = ("slack_bolt", "slack_sdk", "botbuilder", "botframework")
+PLATFORM_PACKAGES = ("bot.slack", "bot.teams", "bot.console")
+COMPOSITION_ROOT = ("bot/compose/", "bot/platforms.py")
 
 
 def _imports(folder: str) -> dict[str, set[str]]:
@@ -18,6 +25,7 @@ def _imports(folder: str) -> dict[str, set[str]]:
                 names.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from bot import slack`
         found[str(path.relative_to(ROOT))] = names
     return found
 
@@ -55,3 +63,46 @@ def test_no_module_reads_the_environment_outside_the_composition_root() -> None:
             if rel not in allowed and "os.environ" in path.read_text():
                 offenders.append(rel)
     assert not offenders
+
+
+def _platform_package(module: str) -> str | None:
+    return next((p for p in PLATFORM_PACKAGES if module == p or module.startswith(p + ".")), None)
+
+
+def _module(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
+
+
+def test_core_imports_nothing_else_of_bot() -> None:
+    offenders = {
+        f: {m for m in n if m.startswith("bot.") and not m.startswith("bot.core")}
+        for f, n in _imports("bot/core").items()
+    }
+    assert not {f: n for f, n in offenders.items() if n}
+
+
+def test_platform_packages_import_nothing_from_each_other() -> None:
+    offenders = {}
+    for path, names in _imports("bot").items():
+        own = _platform_package(_module(path))
+        others = {m for m in names if _platform_package(m) not in (None, own)}
+        if own is not None and others:
+            offenders[path] = others
+    assert not offenders
+
+
+def test_only_the_composition_root_and_the_platform_table_import_platform_packages() -> None:
+    offenders = {}
+    for path, names in _imports("bot").items():
+        if _platform_package(_module(path)) is not None or path.startswith(COMPOSITION_ROOT):
+            continue
+        found = {m for m in names if _platform_package(m) is not None}
+        if found:
+            offenders[path] = found
+    assert not offenders
+
+
+def test_each_row_of_the_platform_table_is_a_platform_package() -> None:
+    for row in PLATFORMS:
+        assert _platform_package(row.module), row.module
+        assert isinstance(row.platform(), Platform)

@@ -29,10 +29,9 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
 from bot.cli import build_parser
-from bot.compose import build_chat_app, build_engine
-from bot.metrics import Metrics, start_metrics_server
-from bot.serve_cli import configured_platforms
-from bot.server import build_app
+from bot.compose import build_engine, build_service
+from bot.infra.metrics import Metrics, start_metrics_server
+from bot.platforms import enabled_platforms
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,25 +88,14 @@ def serve_settings(data: Path, **overrides: object) -> Settings:
 
 def serve_app(settings: Settings) -> web.Application:
     """`threadwise serve`'s app as run_serve composes it, every configured platform mounted."""
-    platforms = configured_platforms(settings)
-    engine = build_engine(settings)
-    chat = build_chat_app(
-        settings,
-        engine,
-        senders={p.name: p.sender for p in platforms},
-        fetchers={p.name: p.fetcher for p in platforms},
-    )
-    app = build_app(engine=engine, chat=chat)
-    for platform in platforms:
-        platform.mount(app, chat)
-    return app
+    return build_service(settings, build_engine(settings)).app
 
 
 @pytest.fixture(scope="module")
 def serve_routes(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
     """(method, path) that `threadwise serve` answers (mounting only adds routes: nothing starts)."""
     settings = serve_settings(tmp_path_factory.mktemp("routes"))
-    assert {p.name for p in configured_platforms(settings)} == {"slack", "teams"}
+    assert {p.name for p in enabled_platforms(settings)} == {"slack", "teams"}
     return _routes(serve_app(settings))
 
 
@@ -856,7 +844,7 @@ def test_k8s_workers_get_time_to_finish_their_jobs(k8s: list[dict[str, Any]]) ->
 
 
 def test_k8s_backup_job_writes_to_a_claim(k8s: list[dict[str, Any]]) -> None:
-    from bot.cron import cron_trigger
+    from bot.infra.cron import cron_trigger
 
     (job,) = objects(k8s, "CronJob")
     cron_trigger(job["spec"]["schedule"], timezone="UTC")
@@ -1060,7 +1048,7 @@ def test_readme_deploy_section_names_every_recipe() -> None:
 
 def _startup_errors() -> list[str]:
     """What `threadwise` prints (after `threadwise: `) for the README's troubleshooting examples."""
-    from bot.serve_cli import require_credentials
+    from bot.commands.serve import require_credentials
     from bot.settings import load_settings
     from rag.errors import ConfigError
 
@@ -1078,7 +1066,7 @@ def _startup_errors() -> list[str]:
         messages.append(str(caught.value))
     production = load_settings(_env_file=None, environment="production")
     with pytest.raises(ConfigError) as caught:
-        require_credentials(production, configured_platforms(production))
+        require_credentials(production)
     messages.append(str(caught.value))
     return messages
 

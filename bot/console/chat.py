@@ -1,19 +1,16 @@
-"""`threadwise chat`: the console adapter, through the same dispatcher and jobs as Slack and Teams."""
+"""The terminal's inbound part: lines typed at the prompt go to the same dispatcher and jobs as Slack's
+and Teams' messages."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
-import sys
 import uuid
 from importlib import resources
 from typing import TextIO
 
-from bot.compose import build_chat_app
-from bot.console.files import LocalFileFetcher
-from bot.console.sender import ConsoleSender
 from bot.console.translate import translate_line
-from bot.settings import Settings
+from bot.platform import Intake
 from rag.engine import Engine
 
 BANNER = """threadwise — ask questions about the documents in knowledge base '{kb}'.
@@ -32,32 +29,33 @@ async def seed_welcome_docs(engine: Engine, kb: str) -> int:
     return count
 
 
-async def run_chat(
-    settings: Settings, engine: Engine, *, kb: str, stdin: TextIO | None = None, out: TextIO | None = None
-) -> int:
-    stdin = stdin or sys.stdin
-    out = out or sys.stdout
-    app = build_chat_app(
-        settings.model_copy(update={"kb_aliases": [f"local={kb}"]}),
-        engine,
-        senders={"console": ConsoleSender(out)},
-        fetchers={"console": LocalFileFetcher()},
-    )
-    if kb == "local" and await seed_welcome_docs(engine, kb):
-        out.write("(The knowledge base was empty, so I loaded my own user guide. Ask me how I work!)\n")
-    out.write(BANNER.format(kb=kb) + "\n\n")
-    out.flush()
-    user = getpass.getuser()
-    session = uuid.uuid4().hex[:8]
-    while True:
-        out.write("you> ")
+class Terminal:
+    """`threadwise chat`: a conversation at the prompt until /quit or the end of input."""
+
+    def __init__(self, intake: Intake, *, engine: Engine, kb: str, stdin: TextIO, out: TextIO) -> None:
+        self._intake = intake
+        self._engine = engine
+        self._kb = kb
+        self._stdin = stdin
+        self._out = out
+
+    async def run(self) -> int:
+        out = self._out
+        if self._kb == "local" and await seed_welcome_docs(self._engine, self._kb):
+            out.write("(The knowledge base was empty, so I loaded my own user guide. Ask me how I work!)\n")
+        out.write(BANNER.format(kb=self._kb) + "\n\n")
         out.flush()
-        line = await asyncio.to_thread(stdin.readline)
-        if not line or line.strip().lower() in {"/quit", "/exit", "quit", "exit"}:
-            break
-        if not line.strip():
-            continue
-        await app.dispatcher.handle(translate_line(line, user=user, session=session))
-        await app.runner.drain()
-    out.write("bye\n")
-    return 0
+        user = getpass.getuser()
+        session = uuid.uuid4().hex[:8]
+        while True:
+            out.write("you> ")
+            out.flush()
+            line = await asyncio.to_thread(self._stdin.readline)
+            if not line or line.strip().lower() in {"/quit", "/exit", "quit", "exit"}:
+                break
+            if not line.strip():
+                continue
+            await self._intake.submit(translate_line(line, user=user, session=session))
+            await self._intake.drain()
+        out.write("bye\n")
+        return 0

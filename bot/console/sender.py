@@ -2,52 +2,67 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from bot.core import text
-from bot.core.model import Reply
-
-_CODE_SPAN = re.compile(r"`([^`\n]+)`")
-
-
-def markdown_to_plain(md: str) -> str:
-    """Terminal text from our Markdown: drop emphasis marks, keep link targets visible. Inline code
-    is shown as it is, without its backticks (a document name like `_draft_.md` keeps its `_`)."""
-    pieces = _CODE_SPAN.split(md)  # prose, code, prose, code, …, prose
-    return "".join(piece if i % 2 else _prose_to_plain(piece) for i, piece in enumerate(pieces))
+from bot.core.model import Address, Handle, PartialAnswer, Reply, Update, Working
+from bot.terminal import markdown_to_plain
 
 
-def _prose_to_plain(md: str) -> str:
-    plain = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"\1 <\2>", md)
-    plain = re.sub(r"(?<![\w*])[*_]{1,2}([^*_\n]+)[*_]{1,2}(?![\w*])", r"\1", plain)
-    return plain
+@dataclass(frozen=True)
+class ConsoleAddress:
+    """The terminal session a reply is printed in."""
+
+    session: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session": self.session}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConsoleAddress:
+        return cls(str(data["session"]))
+
+
+@dataclass(frozen=True)
+class ConsoleHandle:
+    """The part of the answer already printed, while it streams in."""
+
+    shown: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shown": self.shown}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConsoleHandle | None:
+        return cls(str(data.get("shown", ""))) if data else None
 
 
 class ConsoleSender:
     def __init__(self, out: TextIO) -> None:
         self._out = out
 
-    async def begin(self, address: dict[str, Any], working: str) -> dict[str, Any]:
-        self._out.write(markdown_to_plain(working) + "\n")
+    async def begin(self, address: Address, working: Working) -> ConsoleHandle:
+        self._out.write(markdown_to_plain(text.working(working)) + "\n")
         self._out.flush()
-        return {"shown": ""}
+        return ConsoleHandle()
 
-    async def update(self, address: dict[str, Any], handle: dict[str, Any], partial: str) -> None:
-        # Print only what is new since the last update, so the answer streams onto the screen.
-        partial = partial.removesuffix(" ▌")
-        if partial.startswith("_Reading"):
-            return
-        shown = str(handle.get("shown", ""))
-        if len(partial) > len(shown) and partial.startswith(shown):
-            self._out.write(partial[len(shown) :])
+    async def update(self, address: Address, handle: Handle | None, update: Update) -> Handle | None:
+        # An answer streams onto the screen: only what is new since the last update is printed. An
+        # ingest's progress is not shown (the terminal cannot replace a line it printed).
+        if not isinstance(update, PartialAnswer):
+            return handle
+        shown = _shown(handle)
+        if len(update.text) > len(shown) and update.text.startswith(shown):
+            self._out.write(update.text[len(shown) :])
             self._out.flush()
-            handle["shown"] = partial
+            return ConsoleHandle(update.text)
+        return handle
 
-    async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
+    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> None:
         # The streamed text is on screen: print the rest, or the whole reply when it differs from it
         # (citations cleaned up, a fallback answer, an apology).
-        shown = str(handle.get("shown", ""))
+        shown = _shown(handle)
         if reply.kind == "answer" and reply.text.startswith(shown):
             body = reply.text[len(shown) :]
         else:
@@ -56,3 +71,7 @@ class ConsoleSender:
         parts = [body.rstrip()] + ([sources] if sources else [])
         self._out.write(markdown_to_plain("\n\n".join(parts)) + "\n\n")
         self._out.flush()
+
+
+def _shown(handle: Handle | None) -> str:
+    return handle.shown if isinstance(handle, ConsoleHandle) else ""

@@ -6,8 +6,10 @@ import os
 import uuid
 from pathlib import Path
 
+from bot.console.sender import ConsoleAddress
 from bot.core.model import FileRef, Incoming
 
+PLATFORM = "console"
 CONSOLE_THREAD = "console"
 
 
@@ -20,14 +22,14 @@ def translate_line(line: str, *, user: str, session: str) -> Incoming:
         files = tuple(_file_ref(p) for p in paths)
         text = ""
     return Incoming(
-        platform="console",
+        platform=PLATFORM,
         workspace="local",
         user=user,
         text=text,
         event_id=uuid.uuid4().hex,
         is_direct=True,
         thread=f"{CONSOLE_THREAD}:{session}",
-        address={"session": session},
+        address=ConsoleAddress(session),
         files=files,
     )
 

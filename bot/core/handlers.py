@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from typing import Literal
 
 import structlog
 
 from bot.core import text
 from bot.core.commands import name_candidates, parse_command
-from bot.core.model import Job, Reply, ReplyKind
-from bot.core.ports import FileFetcher, ReplySender
+from bot.core.model import Handle, IngestProgress, Job, PartialAnswer, Reply, ReplyKind, Update
+from bot.core.ports import Outbound, ReplySender
 from bot.core.state import ThreadMemory
 from bot.core.telemetry import NullTelemetry, Outcome, Telemetry, timed
 from rag.engine import Engine, NoSuchDocument, NotYourDocument
@@ -23,86 +24,113 @@ log = structlog.get_logger(__name__)
 
 STREAM_INTERVAL_S = 1.0  # edit the working message at most about once a second
 
+Ended = Literal["done", "timed out"]
+
+
+class Messages:
+    """One job's messages in its thread: the message shown now (its handle), which each update
+    replaces with the next, and the final reply."""
+
+    def __init__(self, sender: ReplySender, job: Job) -> None:
+        self._sender = sender
+        self._address = job.address
+        self.handle: Handle | None = job.handle
+
+    async def update(self, update: Update) -> None:
+        self.handle = await self._sender.update(self._address, self.handle, update)
+
+    async def finish(self, reply: Reply) -> None:
+        await self._sender.finish(self._address, self.handle, reply)
+
 
 class JobHandler:
     def __init__(
         self,
         *,
         engine: Engine,
-        senders: Mapping[str, ReplySender],
-        fetchers: Mapping[str, FileFetcher],
+        platforms: Mapping[str, Outbound],
         memory: ThreadMemory,
         max_file_mb: float,
         stream_interval: float = STREAM_INTERVAL_S,
-        retry_elsewhere: bool = False,
         telemetry: Telemetry | None = None,
     ) -> None:
         self._engine = engine
-        self._senders = senders
-        self._fetchers = fetchers
+        self._platforms = platforms
         self._memory = memory
         self._max_file_mb = max_file_mb
         self._interval = stream_interval
-        # Only a queue worker can retry a job later; in-process a RetryableError gets the apology.
-        self._retry_elsewhere = retry_elsewhere
         self._telemetry = telemetry or NullTelemetry()
 
-    async def run(self, job: Job) -> None:
-        """Do the job and always reply: with the result, a user-facing reason, or an apology."""
-        sender = self._senders[job.platform]
+    async def run(self, job: Job, *, last_try: bool = True, deadline_s: float | None = None) -> Ended:
+        """Do the job and always reply: with the result, a user-facing reason, or an apology.
+
+        `last_try=False` (a queue worker with tries left): a RetryableError, of the work or of the
+        reply, is raised for the queue to retry the job; on the last try (and in-process, where
+        nothing retries) it gets the apology. `deadline_s`: past it the work stops (an ingest
+        between two embedding batches) and the user is told it took too long.
+        """
+        messages = Messages(self._platforms[job.platform].sender, job)
+        try:
+            async with asyncio.timeout(deadline_s) as deadline:
+                await self._run(job, messages, last_try=last_try)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            log.error("job_timed_out", job_id=job.id, seconds=deadline_s)
+            await messages.finish(Reply(_wording(text.TIMED_OUT, job), kind="error"))
+            return "timed out"
+        return "done"
+
+    async def apologise(self, job: Job) -> None:
+        """Tell the user the job could not be done (a queue gave up on it), in place of its working
+        message."""
+        await Messages(self._platforms[job.platform].sender, job).finish(_apology(job))
+
+    async def _run(self, job: Job, messages: Messages, *, last_try: bool) -> None:
         bound = log.bind(job_id=job.id, platform=job.platform, kb=job.kb, user=job.user, kind=job.kind)
         started = time.perf_counter()
         outcome: Outcome = "answered"
         try:
-            reply = await self._dispatch(job, sender)
+            reply = await self._dispatch(job, messages)
             if reply.kind == "error":
                 outcome = "refused"
         except UserFacingError as exc:
             reply, outcome = Reply(exc.message, kind="error"), "refused"
             bound.info("job_refused", reason=exc.message)
         except Exception as exc:
-            if isinstance(exc, RetryableError) and self._retry_elsewhere:
+            if isinstance(exc, RetryableError) and not last_try:
                 raise  # the queue runner retries with backoff
             bound.exception("job_failed")
-            apology = text.INTERNAL_ERROR.format(doing=text.DOING[job.kind], ref=job.id[:12])
-            reply, outcome = Reply(apology, kind="error"), "error"
+            reply, outcome = _apology(job), "error"
         try:
             with timed(self._telemetry, "reply"):
-                await sender.finish(job.address, job.handle, reply)
+                await messages.finish(reply)
         except Exception as exc:
-            if isinstance(exc, RetryableError) and self._retry_elsewhere:
+            if isinstance(exc, RetryableError) and not last_try:
                 raise  # counted on the retry
             self._count(job, "error", started)
             # The reply could not be shown (a platform refusing it, a rendering failure): the user
             # gets the apology instead of a working message that never ends. A platform out of
             # reach is left to the runner (a queue worker retries the whole job).
-            if outcome == "error" or isinstance(exc, OSError) or not await self._apologise(sender, job):
+            if outcome == "error" or isinstance(exc, OSError) or not await _apologised(messages, job):
                 raise
             bound.exception("reply_failed_apology_sent")
             return
         self._count(job, outcome, started)
         bound.info("job_done", seconds=round(time.perf_counter() - started, 3), outcome=reply.kind)
 
-    async def _apologise(self, sender: ReplySender, job: Job) -> bool:
-        apology = text.INTERNAL_ERROR.format(doing=text.DOING[job.kind], ref=job.id[:12])
-        try:
-            await sender.finish(job.address, job.handle, Reply(apology, kind="error"))
-        except Exception:
-            return False
-        return True
-
     def _count(self, job: Job, outcome: Outcome, started: float) -> None:
         self._telemetry.request(job.platform, job.kind, outcome)
         self._telemetry.job(job.kind, time.perf_counter() - started)
 
-    async def _dispatch(self, job: Job, sender: ReplySender) -> Reply:
+    async def _dispatch(self, job: Job, messages: Messages) -> Reply:
         if job.kind == "ingest":
-            return await self._ingest(job, sender)
+            return await self._ingest(job, messages)
         if job.kind == "command":
             return await self._command(job)
-        return await self._ask(job, sender)
+        return await self._ask(job, messages)
 
-    async def _ask(self, job: Job, sender: ReplySender) -> Reply:
+    async def _ask(self, job: Job, messages: Messages) -> Reply:
         if not job.text.strip():
             return Reply(text.EMPTY_QUESTION)
         history = await self._memory.history(job.thread)
@@ -112,14 +140,14 @@ class JobHandler:
             now = time.monotonic()
             if now - last[0] >= self._interval:
                 last[0] = now
-                await sender.update(job.address, job.handle, partial + " ▌")
+                await messages.update(PartialAnswer(partial))
 
         answer = await self._engine.ask(job.kb, job.text, history=history, on_delta=on_delta)
         await self._memory.append(job.thread, Turn("user", job.text), Turn("assistant", answer.text))
         return answer_reply(answer)
 
-    async def _ingest(self, job: Job, sender: ReplySender) -> Reply:
-        fetcher = self._fetchers[job.platform]
+    async def _ingest(self, job: Job, messages: Messages) -> Reply:
+        fetcher = self._platforms[job.platform].fetcher
         max_bytes = self._engine.limits.max_bytes
         results: list[IngestResult] = []
         errors: list[str] = []
@@ -129,7 +157,7 @@ class JobHandler:
                 self._engine.check_upload(name, file.size)
                 with timed(self._telemetry, "download"):
                     data = await fetcher.fetch(file, max_bytes=max_bytes)
-                progress = _Progress(sender, job, name, self._interval)
+                progress = _Progress(messages, name, self._interval)
                 result = await self._engine.ingest(
                     job.kb,
                     name,
@@ -162,7 +190,8 @@ class JobHandler:
             return Reply(text.stats_text(await self._engine.stats(job.kb)), ephemeral=True)
         if name == "forget":
             return await self._forget(job, command.argument if command else "")
-        return Reply(text.help_text(job.platform, self._max_file_mb), ephemeral=True)
+        ask_how = self._platforms[job.platform].ask_how
+        return Reply(text.help_text(ask_how, self._max_file_mb), ephemeral=True)
 
     async def _forget(self, job: Job, argument: str) -> Reply:
         if not argument:
@@ -188,17 +217,33 @@ def _who(uploader: str) -> str:
     return uploader or "unknown"
 
 
+def _wording(template: str, job: Job) -> str:
+    return template.format(doing=text.DOING[job.kind], ref=job.id[:12])
+
+
+def _apology(job: Job) -> Reply:
+    return Reply(_wording(text.INTERNAL_ERROR, job), kind="error")
+
+
+async def _apologised(messages: Messages, job: Job) -> bool:
+    try:
+        await messages.finish(_apology(job))
+    except Exception:
+        return False
+    return True
+
+
 def answer_reply(answer: Answer) -> Reply:
     return Reply(answer.text, kind="answer", citations=answer.citations, feedback=answer.mode != "not_found")
 
 
 class _Progress:
-    """Turns the engine's progress callbacks (from a worker thread) into throttled message edits."""
+    """Turns the engine's progress callbacks (from a worker thread) into throttled message edits, one
+    after the other (each replaces the message the one before showed)."""
 
-    def __init__(self, sender: ReplySender, job: Job, name: str, interval: float) -> None:
+    def __init__(self, messages: Messages, name: str, interval: float) -> None:
         self._loop = asyncio.get_running_loop()
-        self._sender = sender
-        self._job = job
+        self._messages = messages
         self._name = name
         self._interval = interval
         self._last = time.monotonic()
@@ -209,12 +254,15 @@ class _Progress:
         if now - self._last < self._interval or done >= total:
             return
         self._last = now
-        message = text.ingest_progress(self._name, done, total)
-        self._loop.call_soon_threadsafe(self._schedule, message)
+        self._loop.call_soon_threadsafe(self._schedule, IngestProgress(self._name, done, total))
 
-    def _schedule(self, message: str) -> None:
-        update = self._sender.update(self._job.address, self._job.handle, message)
-        self._pending = self._loop.create_task(update)
+    def _schedule(self, update: IngestProgress) -> None:
+        self._pending = self._loop.create_task(self._after(self._pending, update))
+
+    async def _after(self, previous: asyncio.Task[None] | None, update: IngestProgress) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        await self._messages.update(update)
 
     async def flush(self) -> None:
         if self._pending is not None:

@@ -2,12 +2,65 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, Protocol, TypeVar
 
 from rag.types import Citation
 
 JobKind = Literal["ask", "ingest", "command"]
+
+
+class Address(Protocol):
+    """Where replies go, in a platform's own terms (a Slack thread, a Teams conversation reference):
+    a frozen dataclass of the platform's, plain data that travels with a job through the queue."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class Handle(Protocol):
+    """A message the bot shows while a job runs (a placeholder, a streamed answer), in a platform's
+    own terms: what the next update or the final reply replaces."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PartialAnswer:
+    """The answer so far, while it streams in (Markdown): each sender shows it its own way."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """How far the reading of one document has got: `done` of `total` passages embedded."""
+
+    name: str
+    done: int
+    total: int
+
+
+Update = PartialAnswer | IngestProgress
+
+T = TypeVar("T")
+
+
+def of_platform(value: object, kind: type[T]) -> T:
+    """An address or a handle as its platform's own type; another platform's is a bug."""
+    if not isinstance(value, kind):
+        raise TypeError(f"expected a {kind.__name__}, got a {type(value).__name__}")
+    return value
+
+
+class Terms(Protocol):
+    """A platform's own terms: its addresses and handles read back from plain data (the queue)."""
+
+    def read_address(self, data: dict[str, Any]) -> Address: ...
+
+    def read_handle(self, data: dict[str, Any]) -> Handle | None:
+        """None for `{}`: no message shown."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -33,12 +86,29 @@ class Incoming:
     event_id: str  # unique per user message; the key that makes a redelivery a no-op
     is_direct: bool  # a DM / personal chat: documents may be uploaded here
     thread: str  # key of the conversation thread, for memory
-    address: dict[str, Any]  # where replies go, in the platform's own terms
+    address: Address  # where replies go
     files: tuple[FileRef, ...] = ()
     # The user message itself, where one message can arrive as several events (Slack sends a mention
     # as both `app_mention` and `message`): the dispatcher answers each key once. Empty: event_id.
     message_key: str = ""
     mentioned: bool = False  # the message names the bot: files shared with it are meant for it
+    # Whether to answer is the dispatcher's call: a message addressed to the bot (a mention, a DM) is
+    # answered; another one only when it is `in_thread` and the bot has taken part in that thread.
+    addressed: bool = True
+    in_thread: bool = False
+    # Set when the platform refuses the sender (Slack Connect: another organisation): the dispatcher
+    # replies this instead of running a job, once per message.
+    refusal: str = ""
+
+
+@dataclass(frozen=True)
+class Working:
+    """What a sender shows at once, while the job runs: a search, or these files being read."""
+
+    kind: Literal["ask", "ingest"]
+    files: tuple[str, ...] = ()  # the names being read, as a reply echoes them
+    question: str = ""
+    new_thread: bool = True  # the bot has not answered in this thread before
 
 
 @dataclass(frozen=True)
@@ -52,18 +122,32 @@ class Job:
     user: str
     text: str
     thread: str
-    address: dict[str, Any]
+    address: Address
     files: tuple[FileRef, ...] = ()
     is_admin: bool = False
-    handle: dict[str, Any] = field(default_factory=dict)  # the "working…" message to replace
+    handle: Handle | None = None  # the "working…" message the dispatcher showed, to be replaced
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON-able data, as a queue carries it."""
+        return {
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+            "address": self.address.to_dict(),
+            "files": [asdict(f) for f in self.files],
+            "handle": self.handle.to_dict() if self.handle is not None else {},
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Job:
-        files = tuple(FileRef(**f) for f in data.get("files", ()))
-        return cls(**{**data, "files": files})
+    def from_dict(cls, data: dict[str, Any], platforms: Mapping[str, Terms]) -> Job:
+        """A job from `to_dict`, its address and handle read in the terms of its platform."""
+        terms = platforms[data["platform"]]
+        return cls(
+            **{
+                **data,
+                "address": terms.read_address(data["address"]),
+                "files": tuple(FileRef(**f) for f in data.get("files", ())),
+                "handle": terms.read_handle(data.get("handle") or {}),
+            }
+        )
 
 
 ReplyKind = Literal["answer", "info", "error"]

@@ -28,7 +28,7 @@ class InProcessRunner:
 
     def __init__(
         self,
-        run: Callable[[Job], Awaitable[None]],
+        run: Callable[[Job], Awaitable[object]],
         *,
         concurrency: int = ASK_CONCURRENCY,
         ingest_concurrency: int = INGEST_CONCURRENCY,
@@ -54,10 +54,6 @@ class InProcessRunner:
                 log.exception("job_crashed", job_id=job.id)
             finally:
                 self._active -= 1
-
-    @property
-    def running(self) -> int:
-        return len(self._tasks)
 
     async def depth(self) -> dict[str, int]:
         """Jobs running now and jobs waiting for a slot (the /metrics queue depth)."""

@@ -1,7 +1,7 @@
 """State the dispatcher shares across messages: dedup, rate limits, thread memory and feedback
 votes (in memory).
 
-The Redis versions (bot/redis_state.py, for several bot processes) implement the same small
+The Redis versions (bot/infra/redis_state.py, for several bot processes) implement the same small
 interfaces; tests/bot/test_state_contract.py runs the same assertions against both.
 """
 

@@ -1,6 +1,6 @@
 """What the chat core reports about its work: request outcomes, stage timings, feedback votes.
 
-The core only knows this Protocol; `bot.metrics.Metrics` implements it with Prometheus, built in the
+The core only knows this Protocol; `bot.infra.metrics.Metrics` implements it with Prometheus, built in the
 composition root. Without one, `NullTelemetry` drops everything.
 """
 

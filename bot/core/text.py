@@ -1,10 +1,11 @@
-"""Every user-visible string of the chat side, in one place (Markdown)."""
+"""The user-visible strings of the chat core (Markdown); each platform package words what only it says."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
+from bot.core.model import Working
 from rag.names import shown
 from rag.types import Citation, DocumentInfo, IngestResult, KbStats
 
@@ -21,12 +22,6 @@ YAML, code; up to {max_mb} MB each). Sending a file with the same name again rep
 • `stats` — how big the knowledge base is.
 • `help` — this message."""
 
-ASK_HOW = {
-    "slack": "mention me in a channel, or write to me in a direct message",
-    "teams": "mention me in a channel or group chat, or write to me in our personal chat",
-    "console": "type a question. `/upload PATH` adds a file, `/quit` leaves",
-}
-
 NO_DOCUMENTS = "The knowledge base is empty. Send me a document in a direct message to get started."
 FORGOTTEN = "Deleted *{name}* ({passages}). It no longer appears in answers."
 FORGET_USAGE = "Say `forget NAME` with the document's name, as `docs` lists it."
@@ -37,11 +32,6 @@ REPLACE_DENIED = (
     "replace it, so their version stays. To add yours as well, send it under another name."
 )
 FILES_ONLY_IN_DM = "To add documents, send them to me in a direct message."
-SLACK_CONNECT_REFUSED = (
-    "Sorry, I can't help you here: you're writing from another organisation (Slack Connect), and the "
-    "documents I answer from belong to this one, so only its members can ask me or add to them. "
-    "If your organisation uses threadwise, ask it in your own workspace."
-)
 RATE_LIMITED = "You're sending questions faster than I can keep up. Please try again in {seconds} s."
 COMMANDS_RATE_LIMITED = "You're sending commands faster than I can keep up. Please try again in {seconds} s."
 INTERNAL_ERROR = (
@@ -58,12 +48,18 @@ EMPTY_QUESTION = "What would you like to know? Ask me a question about your docu
 DOING = {"ask": "answering", "ingest": "reading your file", "command": "running that command"}
 
 
+def working(state: Working) -> str:
+    """The working message: what the bot is doing while the job runs."""
+    return READING.format(names=", ".join(state.files)) if state.kind == "ingest" else THINKING
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def help_text(platform: str, max_mb: float) -> str:
-    return HELP.format(ask_how=ASK_HOW.get(platform, ASK_HOW["slack"]), max_mb=f"{max_mb:g}")
+def help_text(ask_how: str, max_mb: float) -> str:
+    """`help`, with how to ask on the platform it is shown on (each platform words that itself)."""
+    return HELP.format(ask_how=ask_how, max_mb=f"{max_mb:g}")
 
 
 def documents_list(docs: Sequence[DocumentInfo], identities: Mapping[str, str] | None = None) -> str:
@@ -124,45 +120,10 @@ def sources_markdown(citations: Sequence[Citation]) -> str:
     return "\n".join(lines)
 
 
-# -- Microsoft Teams -----------------------------------------------------------------------------
-
-TEAMS_WELCOME = """Hi, I'm *threadwise*. I answer questions from your team's documents, and say where \
-each answer comes from.
-
-• *Ask* — mention me in a channel or group chat (“@threadwise how do I rotate the VPN certificate?”), \
-or just write to me in our personal chat. I answer in the thread.
-• *Add documents* — attach files (PDF, Word, Markdown, text…) to a message in our personal chat.
-• Say `help` to see everything I can do."""
-
-TEAMS_INLINE_IMAGE = (
-    "I can read documents, not pictures pasted into a message. To add a document, attach it as a file "
-    "in our personal chat; to ask something, type your question."
-)
-TEAMS_ATTACHMENT_UNSUPPORTED = (
-    "I can't open that kind of attachment. Attach documents as files in our personal chat, "
-    "or type your question."
-)
-FILE_LINK_EXPIRED = "{name}: the download link expired before I could fetch it. Please send the file again."
-FILE_DOWNLOAD_REFUSED = "{name}: Teams would not let me download it (HTTP {status}). Please send it again."
-FILE_HOST_REFUSED = (
-    "{name}: its download link does not point to Teams' file storage (SharePoint or OneDrive), so I did "
-    "not fetch it. Please send the file again from Teams."
-)
-TEAMS_CARD_ACTION_UNKNOWN = "That button is not one of mine, so nothing was done."
 FILE_TOO_LARGE = "{name} is larger than the {limit} limit. Please upload a smaller file or split it."
 
+# Under an answer, on every platform that shows them.
 SOURCES_TITLE = "Sources"
 FEEDBACK_UP = "👍 Helpful"
 FEEDBACK_DOWN = "👎 Not helpful"
 FEEDBACK_THANKS = "Thanks for the feedback — it helps me get better."
-
-
-# -- Slack ---------------------------------------------------------------------------------------
-
-# Suggested prompts when someone opens a thread with the bot in Slack's AI app view: (title, message).
-ASSISTANT_PROMPTS_TITLE = "Try one of these:"
-ASSISTANT_PROMPTS = (
-    ("What can you do?", "help"),
-    ("Which documents do you know?", "docs"),
-    ("How big is the knowledge base?", "stats"),
-)

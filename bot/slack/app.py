@@ -2,7 +2,7 @@
 
 Listeners run before the response (`process_before_response=True`) and only translate the payload and
 hand it to the platform, which starts its own tracked task: so the ack goes out in milliseconds, and
-no work lives in Bolt's untracked tasks. Redeliveries are dropped here, before any listener runs.
+no work lives in Bolt's untracked tasks.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.state import Deduplicator
 from bot.slack.translate import FEEDBACK_ACTION_PREFIX
 
 log = structlog.get_logger(__name__)
@@ -42,13 +41,10 @@ class Listeners(Protocol):
     def on_assistant_thread_started(self, body: Body) -> None: ...
 
 
-class DropRedeliveries(AsyncMiddleware):
+class NoteRedeliveries(AsyncMiddleware):
     """Slack redelivers an event with the same event_id (and X-Slack-Retry-Num) when an ack was slow or
-    lost; Bolt does not deduplicate. The first delivery seen is handled, every later one acked and
-    dropped — including a retry that arrives while the first is still being handled."""
-
-    def __init__(self, dedup: Deduplicator) -> None:
-        self._dedup = dedup
+    lost. The dispatcher answers each message once, whichever delivery brings it; this only logs the
+    retry and Slack's reason for it."""
 
     async def async_process(
         self,
@@ -58,15 +54,14 @@ class DropRedeliveries(AsyncMiddleware):
         next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse:
         body = req.body or {}
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not await self._dedup.first_time(f"slack-event:{event_id}"):
+        retry = _header(req, "x-slack-retry-num")
+        if retry and body.get("type") == "event_callback":
             log.info(
-                "slack_redelivery_dropped",
-                event_id=event_id,
-                retry_num=_header(req, "x-slack-retry-num"),
+                "slack_redelivery",
+                event_id=body.get("event_id"),
+                retry_num=retry,
                 retry_reason=_header(req, "x-slack-retry-reason"),
             )
-            return BoltResponse(status=200, body="")
         return await next()
 
 
@@ -75,7 +70,6 @@ def build_bolt_app(
     client: AsyncWebClient,
     signing_secret: str,
     authorize: Authorize,
-    dedup: Deduplicator,
     listeners: Listeners,
 ) -> AsyncApp:
     async def authorize_request(
@@ -92,7 +86,7 @@ def build_bolt_app(
         attaching_conversation_kwargs_enabled=False,
         logger=_bolt_logger(),
     )
-    app.use(DropRedeliveries(dedup))
+    app.use(NoteRedeliveries())
 
     async def message(body: Body) -> None:
         _guarded(listeners.on_message, body)
@@ -120,20 +114,24 @@ def build_bolt_app(
     return app
 
 
+_INTENDED = ("As you gave `client` as well", "As `installation_store` or `authorize`")
+
+
 class _BoltLogFilter(logging.Filter):
     """Two of Bolt's log lines, made fit for our logs (Bolt copies the filter to its child loggers).
 
     - A request with a bad signature is logged with its whole body: people's messages, at INFO, and
       whatever an attacker sent. Keep the fact, drop the body.
     - AsyncApp reads SLACK_BOT_TOKEN from the environment itself and warns that the client we pass
-      wins over it: that is the intent (the token comes from Settings), so the warning only misleads.
+      wins over it, and that `authorize` wins over the client's token: that is the intent (the token
+      comes from Settings, the bot's identity from our cached auth.test), so the warnings only mislead.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if message.startswith("Invalid request signature detected"):
             record.msg, record.args = "Invalid request signature detected (body not logged)", ()
-        return not message.startswith("As you gave `client` as well")
+        return not message.startswith(_INTENDED)
 
 
 def _bolt_logger() -> logging.Logger:

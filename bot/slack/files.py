@@ -1,4 +1,5 @@
-"""Downloading a shared file from Slack: `url_private_download` with the bot token, streamed, capped."""
+"""Downloading a shared file from Slack: `url_private_download` with the bot token, streamed, capped.
+Failures follow the FileFetcher contract (bot/core/ports.py)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,19 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core import text
+from bot.core.files import CHUNK, read_capped
 from bot.core.model import FileRef
 from bot.slack.translate import file_ref
-from rag import filetypes
-from rag.errors import UserFacingError
+from rag.errors import RetryableError
 
 log = structlog.get_logger(__name__)
 
-CHUNK = 64 * 1024
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 class SlackDownloadError(Exception):
-    """The download went wrong on Slack's side or in the app's setup (logged; the user gets an apology)."""
+    """The app's set-up or a payload is wrong, not the file or the network (logged; the user gets an
+    apology): a token Slack answers with its login page, a file URL on a host not Slack's."""
 
 
 class SlackFileFetcher:
@@ -40,24 +40,20 @@ class SlackFileFetcher:
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self, file: FileRef, *, max_bytes: int) -> bytes:
-        if not file.url:
-            file = await self.describe(file)
-        if not self._trusted(file.url):
-            raise SlackDownloadError(f"refusing to send the bot token to {urlsplit(file.url).hostname!r}")
-        headers = {"Authorization": f"Bearer {self._token}"}
-        async with self._http().get(file.url, headers=headers) as response:
-            if response.status != 200:
-                raise SlackDownloadError(f"Slack answered HTTP {response.status} for {file.id or file.name}")
-            content_type = response.content_type or ""
-            if content_type in HTML_TYPES and not _is_html_document(file):
-                # Without a valid token (or the files:read scope) Slack serves its login page, with 200.
-                raise SlackDownloadError(
-                    "Slack sent an HTML page instead of the file: "
-                    "check SLACK_BOT_TOKEN and the files:read scope"
+        try:
+            if not file.url:
+                file = await self.describe(file)
+            if not self._trusted(file.url):
+                raise SlackDownloadError(f"refusing to send the bot token to {urlsplit(file.url).hostname!r}")
+            headers = {"Authorization": f"Bearer {self._token}"}
+            async with self._http().get(file.url, headers=headers) as response:
+                _check(response, file)
+                chunks = response.content.iter_chunked(CHUNK)
+                return await read_capped(
+                    chunks, name=file.name, max_bytes=max_bytes, declared=response.content_length
                 )
-            if response.content_length is not None and response.content_length > max_bytes:
-                raise _too_large(file.name, max_bytes)
-            return await _read_capped(response, file.name, max_bytes)
+        except (aiohttp.ClientError, TimeoutError) as exc:  # the network's fault: a queue retries
+            raise RetryableError(f"download failed: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
         if self._session is not None:
@@ -88,17 +84,16 @@ class SlackFileFetcher:
         return self._session
 
 
-async def _read_capped(response: aiohttp.ClientResponse, name: str, max_bytes: int) -> bytes:
-    data = bytearray()
-    async for chunk in response.content.iter_chunked(CHUNK):
-        data.extend(chunk)
-        if len(data) > max_bytes:
-            raise _too_large(name, max_bytes)  # stop reading: the rest never reaches memory
-    return bytes(data)
-
-
-def _too_large(name: str, max_bytes: int) -> UserFacingError:
-    return UserFacingError(text.FILE_TOO_LARGE.format(name=name, limit=filetypes.human_size(max_bytes)))
+def _check(response: aiohttp.ClientResponse, file: FileRef) -> None:
+    if response.status == 429 or response.status >= 500:
+        raise RetryableError(f"Slack answered HTTP {response.status}")
+    if response.status != 200:
+        raise SlackDownloadError(f"Slack answered HTTP {response.status} for {file.id or file.name}")
+    if (response.content_type or "") in HTML_TYPES and not _is_html_document(file):
+        # Without a valid token (or the files:read scope) Slack serves its login page, with 200.
+        raise SlackDownloadError(
+            "Slack sent an HTML page instead of the file: check SLACK_BOT_TOKEN and the files:read scope"
+        )
 
 
 def _is_html_document(file: FileRef) -> bool:

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.core import text
-from bot.core.model import Reply
+from bot.core.model import PartialAnswer, Reply, Update
 from bot.slack import mrkdwn
 from bot.slack.translate import FEEDBACK_DOWN, FEEDBACK_UP
 from rag.types import Citation
 
 FEEDBACK_BLOCK = "threadwise_feedback"
-CURSOR = "▌"  # JobHandler appends it to a partial answer
+CURSOR = "▌"  # after an answer still streaming in
 MORE = " …"
 
 
@@ -39,14 +39,19 @@ def render_reply(reply: Reply, *, feedback_value: str = "") -> list[SlackMessage
     return [*(SlackMessage(p) for p in before), SlackMessage(last, blocks)]
 
 
-def render_working(markdown: str) -> str:
-    """Text for the working message while an answer streams in: its first piece only, and the
-    core's typing cursor kept outside the markup (`## ▌` must not become a bold cursor)."""
-    body = markdown.rstrip()
-    cursor = body.endswith(CURSOR)
-    pieces = mrkdwn.split(mrkdwn.to_mrkdwn(body.removesuffix(CURSOR).rstrip()) or "…")
+def render_working(markdown: str, *, cursor: bool = False) -> str:
+    """Text for the working message (an answer streaming in, with a typing cursor; an ingest's
+    progress): its first piece only, the cursor kept outside the markup (`## ▌` must not become a
+    bold cursor)."""
+    pieces = mrkdwn.split(mrkdwn.to_mrkdwn(markdown.rstrip()) or "…")
     shown = pieces[0] + (MORE if len(pieces) > 1 else "")
     return f"{shown} {CURSOR}" if cursor else shown
+
+
+def render_update(update: Update) -> str:
+    if isinstance(update, PartialAnswer):
+        return render_working(update.text, cursor=True)
+    return render_working(text.ingest_progress(update.name, update.done, update.total))
 
 
 def status_text(working_markdown: str) -> str:

@@ -1,22 +1,22 @@
 """Replies into Slack threads: a working message first, then `chat.update` with the answer.
 
-The address comes from `translate`: team, channel, thread_ts, user, event_id, and `dm`, `assistant`
-(a DM thread, where an AI app shows a status instead of a placeholder), `title` (the first question
-of an assistant thread), `response_url` (a slash command: replies go there, visible to the asker).
+The address (bot/slack/address.py) comes from `translate`; in a DM thread (`assistant`) an AI app
+shows a status instead of a placeholder, and the thread's first question titles it; a slash command's
+replies go to its `response_url`, visible to the asker.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.core.model import Reply
+from bot.core import text
+from bot.core.model import Address, Handle, Reply, Update, Working
 from bot.slack import mrkdwn
-from bot.slack.render import SlackMessage, render_reply, render_working, status_text
+from bot.slack.address import SlackAddress, SlackHandle, slack_address, slack_handle
+from bot.slack.render import SlackMessage, render_reply, render_update, status_text
 
 log = structlog.get_logger(__name__)
 
@@ -30,71 +30,73 @@ class SlackSender:
         self._client = client
         self._webhook_timeout = webhook_timeout
 
-    async def begin(self, address: dict[str, Any], text: str) -> dict[str, Any]:
-        if address.get("assistant") and await self._set_status(address, status_text(text)):
-            return {"channel": address["channel"]}  # the status shows; the answer will be a new message
+    async def begin(self, address: Address, working: Working) -> SlackHandle:
+        where = slack_address(address)
+        shown = text.working(working)
+        # The first question of an assistant thread names it in the user's list of threads.
+        title = working.question if working.new_thread else ""
+        if where.assistant and await self._set_status(where, status_text(shown), title=title):
+            return SlackHandle(where.channel)  # the status shows; the answer will be a new message
         response = await self._client.chat_postMessage(
-            channel=address["channel"], thread_ts=address["thread_ts"], text=mrkdwn.to_mrkdwn(text)
+            channel=where.channel, thread_ts=where.thread_ts, text=mrkdwn.to_mrkdwn(shown)
         )
-        return {"channel": response["channel"], "ts": response["ts"]}
+        return SlackHandle(str(response["channel"]), str(response["ts"]))
 
-    async def update(self, address: dict[str, Any], handle: dict[str, Any], text: str) -> None:
-        shown = render_working(text)
-        if handle.get("ts"):
-            await self._client.chat_update(channel=handle["channel"], ts=handle["ts"], text=shown)
-            return
+    async def update(self, address: Address, handle: Handle | None, update: Update) -> SlackHandle:
+        where, shown = slack_address(address), slack_handle(handle)
+        body = render_update(update)
+        if shown is not None and shown.ts:
+            await self._client.chat_update(channel=shown.channel, ts=shown.ts, text=body)
+            return shown
         response = await self._client.chat_postMessage(
-            channel=address["channel"], thread_ts=address["thread_ts"], text=shown
+            channel=where.channel, thread_ts=where.thread_ts, text=body
         )
-        handle.update(channel=response["channel"], ts=response["ts"])  # later edits replace this one
+        return SlackHandle(str(response["channel"]), str(response["ts"]))  # later edits replace this one
 
-    async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
-        messages = render_reply(reply, feedback_value=str(address.get("event_id", "")))
-        if address.get("response_url") and await self._respond(address["response_url"], messages):
+    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> None:
+        where, shown = slack_address(address), slack_handle(handle)
+        messages = render_reply(reply, feedback_value=where.event_id)
+        if where.response_url and await self._respond(where.response_url, messages):
             return
-        private = reply.ephemeral or "response_url" in address  # a slash command's replies stay private
-        if (
-            private
-            and not handle.get("ts")
-            and not address.get("dm")
-            and await self._post_ephemeral(address, messages)
-        ):
+        placeholder = shown.ts if shown is not None else ""
+        private = reply.ephemeral or where.response_url is not None  # a slash command's replies stay private
+        if private and not placeholder and not where.dm and await self._post_ephemeral(where, messages):
             return
         first, *rest = messages
-        if not (handle.get("ts") and await self._replace(handle, first)):
-            await self._post(address, first)
+        if not (shown is not None and placeholder and await self._replace(shown, first)):
+            await self._post(where, first)
         for message in rest:
-            await self._post(address, message)
+            await self._post(where, message)
 
     # -- Web API calls -----------------------------------------------------------------------------
 
-    async def _post(self, address: dict[str, Any], message: SlackMessage) -> None:
+    async def _post(self, where: SlackAddress, message: SlackMessage) -> None:
         await self._client.chat_postMessage(
-            channel=address["channel"],
-            thread_ts=address.get("thread_ts"),
+            channel=where.channel,
+            thread_ts=where.thread_ts,
             text=message.text,
             blocks=message.blocks or None,
             unfurl_links=False,
         )
 
-    async def _replace(self, handle: dict[str, Any], message: SlackMessage) -> bool:
+    async def _replace(self, shown: SlackHandle, message: SlackMessage) -> bool:
         try:
             await self._client.chat_update(
-                channel=handle["channel"], ts=handle["ts"], text=message.text, blocks=message.blocks or []
+                channel=shown.channel, ts=shown.ts, text=message.text, blocks=message.blocks or []
             )
         except SlackApiError as exc:
             # Someone deleted the working message, or it is too old to edit: post the reply instead.
-            log.warning("slack_update_failed", error=exc.response.get("error"), ts=handle["ts"])
+            log.warning("slack_update_failed", error=exc.response.get("error"), ts=shown.ts)
             return False
         return True
 
-    async def _post_ephemeral(self, address: dict[str, Any], messages: list[SlackMessage]) -> bool:
+    async def _post_ephemeral(self, where: SlackAddress, messages: list[SlackMessage]) -> bool:
         try:
             for message in messages:
                 await self._client.chat_postEphemeral(
-                    channel=address["channel"],
-                    user=address["user"],
-                    thread_ts=address.get("thread_ts"),
+                    channel=where.channel,
+                    user=where.user,
+                    thread_ts=where.thread_ts,
                     text=message.text,
                     blocks=message.blocks or None,
                 )
@@ -116,21 +118,20 @@ class SlackSender:
                 return False
         return True
 
-    async def _set_status(self, address: dict[str, Any], status: str) -> bool:
+    async def _set_status(self, where: SlackAddress, status: str, *, title: str) -> bool:
         """Show "threadwise is …" under the thread (AI app threads). False where Slack says no."""
+        thread_ts = where.thread_ts or ""  # an assistant thread always has one
         try:
             await self._client.assistant_threads_setStatus(
-                channel_id=address["channel"], thread_ts=address["thread_ts"], status=status
+                channel_id=where.channel, thread_ts=thread_ts, status=status
             )
         except SlackApiError as exc:
             log.info("slack_status_unavailable", error=exc.response.get("error"))
             return False
-        if address.get("title"):
+        if title:
             try:
                 await self._client.assistant_threads_setTitle(
-                    channel_id=address["channel"],
-                    thread_ts=address["thread_ts"],
-                    title=str(address["title"])[:TITLE_LIMIT],
+                    channel_id=where.channel, thread_ts=thread_ts, title=title[:TITLE_LIMIT]
                 )
             except SlackApiError as exc:
                 log.info("slack_title_unavailable", error=exc.response.get("error"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.core.model import FileRef, Incoming
+from bot.slack.address import SlackAddress
 
 PLATFORM = "slack"
 FEEDBACK_ACTION_PREFIX = "threadwise_feedback_"
@@ -48,13 +49,17 @@ class Origin:
 
 
 @dataclass(frozen=True)
-class Intake:
-    """A message for the dispatcher. `follow_up_only`: answer only in a thread the bot is already in.
-    `origin`: set when the sender may belong to another organisation (checked before dispatching)."""
+class Message:
+    """A message for the dispatcher. `origin`: set when the sender may belong to another
+    organisation (checked before dispatching)."""
 
     incoming: Incoming
-    follow_up_only: bool = False
     origin: Origin | None = None
+
+    @property
+    def follow_up_only(self) -> bool:
+        """Not addressed to the bot: answered only in a thread the bot is already in."""
+        return not self.incoming.addressed
 
 
 @dataclass(frozen=True)
@@ -76,26 +81,24 @@ class AssistantThread:
     user: str
 
 
-def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | None:
-    """An `app_mention` or `message` event callback → an Intake, or None to ignore it.
+def message_from_event(
+    body: Mapping[str, Any], bot: BotIdentity, *, follow_ups: bool = True
+) -> Message | None:
+    """An `app_mention` or `message` event callback → a Message, or None to ignore it.
 
     Ignored: other bots and the bot itself, subtypes other than file_share (edits, deletions…), channel
     messages that neither mention the bot nor reply in a thread (only a thread it is in counts, which
-    the caller checks), and files in channels unless the message mentions the bot.
+    the dispatcher checks; none when `follow_ups` is off), and files in channels unless the message
+    mentions the bot.
     """
     event = body.get("event") or {}
-    kind = event.get("type")
-    if kind not in ("app_mention", "message") or event.get("subtype") not in HANDLED_SUBTYPES:
-        return None
-    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
-    if not (user and channel and ts) or _from_a_bot(event, bot):
+    if not _written_by_a_person(event, bot):
         return None
     raw = event.get("text") or ""
     direct = event.get("channel_type") == "im"
-    mentioned = kind == "app_mention" or f"<@{bot.user_id}" in raw
-    follow_up_only = not (direct or mentioned)
+    mentioned = event.get("type") == "app_mention" or f"<@{bot.user_id}" in raw
     files = tuple(f for f in (file_ref(d) for d in event.get("files") or ()) if f is not None)
-    if follow_up_only and (not event.get("thread_ts") or files):
+    if not (direct or mentioned) and (not (event.get("thread_ts") and follow_ups) or files):
         return None  # a channel message not for the bot (files shared among people stay theirs)
     if event.get("subtype") == "file_share" and not files:
         return None  # an upload whose files[] did not come along: nothing to read, no question asked
@@ -104,19 +107,37 @@ def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | No
         return None
     # The workspace the app is installed in, never the sender's (`event.team` is theirs in Slack Connect)
     team = str(body.get("team_id") or bot.team_id)
+    incoming = _incoming(body, team, text, files, direct=direct, mentioned=mentioned)
+    return Message(incoming, origin=sender_origin(body, team))
+
+
+def _written_by_a_person(event: Mapping[str, Any], bot: BotIdentity) -> bool:
+    """A user's own words, in a message that says where it was written (not a bot's, not an edit)."""
+    if event.get("type") not in ("app_mention", "message") or event.get("subtype") not in HANDLED_SUBTYPES:
+        return False
+    said = event.get("user") and event.get("channel") and event.get("ts")
+    return bool(said) and not _from_a_bot(event, bot)
+
+
+def _incoming(
+    body: Mapping[str, Any],
+    team: str,
+    text: str,
+    files: tuple[FileRef, ...],
+    *,
+    direct: bool,
+    mentioned: bool,
+) -> Incoming:
+    event = body["event"]
+    user, channel, ts = str(event["user"]), str(event["channel"]), str(event["ts"])
+    in_thread = bool(event.get("thread_ts"))
     root = str(event.get("thread_ts") or ts)
     event_id = str(body.get("event_id") or f"{channel}-{ts}")
-    address: dict[str, Any] = {
-        "team": team,
-        "channel": channel,
-        "thread_ts": root,
-        "user": user,
-        "event_id": event_id,
-        "dm": direct,
-    }
-    if direct and event.get("thread_ts"):
-        address["assistant"] = True  # a DM thread: an AI app's assistant thread shows a status there
-    incoming = Incoming(
+    # In a DM thread, an AI app's assistant thread shows a status.
+    address = SlackAddress(
+        team, channel, user, event_id, thread_ts=root, dm=direct, assistant=direct and in_thread
+    )
+    return Incoming(
         platform=PLATFORM,
         workspace=f"slack-{team}",
         user=user,
@@ -128,8 +149,9 @@ def message_from_event(body: Mapping[str, Any], bot: BotIdentity) -> Intake | No
         files=files,
         message_key=f"{team}:{channel}:{ts}",
         mentioned=mentioned,
+        addressed=direct or mentioned,
+        in_thread=in_thread,
     )
-    return Intake(incoming, follow_up_only=follow_up_only, origin=sender_origin(body, team))
 
 
 def sender_origin(body: Mapping[str, Any], team: str) -> Origin | None:
@@ -172,14 +194,14 @@ def command_from_form(form: Mapping[str, Any]) -> Incoming | None:
         event_id=ref,
         is_direct=str(channel).startswith("D"),
         thread=thread_key(str(team), str(channel), "command"),
-        address={
-            "team": team,
-            "channel": channel,
-            "user": user,
-            "response_url": form.get("response_url") or "",
-            "event_id": ref,
-            "dm": str(channel).startswith("D"),
-        },
+        address=SlackAddress(
+            team=str(team),
+            channel=str(channel),
+            user=str(user),
+            event_id=ref,
+            dm=str(channel).startswith("D"),
+            response_url=str(form.get("response_url") or ""),
+        ),
     )
 
 

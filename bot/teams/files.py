@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass
 
 import aiohttp
 import structlog
@@ -30,95 +28,21 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from bot.core import text
+from bot.core.files import CHUNK, read_capped
 from bot.core.model import FileRef
+from bot.hosts import FileHosts
+from bot.teams import text as teams_text
 from rag.errors import RetryableError, UserFacingError
-from rag.filetypes import human_size
 
 log = structlog.get_logger(__name__)
 
 _EXPIRED = {401, 403, 404, 410}
 _REDIRECTS = {301, 302, 303, 307, 308}
 _MAX_HOPS = 5
-_CHUNK = 64 * 1024
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-# -- which URLs may be fetched --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileHosts:
-    """TEAMS_FILE_HOSTS parsed: exact hosts, `*.` domain suffixes, and test-only loopback origins."""
-
-    exact: frozenset[str] = frozenset()
-    suffixes: tuple[str, ...] = ()
-    local_origins: frozenset[tuple[str, str, int]] = frozenset()  # (scheme, loopback IP, port)
-
-    @classmethod
-    def parse(cls, entries: Iterable[str]) -> FileHosts:
-        """ValueError naming the first entry that is not `host`, `*.domain` or `http://<loopback>:PORT`."""
-        exact: set[str] = set()
-        suffixes: list[str] = []
-        origins: set[tuple[str, str, int]] = set()
-        for entry in (e.strip().lower().rstrip(".") for e in entries):
-            if "://" in entry:
-                origins.add(_local_origin(entry))
-            elif entry.startswith("*."):
-                suffixes.append(_domain(entry[2:], entry, wildcard=True))
-            else:
-                exact.add(_domain(entry, entry, wildcard=False))
-        return cls(frozenset(exact), tuple(suffixes), frozenset(origins))
-
-    def refusal(self, url: URL) -> str:
-        """Why `url` may not be fetched ("" when it may)."""
-        scheme, host = url.scheme.lower(), (url.host or "").lower().rstrip(".")
-        if url.user is not None or url.password is not None:
-            return "credentials in the URL"
-        if (scheme, host, url.port) in self.local_origins:
-            return ""
-        if scheme != "https":
-            return f"scheme {scheme or 'none'!r}, not https"
-        if url.port != 443:
-            return f"port {url.port}, not 443"
-        if _is_ip(host):
-            return "an IP address, not a host name"
-        if host in self.exact or any(host.endswith(f".{suffix}") for suffix in self.suffixes):
-            return ""
-        return "not a Teams file host (TEAMS_FILE_HOSTS)"
-
-
-def _domain(name: str, entry: str, *, wildcard: bool) -> str:
-    labels = name.split(".")
-    valid = all(label and all(c.isalnum() or c == "-" for c in label) for label in labels)
-    if not valid or _is_ip(name) or (wildcard and len(labels) < 2):
-        raise ValueError(f"{entry!r} is not a host name or *.domain (e.g. *.sharepoint.com)")
-    return name
-
-
-def _local_origin(entry: str) -> tuple[str, str, int]:
-    """`http(s)://<loopback IP>:<port>`, exactly: the only way to name a non-public address (tests)."""
-    try:
-        url = URL(entry)
-        host = ipaddress.ip_address(url.host or "")
-    except ValueError:
-        host = None
-    if host is None or not host.is_loopback or url.explicit_port is None or url.path not in ("", "/"):
-        raise ValueError(
-            f"{entry!r}: an entry with a scheme must be a loopback origin with its port, such as "
-            "http://127.0.0.1:8080 (for tests); Teams' hosts are names such as *.sharepoint.com"
-        )
-    if url.scheme not in ("http", "https"):
-        raise ValueError(f"{entry!r}: only http and https")
-    return url.scheme, str(url.host), url.explicit_port
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+# -- where a download may connect -------------------------------------------------------------
 
 
 def is_public_address(address: str) -> bool:
@@ -169,7 +93,7 @@ class TeamsFileFetcher:
 
     async def fetch(self, file: FileRef, *, max_bytes: int) -> bytes:
         if not file.url:
-            raise UserFacingError(text.FILE_LINK_EXPIRED.format(name=file.name))
+            raise UserFacingError(teams_text.FILE_LINK_EXPIRED.format(name=file.name))
         try:
             url = URL(file.url)
         except ValueError:
@@ -210,25 +134,19 @@ class TeamsFileFetcher:
 
 async def _body(response: aiohttp.ClientResponse, file: FileRef, max_bytes: int) -> bytes:
     if response.status in _EXPIRED:
-        raise UserFacingError(text.FILE_LINK_EXPIRED.format(name=file.name))
+        raise UserFacingError(teams_text.FILE_LINK_EXPIRED.format(name=file.name))
     if response.status == 429 or response.status >= 500:
         raise RetryableError(f"download answered HTTP {response.status}")
     if response.status != 200:
-        raise UserFacingError(text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
-    if response.content_length is not None and response.content_length > max_bytes:
-        raise _too_large(file, max_bytes)
-    data = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        data += chunk
-        if len(data) > max_bytes:
-            raise _too_large(file, max_bytes)
-    return bytes(data)
+        raise UserFacingError(teams_text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
+    chunks = response.content.iter_chunked(CHUNK)
+    return await read_capped(chunks, name=file.name, max_bytes=max_bytes, declared=response.content_length)
 
 
 def _next_hop(url: URL, response: aiohttp.ClientResponse, file: FileRef) -> URL:
     location = response.headers.get("Location", "")
     if not location:
-        raise UserFacingError(text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
+        raise UserFacingError(teams_text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=response.status))
     try:
         return url.join(URL(location))
     except ValueError:
@@ -238,8 +156,4 @@ def _next_hop(url: URL, response: aiohttp.ClientResponse, file: FileRef) -> URL:
 def _refused(file: FileRef, url: URL | None, reason: str) -> UserFacingError:
     # The host only: the rest of a download URL is a credential (tempauth).
     log.warning("teams_download_refused", host=url.host if url is not None else None, reason=reason)
-    return UserFacingError(text.FILE_HOST_REFUSED.format(name=file.name))
-
-
-def _too_large(file: FileRef, max_bytes: int) -> UserFacingError:
-    return UserFacingError(text.FILE_TOO_LARGE.format(name=file.name, limit=human_size(max_bytes)))
+    return UserFacingError(teams_text.FILE_HOST_REFUSED.format(name=file.name))

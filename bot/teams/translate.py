@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.core import text
 from bot.core.model import FileRef, Incoming
+from bot.teams import text as teams_text
+from bot.teams.address import TeamsAddress
 
 PLATFORM = "teams"
 FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
@@ -30,11 +31,15 @@ Activity = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Message:
-    """A user message for the dispatcher. `addressed`: the bot was mentioned, or it is a personal chat."""
+    """A user message for the dispatcher."""
 
     incoming: Incoming
-    addressed: bool
     kind: ConversationKind
+
+    @property
+    def addressed(self) -> bool:
+        """The bot was mentioned, or it is a personal chat."""
+        return self.incoming.addressed
 
 
 @dataclass(frozen=True)
@@ -42,14 +47,14 @@ class Notice:
     """A message the adapter answers by itself (an attachment it cannot read), in the thread."""
 
     text: str
-    address: dict[str, Any]
+    address: TeamsAddress
 
 
 @dataclass(frozen=True)
 class BotAdded:
     """The bot joined a team, a group chat or someone's personal scope: say hello there."""
 
-    address: dict[str, Any]
+    address: TeamsAddress
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def _message(activity: Activity) -> Message | Notice | None:
         if not addressed:
             return None
         images = all(str(a.get("contentType", "")).startswith("image/") for a in others)
-        notice = text.TEAMS_INLINE_IMAGE if images else text.TEAMS_ATTACHMENT_UNSUPPORTED
+        notice = teams_text.INLINE_IMAGE if images else teams_text.ATTACHMENT_UNSUPPORTED
         return Notice(notice, address_of(activity))
     incoming = Incoming(
         platform=PLATFORM,
@@ -108,8 +113,10 @@ def _message(activity: Activity) -> Message | Notice | None:
         files=files,
         # `mentioned` stays False: Teams' bot file API works in personal chat only, so a file in a
         # channel is refused whether or not the bot is named.
+        addressed=addressed,
+        in_thread=kind == "channel",  # a group chat is one conversation, not threads
     )
-    return Message(incoming, addressed, kind)
+    return Message(incoming, kind)
 
 
 def _is_echo(attachment: Mapping[str, Any]) -> bool:
@@ -236,12 +243,10 @@ def conversation_reference(activity: Activity, *, reply: bool = True) -> dict[st
     return {k: v for k, v in reference.items() if v is not None}
 
 
-def address_of(activity: Activity, *, reply: bool = True) -> dict[str, Any]:
+def address_of(activity: Activity, *, reply: bool = True) -> TeamsAddress:
     """Where replies go: the reference, and the activity they answer (None: a new message)."""
-    return {
-        "reference": conversation_reference(activity, reply=reply),
-        "reply_to_id": activity.get("id") if reply else None,
-    }
+    reply_to = activity.get("id") if reply else None
+    return TeamsAddress(conversation_reference(activity, reply=reply), str(reply_to) if reply_to else None)
 
 
 def bot_was_added(activity: Activity) -> bool:

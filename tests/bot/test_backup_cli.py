@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 
 from bot.cli import main
-from bot.cron import cron_trigger
-from bot.scheduler import attach_backups
+from bot.infra.cron import cron_trigger
+from bot.infra.scheduler import attach_backups
 from bot.settings import Settings, load_settings
 from rag.engine import Engine
 from rag.errors import ConfigError

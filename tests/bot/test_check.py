@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from bot.check import run_check
 from bot.cli import main
+from bot.commands.check import run_check
 from bot.settings import Settings
+from bot.slack import platform as slack
+from bot.teams.platform import teams
 from rag.embed import SentenceEmbedder
 from tests.fakes.bot_connector import FakeBotConnector
 from tests.fakes.groq_server import FakeGroq
@@ -48,7 +50,8 @@ class Fakes:
 
     async def check(self, settings: Settings) -> tuple[int, dict[str, tuple[str, str]], str]:
         out = io.StringIO()
-        code = await run_check(settings, out=out, teams_login_url=self.entra.login_url)
+        platforms = [slack.PLATFORM, teams(login_url=self.entra.login_url)]
+        code = await run_check(settings, out=out, platforms=platforms)
         text = out.getvalue()
         lines = {}
         for line in text.split("\n\n")[0].splitlines():

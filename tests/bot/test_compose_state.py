@@ -19,7 +19,7 @@ from bot.compose import build_chat_app, build_query_cache
 from bot.core.feedback import FeedbackVote
 from bot.core.model import Incoming
 from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory
-from bot.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
+from bot.infra.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
 from bot.server import build_app
 from bot.settings import load_settings
 from rag.cache import SemanticCache
@@ -27,6 +27,7 @@ from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.redis_cache import RedisQueryCache
 from rag.types import Turn
+from tests.bot.doubles import Outlet, Place
 from tests.bot.test_dispatch import RecordingSender
 from tests.processes import free_port
 from tests.redisdb import REDIS_URL, delete_prefix
@@ -36,7 +37,7 @@ DOWN = "redis://:s3cret-pw@127.0.0.1:1/0"  # nothing listens on port 1
 
 def test_without_redis_url_state_and_cache_live_in_the_process(make_engine: Callable[..., Engine]) -> None:
     settings = load_settings(redis_url=None)
-    chat = build_chat_app(settings, make_engine(), senders={}, fetchers={})
+    chat = build_chat_app(settings, make_engine(), platforms=[])
     assert isinstance(chat.dispatcher._dedup, MemoryDeduplicator)
     assert isinstance(chat.dispatcher._limiter, MemoryRateLimiter)
     assert isinstance(chat.memory, MemoryThreadMemory) and chat.redis is None
@@ -49,7 +50,7 @@ async def test_with_redis_url_two_chat_apps_share_dedup_limits_and_thread_memory
     settings = load_settings(redis_url=REDIS_URL, rate_limit_requests_per_minute=1, rate_limit_burst=1)
     engine = make_engine()
     senders = [RecordingSender(), RecordingSender()]
-    apps = [build_chat_app(settings, engine, senders={"slack": s}, fetchers={}) for s in senders]
+    apps = [build_chat_app(settings, engine, platforms=[Outlet("slack", s)]) for s in senders]
     run = uuid.uuid4().hex
     try:
         assert isinstance(apps[0].dispatcher._dedup, RedisDeduplicator)
@@ -66,7 +67,7 @@ async def test_with_redis_url_two_chat_apps_share_dedup_limits_and_thread_memory
                 event_id=f"{run}-{event}",
                 is_direct=True,
                 thread=f"slack:{run}",
-                address={"channel": "D1"},
+                address=Place("D1"),
             )
 
         assert await apps[0].dispatcher.handle(message("a")) is not None
@@ -86,7 +87,7 @@ async def test_with_redis_url_a_vote_replayed_to_another_replica_is_counted_once
 ) -> None:
     settings = load_settings(redis_url=REDIS_URL)
     engine = make_engine()
-    apps = [build_chat_app(settings, engine, senders={}, fetchers={}) for _ in range(2)]
+    apps = [build_chat_app(settings, engine, platforms=[]) for _ in range(2)]
     run = uuid.uuid4().hex
     try:
         for app in (*apps, *apps):  # the same click twice at each replica
@@ -112,7 +113,7 @@ def test_an_unreachable_redis_stops_start_up_naming_redis_url(make_engine: Calla
     with pytest.raises(
         ConfigError, match=r"^REDIS_URL='redis://:\*\*\*@127\.0\.0\.1:1/0' is not usable"
     ) as err:
-        build_chat_app(settings, make_engine(), senders={}, fetchers={})
+        build_chat_app(settings, make_engine(), platforms=[])
     assert "s3cret-pw" not in str(err.value)
     with pytest.raises(ConfigError, match="REDIS_URL"):
         build_query_cache(settings)
@@ -185,7 +186,7 @@ async def test_ready_is_503_while_redis_is_down_and_200_when_it_is_back(
     make_engine: Callable[..., Engine], own_redis: OwnRedis
 ) -> None:
     engine = make_engine()
-    chat = build_chat_app(load_settings(redis_url=own_redis.url), engine, senders={}, fetchers={})
+    chat = build_chat_app(load_settings(redis_url=own_redis.url), engine, platforms=[])
     client = TestClient(TestServer(build_app(engine=engine, chat=chat, check_timeout=0.5)))
     await client.start_server()
     try:

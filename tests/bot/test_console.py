@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.console.chat import run_chat
-from bot.console.sender import ConsoleSender
+from bot.commands.chat import run_chat
+from bot.console.files import LocalFileFetcher
+from bot.console.sender import ConsoleAddress, ConsoleSender
 from bot.core import text
-from bot.core.model import Reply
+from bot.core.model import FileRef, IngestProgress, PartialAnswer, Reply, Working
 from bot.settings import Settings
 from rag.embed import SentenceEmbedder
 from rag.engine import Engine
+from rag.errors import UserFacingError
 from rag.store import open_client
 
 VPN_GUIDE = (
@@ -140,11 +142,13 @@ async def test_end_of_input_ends_the_session(
 async def test_a_streamed_answer_is_completed_not_repeated() -> None:
     out = io.StringIO()
     sender = ConsoleSender(out)
-    handle = await sender.begin({}, text.THINKING)
+    where = ConsoleAddress("s1")
+    handle = await sender.begin(where, Working("ask"))
 
-    await sender.update({}, handle, "Open the ▌")
-    await sender.update({}, handle, "Open the Keychain ▌")
-    await sender.finish({}, handle, Reply("Open the Keychain app [1].", kind="answer"))
+    handle = await sender.update(where, handle, PartialAnswer("Open the"))
+    handle = await sender.update(where, handle, IngestProgress("vpn.md", 3, 10))  # not shown
+    handle = await sender.update(where, handle, PartialAnswer("Open the Keychain"))
+    await sender.finish(where, handle, Reply("Open the Keychain app [1].", kind="answer"))
 
     assert out.getvalue() == "Searching your documents…\nOpen the Keychain app [1].\n\n"
 
@@ -153,10 +157,11 @@ async def test_a_final_answer_unlike_the_streamed_text_is_printed_whole() -> Non
     # Groq's answer is cleaned of bad citations after streaming, or replaced by the fallback answer.
     out = io.StringIO()
     sender = ConsoleSender(out)
-    handle = await sender.begin({}, text.THINKING)
+    where = ConsoleAddress("s1")
+    handle = await sender.begin(where, Working("ask"))
 
-    await sender.update({}, handle, "The portal [7] ▌")
-    await sender.finish({}, handle, Reply("Here are the most relevant passages: [1] …", kind="answer"))
+    handle = await sender.update(where, handle, PartialAnswer("The portal [7]"))
+    await sender.finish(where, handle, Reply("Here are the most relevant passages: [1] …", kind="answer"))
 
     assert out.getvalue().endswith("The portal [7]\nHere are the most relevant passages: [1] …\n\n")
 
@@ -314,3 +319,18 @@ def test_a_second_process_is_told_what_to_do_when_the_embedded_store_is_in_use(t
     assert f"in use by process {os.getpid()}" in done.stderr
     assert "Stop that process" in done.stderr
     assert "CHROMA_HOST" in done.stderr
+
+
+async def test_a_local_file_past_the_limit_is_refused_in_the_words_of_every_platform(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"x" * 2048)
+    ref = FileRef(name="big.txt", size=None, url=str(path))
+
+    with pytest.raises(UserFacingError) as refused:
+        await LocalFileFetcher().fetch(ref, max_bytes=1024)
+
+    assert refused.value.message == text.FILE_TOO_LARGE.format(name="big.txt", limit="1 KB")
+    assert await LocalFileFetcher().fetch(ref, max_bytes=4096) == b"x" * 2048
+    with pytest.raises(UserFacingError, match="no such file"):
+        gone = FileRef(name="gone.md", size=None, url=str(tmp_path / "gone.md"))
+        await LocalFileFetcher().fetch(gone, max_bytes=1)

@@ -1,7 +1,8 @@
 """The chat side end to end, minus the platform: Dispatcher → InProcessRunner → JobHandler → Engine.
 
-The engine is real (embedding model, embedded Chroma); the only stand-in is the ReplySender, which
-records what a platform would have shown, and where a test needs it, an Answerer.
+The engine is real (embedded Chroma, extraction, search) on a fake embedder that needs no model
+(words hashed into vectors); the other stand-ins are the ReplySender, which records what a platform
+would have shown, and where a test needs it, an Answerer.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,7 +22,7 @@ from bot.console.files import LocalFileFetcher
 from bot.core import text
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import JobHandler
-from bot.core.model import FileRef, Incoming, Job, Reply
+from bot.core.model import Address, FileRef, Handle, Incoming, Job, PartialAnswer, Reply, Update, Working
 from bot.core.ports import FileFetcher
 from bot.core.runner import InProcessRunner
 from bot.core.state import MemoryDeduplicator, MemoryRateLimiter, MemoryThreadMemory
@@ -31,6 +31,7 @@ from rag.engine import Engine
 from rag.errors import RetryableError
 from rag.prompt import citations_for
 from rag.types import Answer, Passage, Turn
+from tests.bot.doubles import ASK_HOW, FakeEmbedder, Outlet, Place, Shown
 
 KB = "slack-T1"
 VPN_GUIDE = (
@@ -43,10 +44,12 @@ HOLIDAYS = b"# Holidays\n\nThe office is closed on the first Monday of August fo
 @dataclass
 class Call:
     method: str  # "begin" | "update" | "finish"
-    address: dict[str, Any]
-    handle: dict[str, Any] = field(default_factory=dict)
+    address: Address
+    handle: Handle | None = None
     text: str = ""
     reply: Reply | None = None
+    working: Working | None = None
+    update: Update | None = None
 
 
 class RecordingSender:
@@ -56,16 +59,18 @@ class RecordingSender:
         self.calls: list[Call] = []
         self._ids = itertools.count(1)
 
-    async def begin(self, address: dict[str, Any], text: str) -> dict[str, Any]:
-        handle = {"ts": f"working-{next(self._ids)}"}
-        self.calls.append(Call("begin", address, dict(handle), text=text))
+    async def begin(self, address: Address, working: Working) -> Handle | None:
+        handle = Shown(f"working-{next(self._ids)}")
+        self.calls.append(Call("begin", address, handle, text=text.working(working), working=working))
         return handle
 
-    async def update(self, address: dict[str, Any], handle: dict[str, Any], text: str) -> None:
-        self.calls.append(Call("update", address, dict(handle), text=text))
+    async def update(self, address: Address, handle: Handle | None, update: Update) -> Handle | None:
+        shown = update.text if isinstance(update, PartialAnswer) else ""
+        self.calls.append(Call("update", address, handle, text=shown, update=update))
+        return handle
 
-    async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
-        self.calls.append(Call("finish", address, dict(handle), text=reply.text, reply=reply))
+    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> None:
+        self.calls.append(Call("finish", address, handle, text=reply.text, reply=reply))
 
     def of(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -133,7 +138,7 @@ class Bot:
             event_id=event_id or f"Ev{uuid.uuid4().hex}",
             is_direct=direct,
             thread=thread,
-            address={"channel": "D1" if direct else "C1", "thread_ts": thread},
+            address=Place("D1" if direct else "C1", thread),
             files=tuple(files),
         )
         job = await self.dispatcher.handle(incoming)
@@ -164,20 +169,17 @@ def make_bot(make_engine: Callable[..., Engine], tmp_path: Path) -> BotFactory:
         admins: Collection[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> Bot:
-        engine = make_engine(answerer=answerer)
+        engine = make_engine(answerer=answerer, embedder=FakeEmbedder())  # no model to load
         sender = RecordingSender()
-        handler = JobHandler(
-            engine=engine,
-            senders={"slack": sender},
-            fetchers={"slack": fetcher or LocalFileFetcher()},
-            memory=MemoryThreadMemory(),
-            max_file_mb=10,
-        )
+        platforms = {"slack": Outlet("slack", sender, fetcher or LocalFileFetcher())}
+        memory = MemoryThreadMemory()
+        handler = JobHandler(engine=engine, platforms=platforms, memory=memory, max_file_mb=10)
         runner = InProcessRunner(handler.run)
         dispatcher = Dispatcher(
             runner=runner,
-            senders={"slack": sender},
+            platforms=platforms,
             dedup=MemoryDeduplicator(),
+            memory=memory,
             limiter=MemoryRateLimiter(per_minute=per_minute, burst=burst, clock=clock),
             kb_for=lambda workspace: workspace,
             admins=admins,
@@ -201,7 +203,7 @@ async def test_a_question_shows_working_then_one_cited_answer_in_its_place(make_
     begin, finish = bot.sender.calls
     assert begin.text == text.THINKING
     assert finish.handle == begin.handle  # the working message is the one replaced
-    assert finish.address == {"channel": "C1", "thread_ts": "C1:1000.1"}
+    assert finish.address == Place("C1", "C1:1000.1")
     reply = bot.sender.replies[0]
     assert reply.kind == "answer"
     assert "Keychain" in reply.text
@@ -218,7 +220,7 @@ async def test_a_streamed_answer_edits_the_working_message_before_the_reply(make
     assert [c.method for c in bot.sender.calls] == ["begin", "update", "finish"]
     begin, update, finish = bot.sender.calls
     assert update.handle == begin.handle == finish.handle
-    assert update.text.startswith("Open the Keychain")
+    assert update.update == PartialAnswer("Open the Keychain")  # the sender adds a cursor if it shows one
     assert finish.text == "Answer 1 [1]"
 
 
@@ -442,8 +444,9 @@ async def test_help_describes_how_to_ask_on_this_platform(make_bot: BotFactory) 
 
     await bot.say("help")
 
-    assert bot.sender.replies[-1].text == text.help_text("slack", 10)
+    assert bot.sender.replies[-1].text == text.help_text(ASK_HOW, 10)
     assert "up to 10 MB" in bot.sender.replies[-1].text
+    assert ASK_HOW in bot.sender.replies[-1].text
 
 
 async def test_forget_without_a_name_explains_the_usage(make_bot: BotFactory) -> None:
@@ -521,7 +524,7 @@ async def test_a_reply_the_platform_cannot_show_is_replaced_by_the_apology(make_
     await bot.engine.ingest(KB, "vpn.md", VPN_GUIDE)
     shown = bot.sender.finish
 
-    async def refuse_answers(address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
+    async def refuse_answers(address: Address, handle: Handle | None, reply: Reply) -> None:
         if reply.kind == "answer":
             raise ValueError("the renderer choked on this passage")
         await shown(address, handle, reply)
@@ -562,16 +565,14 @@ async def test_a_file_that_cannot_be_fetched_gets_an_apology_and_nothing_is_inge
 async def test_a_queue_worker_gets_the_retryable_failure_back_to_retry_the_job(
     make_engine: Callable[..., Engine],
 ) -> None:
-    engine = make_engine(answerer=RecordingAnswerer(fail=RetryableError("Groq 503")))
+    engine = make_engine(answerer=RecordingAnswerer(fail=RetryableError("Groq 503")), embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = RecordingSender()
     handler = JobHandler(
         engine=engine,
-        senders={"slack": sender},
-        fetchers={},
+        platforms={"slack": Outlet("slack", sender)},
         memory=MemoryThreadMemory(),
         max_file_mb=10,
-        retry_elsewhere=True,
     )
     job = Job(
         id="Ev1",
@@ -581,9 +582,9 @@ async def test_a_queue_worker_gets_the_retryable_failure_back_to_retry_the_job(
         user="U1",
         text="How do I rotate the VPN certificate?",
         thread="C1:1",
-        address={"channel": "C1"},
+        address=Place("C1"),
     )
 
     with pytest.raises(RetryableError):
-        await handler.run(job)
+        await handler.run(job, last_try=False)
     assert sender.calls == []  # the retry will reply; no apology now

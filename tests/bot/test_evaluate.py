@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.evaluate import answer_numbers
+from bot.commands.evaluate import answer_numbers
 from rag.embed import SentenceEmbedder
 
 DOCS = {

@@ -11,7 +11,7 @@ import pytest
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
-from bot.lease import JobLease, LeaseLost
+from bot.infra.lease import JobLease, LeaseLost
 from tests.redisdb import REDIS_URL, sync_client
 
 LEASE_S = 0.6

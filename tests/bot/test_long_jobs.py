@@ -25,7 +25,7 @@ from tests.processes import Process, Processes, ready, until
 pytestmark = pytest.mark.slow
 
 TIMED_OUT = "took longer than I allow"  # bot/core/text.py TIMED_OUT, as the user reads it
-GRACE_S = 10  # the worker keeps 5 s of it to stop its jobs and close (bot.worker.completion_wait)
+GRACE_S = 10  # the worker keeps 5 s of it to stop its jobs and close (bot.infra.worker.completion_wait)
 
 
 def long_document(sections: int) -> bytes:

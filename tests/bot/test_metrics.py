@@ -20,15 +20,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from bot.compose import ChatApp, build_chat_app
-from bot.console.files import LocalFileFetcher
 from bot.core.feedback import FeedbackVote
 from bot.core.model import FileRef, Incoming
-from bot.metrics import Metrics
+from bot.infra.metrics import Metrics
 from bot.server import build_app
 from bot.settings import Settings
 from rag.answer import Answerer
 from rag.engine import Engine
 from rag.store import KnowledgeStore
+from tests.bot.doubles import Outlet, Place
 from tests.bot.scrape import Scrape, scrape
 from tests.bot.test_dispatch import HOLIDAYS, VPN_GUIDE, RecordingAnswerer, RecordingSender
 from tests.conftest import EngineFactory
@@ -62,7 +62,7 @@ class Service:
             event_id=event_id or f"Ev{uuid.uuid4().hex}",
             is_direct=direct,
             thread=thread,
-            address={"channel": "D1" if direct else "C1", "thread_ts": thread},
+            address=Place("D1" if direct else "C1", thread),
             files=tuple(files),
         )
         await self.chat.dispatcher.handle(incoming)
@@ -104,8 +104,7 @@ async def make_service(
         chat = build_chat_app(
             settings,
             engine,
-            senders={"slack": sender},
-            fetchers={"slack": LocalFileFetcher()},
+            platforms=[Outlet("slack", sender)],
             metrics=metrics,
         )
         http = TestClient(TestServer(build_app(engine=engine, chat=chat), host="127.0.0.1"))

@@ -19,10 +19,11 @@ from bot.compose import build_chat_app
 from bot.core.handlers import JobHandler
 from bot.core.model import Job
 from bot.core.state import MemoryThreadMemory
-from bot.metrics import Metrics, start_metrics_server
+from bot.infra.metrics import Metrics, start_metrics_server
 from bot.server import build_app
 from bot.settings import Settings
 from rag.engine import Engine
+from tests.bot.doubles import Outlet, Place
 from tests.bot.scrape import Scrape
 from tests.bot.test_dispatch import VPN_GUIDE, RecordingSender
 from tests.conftest import EngineFactory
@@ -53,7 +54,7 @@ async def served(
     make_engine: EngineFactory, clean_env: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[TestClient, Engine]]:
     engine = make_engine()
-    chat = build_chat_app(Settings(), engine, senders={}, fetchers={})
+    chat = build_chat_app(Settings(), engine, platforms=[])
     client = TestClient(TestServer(build_app(engine=engine, chat=chat, check_timeout=1.0), host="127.0.0.1"))
     await client.start_server()
     yield client, engine
@@ -99,8 +100,7 @@ async def test_a_worker_exports_its_jobs_on_its_own_metrics_port(make_engine: En
     sender = RecordingSender()
     handler = JobHandler(
         engine=engine,
-        senders={"slack": sender},
-        fetchers={},
+        platforms={"slack": Outlet("slack", sender)},
         memory=MemoryThreadMemory(),
         max_file_mb=10,
         telemetry=metrics,
@@ -108,7 +108,7 @@ async def test_a_worker_exports_its_jobs_on_its_own_metrics_port(make_engine: En
     runner = await start_metrics_server(metrics, host="127.0.0.1", port=0)
     try:
         job = Job(
-            "Ev1", "ask", "slack", KB, "U1", "How do I rotate the VPN certificate?", "t", {"channel": "C1"}
+            "Ev1", "ask", "slack", KB, "U1", "How do I rotate the VPN certificate?", "t", Place("C1")
         )
         await handler.run(job)
         port = runner.addresses[0][1]

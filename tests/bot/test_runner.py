@@ -6,6 +6,7 @@ import asyncio
 
 from bot.core.model import Job, JobKind
 from bot.core.runner import InProcessRunner
+from tests.bot.doubles import Place
 
 
 def job(n: int, kind: JobKind) -> Job:
@@ -17,7 +18,7 @@ def job(n: int, kind: JobKind) -> Job:
         user=f"U{n}",
         text="How do I rotate the VPN certificate?" if kind == "ask" else "",
         thread=f"C1:{n}",
-        address={},
+        address=Place("C1"),
     )
 
 

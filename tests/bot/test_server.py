@@ -14,7 +14,7 @@ from tests.conftest import EngineFactory
 
 
 async def _client(engine: Any) -> TestClient:
-    chat = build_chat_app(Settings(), engine, senders={}, fetchers={})
+    chat = build_chat_app(Settings(), engine, platforms=[])
     client = TestClient(TestServer(build_app(engine=engine, chat=chat, check_timeout=0.5)))
     await client.start_server()
     return client

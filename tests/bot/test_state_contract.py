@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from bot.core import text
 from bot.core.dispatch import Dispatcher
-from bot.core.model import Incoming, Job, Reply
+from bot.core.model import Address, Handle, Incoming, Job, Reply, Update, Working
 from bot.core.state import (
     Deduplicator,
     MemoryDeduplicator,
@@ -25,8 +25,9 @@ from bot.core.state import (
     ThreadMemory,
     VoteBook,
 )
-from bot.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory, RedisVoteBook
+from bot.infra.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory, RedisVoteBook
 from rag.types import Turn
+from tests.bot.doubles import Outlet, Place, Shown
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix
 
 
@@ -217,17 +218,17 @@ class RecordingRunner:
 
 class RecordingSender:
     def __init__(self) -> None:
-        self.begun: list[str] = []
+        self.begun: list[Working] = []
         self.finished: list[Reply] = []
 
-    async def begin(self, address: dict[str, Any], text: str) -> dict[str, Any]:
-        self.begun.append(text)
-        return {"ts": "1.1"}
+    async def begin(self, address: Address, working: Working) -> Handle | None:
+        self.begun.append(working)
+        return Shown("1.1")
 
-    async def update(self, address: dict[str, Any], handle: dict[str, Any], text: str) -> None:
-        return None
+    async def update(self, address: Address, handle: Handle | None, update: Update) -> Handle | None:
+        return handle
 
-    async def finish(self, address: dict[str, Any], handle: dict[str, Any], reply: Reply) -> None:
+    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> None:
         self.finished.append(reply)
 
 
@@ -246,8 +247,9 @@ def _process(prefix: str, *, burst: int = 100) -> Process:
     runner, sender = RecordingRunner(), RecordingSender()
     dispatcher = Dispatcher(
         runner=runner,
-        senders={"slack": sender},
+        platforms={"slack": Outlet("slack", sender)},
         dedup=RedisDeduplicator(client, prefix=prefix),
+        memory=MemoryThreadMemory(),
         limiter=RedisRateLimiter(client, prefix=prefix, per_minute=1, burst=burst),
         kb_for=lambda workspace: workspace,
         admins=(),
@@ -265,7 +267,7 @@ def _question(event_id: str, text: str = "How do I rotate the VPN certificate?")
         is_direct=False,
         mentioned=True,
         thread="slack:T1:C1:1000.1",
-        address={"channel": "C1", "thread_ts": "1000.1"},
+        address=Place("C1", "1000.1"),
     )
 
 

@@ -11,10 +11,11 @@ from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 
 from bot.cli import main
+from bot.commands.stats import PROCESS_NOTE, run_stats
 from bot.core.model import Job
-from bot.jobqueue import QueueRunner
-from bot.stats_cli import PROCESS_NOTE, run_stats
+from bot.infra.jobqueue import QueueRunner
 from rag.embed import SentenceEmbedder
+from tests.bot.doubles import Place
 from tests.conftest import EngineFactory
 from tests.redisdb import REDIS_URL, delete_prefix, unique_prefix
 
@@ -84,7 +85,8 @@ async def test_with_the_queue_runner_stats_also_shows_the_shared_job_queue(
     redis = Redis.from_url(REDIS_URL)
     try:
         queue = QueueRunner.sharing(redis, queue_name=f"{prefix}queue")
-        await queue.submit(Job(job_id, "ask", "slack", "slack-T1", "U1", "Where is the VPN guide?", "t", {}))
+        question = Job(job_id, "ask", "slack", "slack-T1", "U1", "Where is the VPN guide?", "t", Place("C1"))
+        await queue.submit(question)
         out = io.StringIO()
 
         assert await run_stats(make_engine(), kb=None, out=out, queue_depth=queue.depth) == 0

@@ -18,11 +18,12 @@ from bot.core import text
 from bot.core.handlers import JobHandler
 from bot.core.model import Job, Reply
 from bot.core.state import MemoryThreadMemory
-from bot.worker import AnsweredMarks, JobPolicy, QueuedJobs
+from bot.infra.worker import AnsweredMarks, JobPolicy, QueuedJobs
 from rag.answer import DeltaCallback
 from rag.engine import Engine
 from rag.errors import RetryableError
 from rag.types import Answer, Passage, Turn
+from tests.bot.doubles import FakeEmbedder, Outlet, Place, Shown
 from tests.bot.test_dispatch import KB, VPN_GUIDE, RecordingAnswerer, RecordingSender
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix
 
@@ -77,20 +78,11 @@ def make_jobs(marks: AnsweredMarks) -> JobsFactory:
     def factory(
         engine: Engine, sender: RecordingSender, *, timeout: float = 30, max_tries: int = 3
     ) -> QueuedJobs:
-        def handler(*, retry_elsewhere: bool) -> JobHandler:
-            return JobHandler(
-                engine=engine,
-                senders={"slack": sender},
-                fetchers={},
-                memory=MemoryThreadMemory(),
-                max_file_mb=10,
-                retry_elsewhere=retry_elsewhere,
-            )
-
+        platforms = {"slack": Outlet("slack", sender)}
+        handler = JobHandler(engine=engine, platforms=platforms, memory=MemoryThreadMemory(), max_file_mb=10)
         return QueuedJobs(
-            retrying=handler(retry_elsewhere=True),
-            final=handler(retry_elsewhere=False),
-            senders={"slack": sender},
+            handler=handler,
+            platforms=platforms,
             marks=marks,
             policy=JobPolicy(timeout_s=timeout, max_tries=max_tries, retry_delay_s=2.0),
         )
@@ -107,8 +99,8 @@ def ask_job(job_id: str = "Ev0123456789ABCDEF") -> dict[str, Any]:
         user="U1",
         text=QUESTION,
         thread="C1:1000.1",
-        address={"channel": "C1", "thread_ts": "1000.1"},
-        handle={"ts": "working-1"},
+        address=Place("C1", "1000.1"),
+        handle=Shown("working-1"),
     )
     return job.to_dict()
 
@@ -117,7 +109,7 @@ async def test_a_job_run_again_after_it_replied_does_not_reply_twice(
     make_engine: Callable[..., Engine], make_jobs: JobsFactory
 ) -> None:
     # e.g. its worker was killed after replying but before arq recorded the job as finished.
-    engine = make_engine(answerer=RecordingAnswerer())
+    engine = make_engine(answerer=RecordingAnswerer(), embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = RecordingSender()
     jobs = make_jobs(engine, sender)
@@ -127,14 +119,14 @@ async def test_a_job_run_again_after_it_replied_does_not_reply_twice(
 
     (finish,) = sender.of("finish")
     assert finish.text.startswith("Answer 1")
-    assert finish.handle == {"ts": "working-1"}  # the placeholder the serve showed is replaced
+    assert finish.handle == Shown("working-1")  # the placeholder the serve showed is replaced
 
 
 async def test_a_retryable_failure_is_retried_with_growing_delays_then_apologised(
     make_engine: Callable[..., Engine], make_jobs: JobsFactory
 ) -> None:
     answerer = RecordingAnswerer(fail=RetryableError("Groq 503"))
-    engine = make_engine(answerer=answerer)
+    engine = make_engine(answerer=answerer, embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = RecordingSender()
     jobs = make_jobs(engine, sender, max_tries=3)
@@ -155,7 +147,7 @@ async def test_a_retryable_failure_is_retried_with_growing_delays_then_apologise
 async def test_a_job_past_its_deadline_is_stopped_and_the_user_told(
     make_engine: Callable[..., Engine], make_jobs: JobsFactory
 ) -> None:
-    engine = make_engine(answerer=SlowAnswerer(seconds=30))
+    engine = make_engine(answerer=SlowAnswerer(seconds=30), embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = RecordingSender()
     jobs = make_jobs(engine, sender, timeout=0.5)
@@ -166,7 +158,7 @@ async def test_a_job_past_its_deadline_is_stopped_and_the_user_told(
     assert asyncio.get_running_loop().time() - started < 5
     (finish,) = sender.of("finish")
     assert finish.text == text.TIMED_OUT.format(doing="answering", ref="Ev0123456789")
-    assert finish.handle == {"ts": "working-1"}
+    assert finish.handle == Shown("working-1")
     assert await jobs.run(ask_job(), job_try=2) == "already answered"
 
 
@@ -176,7 +168,7 @@ async def test_a_try_beyond_the_limit_only_apologises(
     # Tries whose worker died count too: the spare try tells the user instead of running again.
     answerer = RecordingAnswerer()
     sender = RecordingSender()
-    jobs = make_jobs(make_engine(answerer=answerer), sender, max_tries=3)
+    jobs = make_jobs(make_engine(answerer=answerer, embedder=FakeEmbedder()), sender, max_tries=3)
 
     assert await jobs.run(ask_job(), job_try=4) == "abandoned"
 
@@ -188,7 +180,7 @@ async def test_a_try_beyond_the_limit_only_apologises(
 async def test_a_reply_that_could_not_be_delivered_is_retried(
     make_engine: Callable[..., Engine], make_jobs: JobsFactory
 ) -> None:
-    engine = make_engine(answerer=RecordingAnswerer())
+    engine = make_engine(answerer=RecordingAnswerer(), embedder=FakeEmbedder())
     await engine.ingest(KB, "vpn.md", VPN_GUIDE)
     sender = FlakySender(failures=1)
     jobs = make_jobs(engine, sender)

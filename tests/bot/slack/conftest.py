@@ -12,10 +12,9 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.compose import ChatApp, build_chat_app
-from bot.server import build_app
+from bot.compose import ChatApp, build_service
 from bot.settings import Settings
-from bot.slack.platform import SlackPlatform
+from bot.slack.routes import SlackRoutes
 from rag.answer import Answerer
 from rag.engine import Engine
 from tests.bot.slack import payloads
@@ -34,7 +33,7 @@ HOLIDAYS = b"# Holidays\n\nThe office is closed on the first Monday of August fo
 class SlackHarness:
     fake: FakeSlack
     http: TestClient
-    platform: SlackPlatform
+    platform: SlackRoutes
     chat: ChatApp
     engine: Engine
 
@@ -101,16 +100,13 @@ async def make_slack(
         }
         config = Settings(**{**values, **settings})
         engine = make_engine(answerer=answerer)
-        platform = SlackPlatform.from_settings(config)
-        chat = build_chat_app(
-            config, engine, senders={"slack": platform.sender}, fetchers={"slack": platform.fetcher}
-        )
-        app = build_app(engine=engine, chat=chat)
-        platform.mount(app, chat)
-        http = TestClient(TestServer(app, host="127.0.0.1"))
+        service = build_service(config, engine)
+        routes = service.inbound["slack"]
+        assert isinstance(routes, SlackRoutes)
+        http = TestClient(TestServer(service.app, host="127.0.0.1"))
         await http.start_server()
         opened.append((fake, http))
-        return SlackHarness(fake, http, platform, chat, engine)
+        return SlackHarness(fake, http, routes, service.chat, engine)
 
     yield factory
     for fake, http in opened:

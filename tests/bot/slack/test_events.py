@@ -11,11 +11,12 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
-from bot.compose import build_chat_app
+from bot.compose import build_service
 from bot.core import text
-from bot.server import build_app
+from bot.platform import Intake
 from bot.settings import Settings
-from bot.slack.platform import SlackPlatform
+from bot.slack.outbound import SlackOutbound
+from bot.slack.routes import SlackRoutes
 from rag.errors import ConfigError
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import KB, VPN_GUIDE, HarnessFactory, SlackHarness
@@ -203,11 +204,13 @@ async def test_a_retry_of_an_event_is_acked_and_dropped(slack: SlackHarness) -> 
 
     assert [first.status, retry.status, again.status] == [200, 200, 200]
     assert len(slack.posts()) == 1
-    dropped = [e for e in logs if e["event"] == "slack_redelivery_dropped"]
-    assert [(e["event_id"], e["retry_num"]) for e in dropped] == [
+    retries = [e for e in logs if e["event"] == "slack_redelivery"]
+    assert [(e["event_id"], e["retry_num"]) for e in retries] == [
         (body["event_id"], "1"),
         (body["event_id"], "2"),
     ]
+    dropped = [e for e in logs if e["event"] == "duplicate_dropped"]
+    assert [e["event_id"] for e in dropped] == [body["event_id"], body["event_id"]]
 
 
 async def test_a_bad_signature_is_rejected_and_nothing_happens(
@@ -307,19 +310,18 @@ async def test_a_token_slack_refuses_stops_start_up_with_what_to_fix(
             slack_signing_secret=payloads.SIGNING_SECRET,
             slack_api_url=fake.api_url,
         )
-        engine = make_engine()
-        platform = SlackPlatform.from_settings(settings)
-        chat = build_chat_app(settings, engine, senders={"slack": platform.sender}, fetchers={})
-        app = build_app(engine=engine, chat=chat)
-        platform.mount(app, chat)
-        server = TestServer(app, host="127.0.0.1")
+        server = TestServer(build_service(settings, make_engine()).app, host="127.0.0.1")
         with pytest.raises(ConfigError, match="Slack refused SLACK_BOT_TOKEN \\(invalid_auth\\)"):
             await server.start_server()
         await server.close()
 
 
 def test_http_mode_without_a_signing_secret_is_a_config_error() -> None:
+    outbound = SlackOutbound(bot_token="xoxb-1", api_url="https://slack.com/api/")
+    intake = Intake(submit=_never, feedback=_never, drain=_never)
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
-        SlackPlatform(
-            bot_token="xoxb-1", signing_secret=None, app_token=None, api_url="https://slack.com/api/"
-        )
+        SlackRoutes(outbound, intake, signing_secret=None, app_token=None)
+
+
+async def _never(*_: object) -> None:
+    raise AssertionError("nothing is submitted")

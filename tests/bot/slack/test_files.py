@@ -3,14 +3,17 @@ confirmed in the thread — or refused there with the reason."""
 
 from __future__ import annotations
 
+import pytest
 import structlog
+from aiohttp import web
 
 from bot.core import text
 from bot.core.model import FileRef
 from bot.slack.files import SlackDownloadError, SlackFileFetcher
-from rag.errors import UserFacingError
+from rag.errors import RetryableError, UserFacingError
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import HOLIDAYS, KB, VPN_GUIDE, SlackHarness
+from tests.fakes.local_server import LocalServer
 from tests.fakes.slack_server import FakeSlack
 
 
@@ -175,6 +178,46 @@ async def test_the_fetcher_never_sends_the_token_to_another_host() -> None:
                     raised = exc
                 assert raised is not None and "refusing" in str(raised)
             assert fake.downloads == []
+        finally:
+            await fetcher.close()
+
+
+class Flaky(LocalServer):
+    """A file host on 127.0.0.1 that answers every download with `status`."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    def routes(self, app: web.Application) -> None:
+        async def answer(_: web.Request) -> web.Response:
+            return web.Response(status=self.status, text="busy")
+
+        app.router.add_get("/{tail:.*}", answer)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self._port}/files-pri/T1-F1/{name}"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_download_slack_cannot_serve_now_is_the_networks_fault_and_retried(status: int) -> None:
+    # The FileFetcher contract: RetryableError (a queue worker tries again later), like Teams' downloads.
+    async with FakeSlack() as fake, Flaky(status) as host:
+        fetcher = _fetcher(fake)  # the Web API's host (127.0.0.1) is trusted with the token
+        try:
+            with pytest.raises(RetryableError):
+                await fetcher.fetch(FileRef(name="x.md", size=1, url=host.url("x.md")), max_bytes=1000)
+        finally:
+            await fetcher.close()
+
+
+async def test_a_download_from_a_host_that_does_not_answer_is_retried() -> None:
+    async with FakeSlack() as fake:
+        fetcher = _fetcher(fake)
+        url = "http://127.0.0.1:9/files-pri/T1-F1/x.md"  # the Web API's host; nothing listens on port 9
+        try:
+            with pytest.raises(RetryableError):
+                await fetcher.fetch(FileRef(name="x.md", size=1, url=url), max_bytes=1000)
         finally:
             await fetcher.close()
 

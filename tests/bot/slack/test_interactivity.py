@@ -7,6 +7,7 @@ import time
 import structlog
 
 from bot.core import text
+from bot.slack import text as slack_text
 from tests.bot.scrape import scrape
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import KB, VPN_GUIDE, SlackHarness
@@ -141,7 +142,7 @@ async def test_a_new_assistant_thread_gets_suggested_prompts(slack: SlackHarness
     assert response.status == 200
     (call,) = slack.fake.calls_to("assistant.threads.setSuggestedPrompts")
     assert call.params["channel_id"] == payloads.DM and call.params["thread_ts"] == thread_ts
-    assert [p["message"] for p in call.params["prompts"]] == [m for _, m in text.ASSISTANT_PROMPTS]
+    assert [p["message"] for p in call.params["prompts"]] == [m for _, m in slack_text.ASSISTANT_PROMPTS]
 
 
 async def test_a_question_in_an_assistant_thread_shows_a_status_and_titles_the_thread(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.core.model import Reply
+from bot.core.model import IngestProgress, PartialAnswer, Reply
 from bot.slack.mrkdwn import SECTION_LIMIT, split, to_mrkdwn
-from bot.slack.render import render_reply, render_working, status_text
+from bot.slack.render import render_reply, render_update, status_text
 from rag.types import Citation
 
 
@@ -73,9 +73,10 @@ def test_a_short_reply_is_one_plain_message_and_an_answer_carries_sources_and_bu
 
 
 def test_a_streaming_answer_shows_its_first_piece_with_the_cursor_outside_the_markup() -> None:
-    assert render_working("## Ste ▌") == "*Ste* ▌"
-    assert render_working("word " * 2000 + "▌").endswith(" … ▌")
-    assert len(render_working("word " * 2000 + "▌")) <= SECTION_LIMIT + 4
+    assert render_update(PartialAnswer("## Ste")) == "*Ste* ▌"
+    assert render_update(PartialAnswer("word " * 2000)).endswith(" … ▌")
+    assert len(render_update(PartialAnswer("word " * 2000))) <= SECTION_LIMIT + 4
+    assert render_update(IngestProgress("vpn.md", 3, 10)) == "_Reading vpn.md… 30% (3/10 passages)_"
 
 
 def test_the_assistant_status_reads_after_the_apps_name() -> None:

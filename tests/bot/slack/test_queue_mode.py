@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from bot.compose import build_worker
 from bot.core.model import Job
-from bot.jobqueue import QueueRunner
+from bot.infra.jobqueue import QueueRunner
 from bot.settings import Settings
-from bot.worker import build_worker
+from bot.slack.address import SlackAddress
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import VPN_GUIDE, HarnessFactory, SlackHarness
 from tests.processes import Processes
@@ -98,7 +99,14 @@ async def test_a_job_id_is_queued_once_whether_waiting_or_done(
         user=payloads.USER,
         text="help",
         thread=f"{payloads.DM}:1.1",
-        address={"channel": payloads.DM, "thread_ts": "1.1", "dm": True},
+        address=SlackAddress(
+            team=payloads.TEAM,
+            channel=payloads.DM,
+            user=payloads.USER,
+            event_id="Ev0DUPLICATE0",
+            thread_ts="1.1",
+            dm=True,
+        ),
     )
 
     await runner.submit(job)

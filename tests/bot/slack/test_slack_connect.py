@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core import text
+from bot.slack import text as slack_text
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import KB, VPN_GUIDE, SlackHarness
 
@@ -38,7 +38,7 @@ async def test_a_question_from_another_organisation_is_refused_with_the_reason(
     await slack.settle()
 
     assert slack.posts() == []  # no placeholder, no answer in the shared channel
-    assert _refusals(slack) == [text.SLACK_CONNECT_REFUSED]
+    assert _refusals(slack) == [slack_text.CONNECT_REFUSED]
     assert slack.fake.ephemeral[0]["user"] == OUTSIDER
 
 
@@ -52,7 +52,7 @@ async def test_the_same_message_as_mention_and_message_is_refused_once(slack: Sl
         await slack.send(body)
     await slack.settle()
 
-    assert _refusals(slack) == [text.SLACK_CONNECT_REFUSED]
+    assert _refusals(slack) == [slack_text.CONNECT_REFUSED]
 
 
 async def test_a_document_from_another_organisation_is_not_downloaded_or_added(slack: SlackHarness) -> None:
@@ -65,7 +65,7 @@ async def test_a_document_from_another_organisation_is_not_downloaded_or_added(s
     assert slack.fake.downloads == []
     assert await slack.engine.documents(KB) == []
     (reply,) = slack.fake.thread(payloads.DM, body["event"]["ts"])  # a DM: said in its thread
-    assert reply["text"] == text.SLACK_CONNECT_REFUSED
+    assert reply["text"] == slack_text.CONNECT_REFUSED
 
 
 async def test_another_organisations_reply_in_a_thread_the_bot_is_in_is_left_alone(
@@ -116,7 +116,7 @@ async def test_another_organisation_is_refused_whatever_the_shared_channel_flag_
     await slack.settle()
 
     assert slack.fake.thread(payloads.CHANNEL, body["event"]["ts"]) == []
-    assert _refusals(slack) == [text.SLACK_CONNECT_REFUSED]
+    assert _refusals(slack) == [slack_text.CONNECT_REFUSED]
 
 
 async def test_a_dm_thread_as_in_the_fixture_is_answered(slack: SlackHarness) -> None:
@@ -149,7 +149,7 @@ async def test_in_a_slack_connect_channel_the_grid_org_of_a_workspace_is_looked_
         (answer,) = slack.fake.thread(payloads.CHANNEL, body["event"]["ts"])
         assert "Keychain" in answer["text"]
     assert slack.fake.thread(payloads.CHANNEL, stranger["event"]["ts"]) == []
-    assert _refusals(slack) == [text.SLACK_CONNECT_REFUSED]
+    assert _refusals(slack) == [slack_text.CONNECT_REFUSED]
     assert sorted(c.params["team"] for c in slack.fake.calls_to("team.info")) == ["T222", "T999"]
 
 
@@ -164,4 +164,4 @@ async def test_when_the_org_of_a_workspace_cannot_be_known_the_message_is_refuse
     await slack.settle()
 
     assert slack.posts() == []
-    assert _refusals(slack) == [text.SLACK_CONNECT_REFUSED]
+    assert _refusals(slack) == [slack_text.CONNECT_REFUSED]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from urllib.parse import parse_qsl
+
 import pytest
 
+from bot.slack.address import SlackAddress, SlackHandle
 from bot.slack.translate import (
     BotIdentity,
     assistant_thread_from_event,
@@ -30,7 +34,8 @@ def test_a_mention_becomes_a_question_addressed_to_its_thread() -> None:
     assert msg.event_id == "Ev111"
     assert msg.message_key == f"T111:C111:{event['ts']}"
     assert msg.thread == f"slack:T111:C111:{event['ts']}"
-    assert msg.address["thread_ts"] == event["ts"] and msg.address["channel"] == "C111"
+    address = msg.address.to_dict()
+    assert address["thread_ts"] == event["ts"] and address["channel"] == "C111"
     assert msg.mentioned and not msg.is_direct
 
 
@@ -75,8 +80,9 @@ def test_a_dm_is_direct_and_a_dm_thread_may_be_an_assistant_thread() -> None:
     top = message_from_event(payloads.dm_message("hi"), BOT)
     threaded = message_from_event(payloads.dm_message("hi", thread_ts="1700000000.000100"), BOT)
 
-    assert top is not None and top.incoming.is_direct and "assistant" not in top.incoming.address
-    assert threaded is not None and threaded.incoming.address["assistant"] is True
+    assert top is not None and top.incoming.is_direct
+    assert "assistant" not in top.incoming.address.to_dict()
+    assert threaded is not None and threaded.incoming.address.to_dict()["assistant"] is True
 
 
 def test_files_keep_their_download_url_permalink_and_metadata() -> None:
@@ -105,8 +111,6 @@ def test_slack_markup_becomes_plain_text() -> None:
 
 
 def test_a_slash_command_keeps_its_words_and_replies_to_the_response_url() -> None:
-    from urllib.parse import parse_qsl
-
     form = dict(
         parse_qsl(payloads.slash_command("forget vpn.md", response_url="https://hooks.slack.com/c/1"))
     )
@@ -115,7 +119,7 @@ def test_a_slash_command_keeps_its_words_and_replies_to_the_response_url() -> No
 
     assert msg is not None
     assert msg.text == "/threadwise forget vpn.md"
-    assert msg.address["response_url"] == "https://hooks.slack.com/c/1"
+    assert msg.address.to_dict()["response_url"] == "https://hooks.slack.com/c/1"
     assert msg.event_id == form["trigger_id"]
 
 
@@ -157,4 +161,19 @@ def test_a_thread_reply_also_sent_to_the_channel_is_still_a_question() -> None:
 
     intake = message_from_event(body, BOT)
 
-    assert intake is not None and intake.incoming.address["thread_ts"] == "1700000000.000100"
+    assert intake is not None
+    assert intake.incoming.address.to_dict()["thread_ts"] == "1700000000.000100"
+
+
+def test_an_address_reads_back_from_a_queued_job_as_older_versions_wrote_it() -> None:
+    message = message_from_event(payloads.dm_message("hi", thread_ts="1700000000.000100"), BOT)
+    command = command_from_form(dict(parse_qsl(payloads.slash_command("docs", response_url="https://h/1"))))
+    assert message is not None and command is not None
+
+    for address in (message.incoming.address, command.address):
+        assert isinstance(address, SlackAddress)
+        assert SlackAddress.from_dict(json.loads(json.dumps(address.to_dict()))) == address
+    old = {**message.incoming.address.to_dict(), "title": "hi"}  # queued before titles moved out
+    assert SlackAddress.from_dict(old) == message.incoming.address
+    assert SlackHandle.from_dict({"channel": "D1", "ts": "1.2"}) == SlackHandle("D1", "1.2")
+    assert SlackHandle.from_dict({}) is None

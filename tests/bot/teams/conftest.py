@@ -15,10 +15,10 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from botframework.connector.auth import ChannelValidation
 
-from bot.compose import ChatApp, build_chat_app
-from bot.server import build_app
+from bot.compose import ChatApp, build_service
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
-from bot.teams.platform import TeamsPlatform
+from bot.teams.platform import teams
+from bot.teams.routes import TeamsRoutes
 from rag.answer import Answerer
 from rag.engine import Engine
 from tests.bot.teams.activities import APP_ID, TENANT
@@ -36,7 +36,7 @@ VPN_GUIDE = (
 class TeamsBot:
     client: TestClient
     fake: FakeBotConnector
-    platform: TeamsPlatform
+    platform: TeamsRoutes
     chat: ChatApp
     engine: Engine
 
@@ -76,23 +76,17 @@ async def make_teams_bot(
         engine = make_engine(answerer=answerer, max_bytes=max_bytes)
         # The fake's file server is on 127.0.0.1: only an exact loopback origin lets it through.
         settings.setdefault("teams_file_hosts", [*DEFAULT_TEAMS_FILE_HOSTS, fake.base_url])
+        if app_id:
+            settings.update(microsoft_app_id=app_id, microsoft_app_password=app_password)
         config = Settings(rate_limit_requests_per_minute=600, rate_limit_burst=100, **settings)
-        platform = TeamsPlatform(
-            app_id=app_id,
-            app_password=app_password if app_id else None,
-            login_url=fake.login_url,
-            auth_timeout=auth_timeout,
-            file_hosts=config.teams_file_hosts,
-        )
-        chat = build_chat_app(
-            config, engine, senders={"teams": platform.sender}, fetchers={"teams": platform.fetcher}
-        )
-        app = build_app(engine=engine, chat=chat)
-        platform.mount(app, chat)
-        client = TestClient(TestServer(app, host="127.0.0.1"))
+        platform = teams(login_url=fake.login_url, auth_timeout=auth_timeout)
+        service = build_service(config, engine, platforms=[platform])
+        routes = service.inbound["teams"]
+        assert isinstance(routes, TeamsRoutes)
+        client = TestClient(TestServer(service.app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
-        return TeamsBot(client, fake, platform, chat, engine)
+        return TeamsBot(client, fake, routes, service.chat, engine)
 
     yield factory
     for client in clients:

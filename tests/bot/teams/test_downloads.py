@@ -15,6 +15,7 @@ import pytest
 from bot.cli import main
 from bot.core import text
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, load_settings
+from bot.teams import text as teams_text
 from bot.teams.files import is_public_address
 from rag.errors import ConfigError
 from tests.bot.teams.activities import personal_file_upload
@@ -59,7 +60,7 @@ async def test_a_download_link_outside_teams_file_hosts_is_refused_and_nothing_i
     await bot.post(personal_file_upload("keys.md", url, service_url=fake.service_url))
 
     reply = fake.activities(type="message")[-1]
-    assert reply.text == "⚠️ " + text.FILE_HOST_REFUSED.format(name="keys.md")
+    assert reply.text == "⚠️ " + teams_text.FILE_HOST_REFUSED.format(name="keys.md")
     assert internal.downloads == []
     assert await bot.engine.documents(KB) == []
 
@@ -74,7 +75,7 @@ async def test_an_allowed_host_name_that_resolves_to_loopback_is_refused(
     await bot.post(personal_file_upload("keys.md", "https://localhost/keys.md", service_url=fake.service_url))
 
     reply = fake.activities(type="message")[-1]
-    assert reply.text == "⚠️ " + text.FILE_HOST_REFUSED.format(name="keys.md")
+    assert reply.text == "⚠️ " + teams_text.FILE_HOST_REFUSED.format(name="keys.md")
     assert await bot.engine.documents(KB) == []
 
 
@@ -111,7 +112,8 @@ async def test_a_redirect_loop_is_refused(make_teams_bot: TeamsBotFactory, fake:
 
     await bot.post(personal_file_upload("vpn.md", url, service_url=fake.service_url))
 
-    assert fake.activities(type="message")[-1].text == "⚠️ " + text.FILE_HOST_REFUSED.format(name="vpn.md")
+    refused = teams_text.FILE_HOST_REFUSED.format(name="vpn.md")
+    assert fake.activities(type="message")[-1].text == "⚠️ " + refused
     assert len(fake.downloads) == 6  # the first request and five redirects, then it stops
 
 

@@ -12,7 +12,8 @@ from bot.core import text
 from bot.core.handlers import JobHandler
 from bot.core.model import Job
 from bot.core.state import MemoryThreadMemory
-from bot.teams.platform import TeamsPlatform
+from bot.teams import text as teams_text
+from bot.teams.outbound import TeamsOutbound
 from bot.teams.translate import Message, translate
 from rag.answer import DeltaCallback
 from rag.prompt import citations_for
@@ -226,7 +227,7 @@ async def test_commands_arrive_as_text_after_the_mention(
     await bot.post(channel_mention("forget vpn.md", service_url=fake.service_url))
 
     help_reply, docs_reply, forget_reply = (c.text for c in fake.activities("POST", type="message"))
-    assert text.ASK_HOW["teams"] in help_reply
+    assert teams_text.ASK_HOW in help_reply
     assert "`vpn.md`" in docs_reply  # as code: exactly as `forget` takes it
     assert forget_reply.startswith("Only the person who uploaded **vpn.md**")
     assert fake.activities(type="typing") == []  # commands answer at once
@@ -271,7 +272,7 @@ async def test_an_expired_download_link_asks_for_the_file_again(
     await bot.post(personal_file_upload("vpn.md", url, service_url=fake.service_url))
 
     reply = fake.activities("POST", type="message")[-1]
-    assert reply.text == "⚠️ " + text.FILE_LINK_EXPIRED.format(name="vpn.md")
+    assert reply.text == "⚠️ " + teams_text.FILE_LINK_EXPIRED.format(name="vpn.md")
     assert await bot.engine.documents(KB) == []
 
 
@@ -306,7 +307,7 @@ async def test_a_file_in_a_channel_is_refused_and_a_pasted_image_gets_a_clear_re
     channel_reply, image_reply = fake.activities("POST", type="message")
     assert channel_reply.text == text.FILES_ONLY_IN_DM
     assert channel_reply.activity_id == in_channel["id"]
-    assert image_reply.text == text.TEAMS_INLINE_IMAGE
+    assert image_reply.text == teams_text.INLINE_IMAGE
     assert image_reply.activity_id == image["id"]
     assert fake.downloads == []
 
@@ -395,15 +396,15 @@ async def test_a_job_replies_from_another_process_with_only_its_serialised_addre
     job = await bot.chat.dispatcher.handle(event.incoming)
     assert job is not None
     # What a queue would carry to a worker: JSON. The worker has its own adapter and sender.
-    shipped = Job.from_dict(json.loads(json.dumps(job.to_dict())))
+    worker = TeamsOutbound(app_id=None, app_password=None)
+    shipped = Job.from_dict(json.loads(json.dumps(job.to_dict())), {"teams": worker})
+    assert shipped == job
     await bot.chat.runner.drain()
     fake.calls.clear()
 
-    worker = TeamsPlatform(app_id=None, app_password=None)
     handler = JobHandler(
         engine=bot.engine,
-        senders={"teams": worker.sender},
-        fetchers={"teams": worker.fetcher},
+        platforms={"teams": worker},
         memory=MemoryThreadMemory(),
         max_file_mb=10,
     )

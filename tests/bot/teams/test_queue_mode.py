@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from bot.compose import build_worker
 from bot.core import text
-from bot.jobqueue import QueueRunner
+from bot.infra.jobqueue import QueueRunner
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
-from bot.worker import build_worker
+from bot.teams import text as teams_text
 from tests.bot.slack.test_queue_mode import queue_redis  # noqa: F401 (a fixture)
 from tests.bot.teams.activities import (
     CHANNEL,
@@ -140,8 +141,9 @@ async def test_a_personal_chat_question_and_an_expired_file_link_are_answered_by
 
     refused, not_teams, not_found = _messages(fake, PERSONAL_CONVERSATION)
     assert refused.activity_id == activities[0]["id"]
-    assert refused.text == "⚠️ " + text.FILE_LINK_EXPIRED.format(name="vpn.md")
-    assert not_teams.text == "⚠️ " + text.FILE_HOST_REFUSED.format(name="keys.md")  # the worker checks too
+    assert refused.text == "⚠️ " + teams_text.FILE_LINK_EXPIRED.format(name="vpn.md")
+    # The worker checks the host too.
+    assert not_teams.text == "⚠️ " + teams_text.FILE_HOST_REFUSED.format(name="keys.md")
     assert not_found.activity_id == activities[2]["id"]
     # The file never arrived, so nothing answers from it.
     assert not_found.text.startswith("I couldn't find anything about that in the knowledge base.")

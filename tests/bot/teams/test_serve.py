@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.serve_cli import configured_platforms, require_credentials
-from bot.settings import load_settings
-from bot.teams.platform import TeamsPlatform
+from bot.commands.serve import require_credentials
+from bot.platforms import enabled_platforms
+from bot.settings import Settings, load_settings
+from bot.teams.outbound import TeamsOutbound
 from rag.errors import ConfigError
 from tests.bot.teams.activities import APP_ID
 
@@ -17,7 +18,7 @@ from tests.bot.teams.activities import APP_ID
 def test_production_without_an_app_id_has_no_teams_endpoint(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("ENVIRONMENT", "production")
 
-    assert [p.name for p in configured_platforms(load_settings())] == []
+    assert [p.name for p in enabled_platforms(load_settings())] == []
 
 
 def test_production_without_any_credentials_refuses_to_serve(clean_env: pytest.MonkeyPatch) -> None:
@@ -25,7 +26,7 @@ def test_production_without_any_credentials_refuses_to_serve(clean_env: pytest.M
     settings = load_settings()
 
     with pytest.raises(ConfigError, match="ENVIRONMENT=production needs credentials"):
-        require_credentials(settings, configured_platforms(settings))
+        require_credentials(settings)
 
 
 def test_threadwise_serve_in_production_without_credentials_exits_2(
@@ -43,14 +44,19 @@ def test_an_app_id_mounts_an_authenticated_teams_endpoint(clean_env: pytest.Monk
     clean_env.setenv("MICROSOFT_APP_ID", APP_ID)
     clean_env.setenv("MICROSOFT_APP_PASSWORD", "fake-password")
 
-    (teams,) = configured_platforms(load_settings())
+    (teams,) = outbound(load_settings())
 
-    assert isinstance(teams, TeamsPlatform)
+    assert isinstance(teams, TeamsOutbound)
     assert teams.authenticated
 
 
 def test_development_mounts_teams_for_the_emulator(clean_env: pytest.MonkeyPatch) -> None:
-    (teams,) = configured_platforms(load_settings())
+    (teams,) = outbound(load_settings())
 
-    assert isinstance(teams, TeamsPlatform)
+    assert isinstance(teams, TeamsOutbound)
     assert not teams.authenticated
+
+
+def outbound(settings: Settings) -> list[object]:
+    """The outbound parts `threadwise serve` would build for these settings."""
+    return [p.outbound(settings) for p in enabled_platforms(settings)]

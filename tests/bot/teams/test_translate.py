@@ -51,8 +51,8 @@ def test_the_captured_channel_mention() -> None:
     assert incoming.files == ()  # the text/html mirror of the message is not a file
     thread = "19:6848757105754c8981c67612732d9aa7@thread.tacv2;messageid=1759881511856"
     assert incoming.thread == f"teams:{thread}"
-    assert incoming.address["reply_to_id"] == "1759944781430"
-    assert incoming.address["reference"]["conversation"]["id"] == thread
+    assert incoming.address.to_dict()["reply_to_id"] == "1759944781430"
+    assert incoming.address.to_dict()["reference"]["conversation"]["id"] == thread
     assert incoming.event_id.startswith("1759944781430.")
 
 
@@ -102,11 +102,10 @@ def test_the_captured_conversation_updates() -> None:
     removed = translate(fixture("docs_examples/conversationUpdate_team_member_removed.json"))
 
     assert isinstance(team, BotAdded)
-    assert team.address["reply_to_id"] is None  # a new message, not a reply
-    assert (
-        team.address["reference"]["conversation"]["id"] == "19:efa9296d959346209fea44151c742e73@thread.skype"
-    )
-    assert "activityId" not in team.address["reference"]
+    address = team.address.to_dict()
+    assert address["reply_to_id"] is None  # a new message, not a reply
+    assert address["reference"]["conversation"]["id"] == "19:efa9296d959346209fea44151c742e73@thread.skype"
+    assert "activityId" not in address["reference"]
     assert isinstance(personal, BotAdded)
     assert removed is None
 

@@ -13,7 +13,7 @@ import socket
 import structlog
 from aiohttp import web
 
-from bot.metrics import Metrics, start_metrics_server
+from bot.infra.metrics import Metrics, start_metrics_server
 
 log = structlog.get_logger(__name__)
 

@@ -15,6 +15,7 @@ averaged over the set:
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.ingest_cli import ingest_paths
+from bot.commands.base import SubParsers, add, open_engine
+from bot.commands.ingest import ingest_paths
+from bot.settings import Settings
 from rag.engine import Engine
 from rag.names import name_key
 from rag.types import Passage
@@ -124,6 +127,21 @@ async def evaluate(engine: Engine, kb: str, questions: list[Question], *, hybrid
         latency_p50_ms=statistics.median(latencies) if latencies else 0.0,
         latency_p95_ms=latencies[int(0.95 * (len(latencies) - 1))] if latencies else 0.0,
     )
+
+
+def register(sub: SubParsers) -> None:
+    parser = add(sub, "eval", run, help="measure retrieval on a QA set (recall@k, MRR)")
+    parser.add_argument("qa", metavar="QA.jsonl")
+    parser.add_argument("--docs", required=True, help="folder of the documents the questions are about")
+    parser.add_argument("--mode", choices=["hybrid", "vector", "both"], default="both")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument("--kb", default="eval-scratch", help="scratch knowledge base (re-used if unchanged)")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    engine = await open_engine(settings)
+    qa, docs = Path(args.qa), Path(args.docs)
+    return await run_eval(engine, qa, docs, kb=args.kb, mode=args.mode, limit=args.limit)
 
 
 async def run_eval(engine: Engine, qa: Path, docs: Path, *, kb: str, mode: str, limit: int) -> int:

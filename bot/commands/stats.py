@@ -7,11 +7,17 @@ started, so a fresh command has none to show: they are read at GET /metrics of `
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-from typing import TextIO
+import sys
+from typing import TYPE_CHECKING, TextIO
 
-from bot.metrics import KbSize, QueueDepth, read_kb_sizes
-from rag.engine import Engine
+from bot.commands.base import SubParsers, add, open_engine
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.infra.metrics import KbSize, QueueDepth
+    from rag.engine import Engine
 
 PROCESS_NOTE = (
     "Requests, stage latencies, cache hit ratios, queue depth, rate-limit hits and feedback are counted "
@@ -19,10 +25,25 @@ PROCESS_NOTE = (
 )
 
 
+def register(sub: SubParsers) -> None:
+    parser = add(sub, "stats", run, help="documents and passages per knowledge base", terminal=True)
+    parser.add_argument("--kb", default=None, help="only this knowledge base (default: all)")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.compose import queue_depth
+
+    engine = await open_engine(settings)
+    async with queue_depth(settings) as depth:
+        return await run_stats(engine, kb=args.kb, out=sys.stdout, queue_depth=depth)
+
+
 async def run_stats(
     engine: Engine, *, kb: str | None, out: TextIO, queue_depth: QueueDepth | None = None
 ) -> int:
     """`queue_depth`: the shared job queue (RUNNER=queue), which any process can read."""
+    from bot.infra.metrics import KbSize, read_kb_sizes
+
     sizes = await asyncio.to_thread(read_kb_sizes, engine)
     if kb is not None:
         sizes = {kb: sizes.get(kb, KbSize(documents=0, chunks=0))}

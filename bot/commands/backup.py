@@ -10,17 +10,37 @@ Either kind of archive restores into either set-up (e.g. moving from one machine
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import TextIO
 
-from bot.confirm import confirm
+from bot.commands.base import SubParsers, add
+from bot.commands.confirm import confirm
 from bot.settings import Settings
 from rag.backup import BackupResult, backup_server, restore_archive, restore_to_server, snapshot_at_rest
 from rag.errors import UserFacingError
 from rag.export import ExportSummary
 from rag.filetypes import human_size
 from rag.store import StoreInUseError, hold_directory, open_client
+
+
+def register(sub: SubParsers) -> None:
+    help = "archive every knowledge base (embedded or CHROMA_HOST) into BACKUP_DIR (.tar.gz)"
+    add(sub, "backup", _backup, help=help)  # the store's files, without opening Chroma
+    help = "replace every knowledge base with those of a backup archive"
+    restore = add(sub, "restore", _restore, help=help)
+    restore.add_argument("file", metavar="FILE")
+    restore.add_argument("--yes", action="store_true", help="do not ask before replacing the store")
+
+
+async def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    return await run_backup(settings, out=sys.stdout)
+
+
+async def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    return await run_restore(settings, Path(args.file), yes=args.yes, stdin=sys.stdin, out=sys.stdout)
 
 
 async def run_backup(settings: Settings, *, out: TextIO) -> int:

@@ -1,14 +1,14 @@
-"""`threadwise worker`: runs the jobs `threadwise serve` queued (RUNNER=queue) on an arq Worker.
+"""The arq side of `threadwise worker`: runs the jobs `threadwise serve` queued (RUNNER=queue).
 
-Everything a job needs is built once at start-up into arq's context: the engine (Chroma server, model
-loaded), the platforms' reply senders and file fetchers (no web service), the thread memory in Redis,
-and this worker's metrics (GET /metrics on WORKER_METRICS_PORT). Each job is `JobHandler.run`, wrapped
-in what only a queue can do:
+Everything a job needs is built once at start-up into arq's context (by bot/compose/worker.py): the
+engine (Chroma server, model loaded), the platforms' outbound parts (no web service), the thread
+memory in Redis, and this worker's metrics (GET /metrics on WORKER_METRICS_PORT). Each job is
+`JobHandler.run`, wrapped in what only a queue can do:
 
 - a retry with backoff for a RetryableError (`Retry(defer=…)`), and the apology on the last try;
 - a deadline (JOB_TIMEOUT_SECONDS), after which the user is told it took too long; an ingest stops
   between two embedding batches and leaves nothing of that document;
-- a lease (bot/lease.py): arq's in-progress key lives JOB_LEASE_SECONDS and is renewed while the job
+- a lease (bot/infra/lease.py): arq's in-progress key lives JOB_LEASE_SECONDS and is renewed while the job
   runs, so a worker killed mid-job (kill -9, OOM) has its job run again by another worker one lease
   later, and a live worker's job never runs twice at once, however long it takes;
 - at most one reply per job: an "answered" mark per job id, set after the reply, makes a re-run of a
@@ -24,26 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
-from aiohttp import web
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Retry, Worker, func
-from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from bot.core import text
 from bot.core.handlers import JobHandler
-from bot.core.model import Job, Reply
-from bot.core.ports import FileFetcher, ReplySender
-from bot.core.state import ThreadMemory
-from bot.jobqueue import JOB_FUNCTION, KEEP_RESULT_S, QUEUE_NAME, QueueRunner, dumps, loads
-from bot.lease import JobLease, LeaseLost
-from bot.metrics import Metrics
-from bot.metrics_port import serve_worker_metrics
+from bot.core.model import Job, Terms
+from bot.infra.jobqueue import JOB_FUNCTION, KEEP_RESULT_S, QUEUE_NAME, dumps, loads
+from bot.infra.lease import JobLease, LeaseLost
 from bot.settings import Settings
 from rag.engine import Engine
 from rag.store import LeftoverSweeper
@@ -58,18 +51,6 @@ ANSWERED_TTL_S = 86_400
 POLL_DELAY_S = 0.25
 HEALTH_CHECK_INTERVAL_S = 30  # arq writes "<queue>:health-check" this often (for `arq --check`-style probes)
 CONTEXT_KEY = "threadwise"
-
-
-class Outbound(Protocol):
-    """What a worker needs of a platform: its sender and fetcher, opened without a web server."""
-
-    name: str
-    sender: ReplySender
-    fetcher: FileFetcher
-
-    async def start_outbound(self) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class AnsweredMarks:
@@ -107,20 +88,18 @@ class QueuedJobs:
     def __init__(
         self,
         *,
-        retrying: JobHandler,
-        final: JobHandler,
-        senders: Mapping[str, ReplySender],
+        handler: JobHandler,
+        platforms: Mapping[str, Terms],
         marks: AnsweredMarks,
         policy: JobPolicy,
     ) -> None:
-        self._retrying = retrying  # re-raises RetryableError so that arq retries the job
-        self._final = final  # the last try: a RetryableError gets the apology
-        self._senders = senders
+        self._handler = handler
+        self._platforms = platforms  # to read a job's address back in its platform's terms
         self._marks = marks
         self._policy = policy
 
     async def run(self, payload: dict[str, Any], *, job_try: int) -> str:
-        job = Job.from_dict(payload)
+        job = Job.from_dict(payload, self._platforms)
         bound = log.bind(job_id=job.id, job_try=job_try, platform=job.platform, kb=job.kb, kind=job.kind)
         if await self._marks.answered(job.id):
             bound.info("job_already_answered")  # its worker died after replying
@@ -130,16 +109,13 @@ class QueuedJobs:
         if job_try > policy.max_tries:
             # Only a try that never finished (its worker died, or arq's own deadline) gets here.
             bound.error("job_abandoned", tries=job_try - 1)
-            return await self._apologise(job, text.INTERNAL_ERROR, "abandoned")
+            await self._handler.apologise(job)
+            await asyncio.shield(self._marks.mark(job.id))
+            return "abandoned"
         last = job_try >= policy.max_tries
         try:
-            async with asyncio.timeout(policy.timeout_s) as deadline:
-                await (self._final if last else self._retrying).run(job)
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            bound.error("job_timed_out", seconds=policy.timeout_s)
-            return await self._apologise(job, text.TIMED_OUT, "timed out")
+            # Before the last try a RetryableError comes back here to be retried; on it, the apology.
+            ended = await self._handler.run(job, last_try=last, deadline_s=policy.timeout_s)
         except Exception as exc:
             # A RetryableError from the work, or the reply itself failed (Slack or Teams unreachable).
             if last:
@@ -149,18 +125,12 @@ class QueuedJobs:
             bound.warning("job_retrying", in_seconds=delay, error=f"{type(exc).__name__}: {exc}"[:200])
             raise Retry(defer=delay) from exc
         await asyncio.shield(self._marks.mark(job.id))
-        return "done"
-
-    async def _apologise(self, job: Job, template: str, outcome: str) -> str:
-        reply = Reply(template.format(doing=text.DOING[job.kind], ref=job.id[:12]), kind="error")
-        await self._senders[job.platform].finish(job.address, job.handle, reply)
-        await asyncio.shield(self._marks.mark(job.id))
-        return outcome
+        return ended
 
 
 async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     """The arq job function (registered as JOB_FUNCTION): the job, under its lease."""
-    resources: _Resources = ctx[CONTEXT_KEY]
+    resources: WorkerResources = ctx[CONTEXT_KEY]
     lease = JobLease(ctx["redis"], str(ctx["job_id"]), seconds=resources.lease_s)
     try:
         return await lease.run(lambda: resources.jobs.run(payload, job_try=int(ctx["job_try"])))
@@ -171,12 +141,15 @@ async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
 
 
 @dataclass
-class _Resources:
+class WorkerResources:
+    """What a worker's jobs run with, built once at start-up by the composition root."""
+
     jobs: QueuedJobs
-    platforms: list[Outbound]
-    metrics_server: web.AppRunner | None
     lease_s: float
-    sweeping: asyncio.Task[None] | None = None
+    closing: list[Callable[[], Awaitable[None]]]  # at shutdown, in this order
+
+
+Startup = Callable[[ArqRedis], Awaitable[WorkerResources]]  # given arq's connection pool
 
 
 async def _sweep_once(sweeper: LeftoverSweeper) -> None:
@@ -208,94 +181,39 @@ def start_sweeping(engine: Engine, settings: Settings) -> asyncio.Task[None] | N
     return asyncio.create_task(_keep_sweeping(sweeper, settings.sweep_interval_seconds), name="sweep")
 
 
-def outbound_platforms(settings: Settings) -> list[Outbound]:
-    platforms: list[Outbound] = []
-    if settings.slack_bot_token:
-        from bot.slack.platform import SlackPlatform
-
-        platforms.append(SlackPlatform.from_settings(settings))
-    if settings.teams_enabled:
-        from bot.teams.platform import TeamsPlatform
-
-        platforms.append(TeamsPlatform.from_settings(settings))
-    return platforms
-
-
-def thread_memory(redis: Redis) -> ThreadMemory:
-    from bot.redis_state import RedisThreadMemory
-
-    return RedisThreadMemory(redis)
-
-
-async def _startup(ctx: dict[str, Any], *, settings: Settings, queue_name: str) -> None:
-    from bot.compose import build_engine
-
-    redis: ArqRedis = ctx["redis"]  # arq's pool: the thread memory and the marks share it
-    metrics = Metrics(registry=CollectorRegistry())  # this worker's jobs, at WORKER_METRICS_PORT
-    engine = await asyncio.to_thread(build_engine, settings, stage_observer=metrics.stage)
-    await asyncio.to_thread(engine.embedder.load)
-    metrics.watch_engine(engine)
-    metrics.watch_queue(QueueRunner(redis, queue_name=queue_name).depth)
-    platforms = outbound_platforms(settings)
-    for platform in platforms:
-        await platform.start_outbound()
-    senders = {p.name: p.sender for p in platforms}
-    fetchers = {p.name: p.fetcher for p in platforms}
-    memory = thread_memory(redis)
-
-    def handler(*, retry_elsewhere: bool) -> JobHandler:
-        return JobHandler(
-            engine=engine,
-            senders=senders,
-            fetchers=fetchers,
-            memory=memory,
-            max_file_mb=settings.max_file_size_mb,
-            retry_elsewhere=retry_elsewhere,
-            telemetry=metrics,
-        )
-
-    jobs = QueuedJobs(
-        retrying=handler(retry_elsewhere=True),
-        final=handler(retry_elsewhere=False),
-        senders=senders,
-        marks=AnsweredMarks(redis),
-        policy=JobPolicy.from_settings(settings),
-    )
-    server = None
-    if settings.worker_metrics_port:
-        server = await serve_worker_metrics(metrics, host=settings.host, port=settings.worker_metrics_port)
-    ctx[CONTEXT_KEY] = _Resources(jobs, platforms, server, settings.job_lease_seconds)
-    ctx[CONTEXT_KEY].sweeping = start_sweeping(engine, settings)
-    log.info("worker_ready", concurrency=settings.worker_concurrency, platforms=sorted(senders))
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
-    resources: _Resources | None = ctx.get(CONTEXT_KEY)
+    resources: WorkerResources | None = ctx.get(CONTEXT_KEY)
     if resources is None:  # start-up failed midway
         return
-    if resources.sweeping is not None:
-        resources.sweeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await resources.sweeping
-    for platform in resources.platforms:
-        await platform.close()
-    if resources.metrics_server is not None:
-        await resources.metrics_server.cleanup()
+    for close in resources.closing:
+        await close()
     log.info("worker_stopped")
 
 
-def build_worker(
-    settings: Settings, *, queue_name: str = QUEUE_NAME, handle_signals: bool = True, burst: bool = False
+def arq_worker(
+    settings: Settings,
+    *,
+    startup: Startup,
+    queue_name: str = QUEUE_NAME,
+    handle_signals: bool = True,
+    burst: bool = False,
 ) -> Worker:
-    """The arq Worker for these settings. Call from a coroutine: arq binds the running loop.
+    """The arq Worker for these settings, its jobs run with what `startup` builds. Call from a
+    coroutine: arq binds the running loop.
 
     `burst`: stop once the queue is empty (tests, one-off catch-up runs).
     """
     if not settings.redis_url:
         raise ValueError("a worker needs REDIS_URL")  # Settings refuse RUNNER=queue without it
 
-    async def startup(ctx: dict[str, Any]) -> None:
-        await _startup(ctx, settings=settings, queue_name=queue_name)
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx[CONTEXT_KEY] = await startup(ctx["redis"])
 
     function = func(
         run_job,
@@ -310,7 +228,7 @@ def build_worker(
         functions=[function],
         queue_name=queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
-        on_startup=startup,
+        on_startup=on_startup,
         on_shutdown=_shutdown,
         handle_signals=handle_signals,
         burst=burst,
@@ -334,9 +252,8 @@ def completion_wait(grace_s: int) -> int:
     return max(grace_s - min(STOP_MARGIN_S, grace_s // 2), 0)
 
 
-async def run_worker(settings: Settings) -> int:
+async def run_worker(worker: Worker) -> int:
     """Run until SIGTERM/SIGINT: take no new job, finish or re-queue the running ones, exit 0."""
-    worker = build_worker(settings)
     try:
         await worker.async_run()
     except asyncio.CancelledError:

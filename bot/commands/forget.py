@@ -9,17 +9,41 @@ The last two ask first (or need --yes) and print what they removed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from bot.confirm import confirm
+from bot.commands.base import SubParsers, add, open_engine
+from bot.commands.confirm import confirm
 from bot.core.text import plural
+from bot.settings import Settings
 from rag.engine import Engine
 from rag.errors import UserFacingError
 from rag.types import DocumentInfo
 
 LOCAL_KB = "local"
+
+
+def register(sub: SubParsers) -> None:
+    help = "delete a document, everything a user uploaded (--user), or a knowledge base (--kb)"
+    parser = add(sub, "forget", run, help=help)
+    parser.add_argument("name", nargs="?", help="the document to delete (in --kb, default: local)")
+    parser.add_argument("--kb", default=None, help="knowledge base; alone: drop this whole knowledge base")
+    parser.add_argument("--user", default=None, metavar="ID", help="every document this user uploaded")
+    parser.add_argument("--all-kbs", action="store_true", help="with --user: in every KB (the default)")
+    parser.add_argument("--yes", action="store_true", help="do not ask before deleting many documents")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    request = ForgetRequest(args.name, args.kb, args.user, args.all_kbs, args.yes)
+    note = (
+        "Backups taken before now still hold it until they are older than "
+        f"BACKUP_RETENTION_DAYS ({settings.backup_retention_days}); restoring one brings it back."
+    )
+    engine = await open_engine(settings)
+    return await run_forget(engine, request, backups_note=note, stdin=sys.stdin, out=sys.stdout)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,6 @@
+"""The `threadwise` sub-commands, in the order `threadwise --help` lists them. Each module registers its
+own sub-parser (bot/commands/base.py) and runs it; the heavy imports wait until it runs."""
+
+from bot.commands import ask, backup, chat, check, docs, evaluate, forget, ingest, serve, stats, worker
+
+COMMANDS = (serve, worker, chat, ingest, ask, docs, forget, backup, stats, check, evaluate)

@@ -1,0 +1,137 @@
+"""The chat side from Settings: dispatcher, runner and handler on the platforms' outbound parts, with
+dedup, rate limits, thread memory and votes in this process or in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from bot.compose.engine import open_redis
+from bot.core.dispatch import Dispatcher
+from bot.core.feedback import FeedbackRecorder
+from bot.core.handlers import JobHandler
+from bot.core.ports import JobRunner, Outbound
+from bot.core.runner import InProcessRunner
+from bot.core.state import (
+    Deduplicator,
+    MemoryDeduplicator,
+    MemoryRateLimiter,
+    MemoryThreadMemory,
+    MemoryVoteBook,
+    RateLimiter,
+    ThreadMemory,
+    VoteBook,
+)
+from bot.infra.jobqueue import QueueRunner
+from bot.infra.metrics import Metrics
+from bot.platform import Intake
+from bot.settings import Settings
+from rag.engine import Engine
+
+
+@dataclass
+class ChatApp:
+    """The chat side wired together: dispatcher in front, runner and handler behind."""
+
+    dispatcher: Dispatcher
+    runner: JobRunner
+    handler: JobHandler
+    memory: ThreadMemory
+    redis: aioredis.Redis | None = None  # the shared-state connection pool, when REDIS_URL is set
+    metrics: Metrics = field(default_factory=lambda: Metrics(registry=CollectorRegistry()))
+    feedback: FeedbackRecorder = field(default_factory=FeedbackRecorder)  # 👍/👎 from any platform
+
+    def intake(self) -> Intake:
+        """What a platform's inbound part hands messages and votes to."""
+        return Intake(submit=self.dispatcher.handle, feedback=self.feedback.record, drain=self.runner.drain)
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def build_handler(
+    settings: Settings,
+    engine: Engine,
+    *,
+    platforms: Mapping[str, Outbound],
+    memory: ThreadMemory,
+    metrics: Metrics,
+) -> JobHandler:
+    """What runs a job, in this process or on a worker."""
+    return JobHandler(
+        engine=engine,
+        platforms=platforms,
+        memory=memory,
+        max_file_mb=settings.max_file_size_mb,
+        telemetry=metrics,
+    )
+
+
+def build_chat_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    platforms: Sequence[Outbound],
+    metrics: Metrics | None = None,
+) -> ChatApp:
+    """`platforms`: their outbound parts. `metrics`: the process's metrics, whose `stage` the engine
+    was built with; else a fresh set."""
+    metrics = metrics or Metrics(registry=CollectorRegistry())
+    outbound = {p.name: p for p in platforms}
+    dedup, limiter, memory, shared = _chat_state(settings)
+    handler = build_handler(settings, engine, platforms=outbound, memory=memory, metrics=metrics)
+    runner: InProcessRunner | QueueRunner
+    if settings.runner == "queue":
+        assert shared is not None  # Settings refuse RUNNER=queue without REDIS_URL
+        runner = QueueRunner.sharing(shared)  # jobs run on `threadwise worker`s
+    else:
+        runner = InProcessRunner(handler.run)
+    dispatcher = Dispatcher(
+        runner=runner,
+        platforms=outbound,
+        dedup=dedup,
+        limiter=limiter,
+        memory=memory,
+        kb_for=settings.kb_for,
+        admins=settings.admin_user_ids,
+        telemetry=metrics,
+    )
+    metrics.watch_engine(engine)
+    metrics.watch_queue(runner.depth)
+    feedback = FeedbackRecorder(kb_for=settings.kb_for, telemetry=metrics, votes=_vote_book(shared))
+    return ChatApp(dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback)
+
+
+def _vote_book(shared: aioredis.Redis | None) -> VoteBook:
+    """Feedback votes, one per person per answer: in Redis beside the other shared state, so a click
+    replayed to another replica is not counted again."""
+    if shared is None:
+        return MemoryVoteBook()
+    from bot.infra.redis_state import RedisVoteBook
+
+    return RedisVoteBook(shared)
+
+
+def _chat_state(
+    settings: Settings,
+) -> tuple[Deduplicator, RateLimiter, ThreadMemory, aioredis.Redis | None]:
+    """Dedup, rate limits and thread memory: in Redis when REDIS_URL is set, so every replica
+    agrees, else in this process. The three share one connection pool."""
+    per_minute, burst = settings.rate_limit_requests_per_minute, settings.rate_limit_burst
+    if not settings.redis_url:
+        limiter = MemoryRateLimiter(per_minute=per_minute, burst=burst)
+        return MemoryDeduplicator(), limiter, MemoryThreadMemory(), None
+    from bot.infra.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
+
+    open_redis(settings.redis_url).close()  # fail at start, not at the first message
+    shared = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
+    return (
+        RedisDeduplicator(shared),
+        RedisRateLimiter(shared, per_minute=per_minute, burst=burst),
+        RedisThreadMemory(shared),
+        shared,
+    )

@@ -1,0 +1,17 @@
+"""What only the Slack bot says (Markdown, as the core's replies; the sender renders it)."""
+
+ASK_HOW = "mention me in a channel, or write to me in a direct message"
+
+CONNECT_REFUSED = (
+    "Sorry, I can't help you here: you're writing from another organisation (Slack Connect), and the "
+    "documents I answer from belong to this one, so only its members can ask me or add to them. "
+    "If your organisation uses threadwise, ask it in your own workspace."
+)
+
+# Suggested prompts when someone opens a thread with the bot in Slack's AI app view: (title, message).
+ASSISTANT_PROMPTS_TITLE = "Try one of these:"
+ASSISTANT_PROMPTS = (
+    ("What can you do?", "help"),
+    ("Which documents do you know?", "docs"),
+    ("How big is the knowledge base?", "stats"),
+)

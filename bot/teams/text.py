@@ -1,0 +1,27 @@
+"""What only the Teams bot says (Markdown, as the core's replies; the sender renders it)."""
+
+ASK_HOW = "mention me in a channel or group chat, or write to me in our personal chat"
+
+WELCOME = """Hi, I'm *threadwise*. I answer questions from your team's documents, and say where \
+each answer comes from.
+
+• *Ask* — mention me in a channel or group chat (“@threadwise how do I rotate the VPN certificate?”), \
+or just write to me in our personal chat. I answer in the thread.
+• *Add documents* — attach files (PDF, Word, Markdown, text…) to a message in our personal chat.
+• Say `help` to see everything I can do."""
+
+INLINE_IMAGE = (
+    "I can read documents, not pictures pasted into a message. To add a document, attach it as a file "
+    "in our personal chat; to ask something, type your question."
+)
+ATTACHMENT_UNSUPPORTED = (
+    "I can't open that kind of attachment. Attach documents as files in our personal chat, "
+    "or type your question."
+)
+FILE_LINK_EXPIRED = "{name}: the download link expired before I could fetch it. Please send the file again."
+FILE_DOWNLOAD_REFUSED = "{name}: Teams would not let me download it (HTTP {status}). Please send it again."
+FILE_HOST_REFUSED = (
+    "{name}: its download link does not point to Teams' file storage (SharePoint or OneDrive), so I did "
+    "not fetch it. Please send the file again from Teams."
+)
+CARD_ACTION_UNKNOWN = "That button is not one of mine, so nothing was done."
