@@ -375,24 +375,7 @@ def _assign(line: _Line, columns: list[_Column], *, header: bool) -> list[str] |
     if header and any(_covers(s, c) for s in line.segments if s not in heads for c in columns[1:]):
         return None  # a title across the label column and the figures: above the table
     if header and heads and len(heads) < len(columns) - 1:
-        # a heading row with fewer names than columns: each name heads the columns nearest to it
-        # ("Three months ended June 30," over "2023" and "2022"), and is centred over them
-        spans: dict[int, list[int]] = {}
-        for j, column in enumerate(columns[1:], start=1):
-            nearest = min(range(len(heads)), key=lambda k: abs(_middle(heads[k]) - column.center))
-            spans.setdefault(nearest, []).append(j)
-        for k, spanned in spans.items():
-            left, right = columns[spanned[0]], columns[spanned[-1]]
-            if abs(_middle(heads[k]) - (left.center + right.center) / 2) > max(
-                0.25 * (right.center - left.center), line.size
-            ):
-                return None  # not over its columns: a title centred on the page
-            for j in spanned:
-                cells[j] = heads[k].text
-        for segment in line.segments:
-            if segment not in heads:
-                cells[0] = f"{cells[0]} {segment.text}".strip()
-        return cells
+        return _spanning_heads(line, columns, heads)
     for segment in line.segments:
         spanned = [j for j, column in enumerate(columns) if _covers(segment, column)]
         if not spanned:
@@ -404,6 +387,28 @@ def _assign(line: _Line, columns: list[_Column], *, header: bool) -> list[str] |
             return None  # text across columns below the header: not this table's row
         for j in spanned:
             cells[j] = f"{cells[j]} {segment.text}".strip()
+    return cells
+
+
+def _spanning_heads(line: _Line, columns: list[_Column], heads: list[_Segment]) -> list[str] | None:
+    """A heading row with fewer names than columns: each name heads the columns nearest to it ("Three
+    months ended June 30," over "2023" and "2022"), and is centred over them; None when one is not."""
+    cells = [""] * len(columns)
+    spans: dict[int, list[int]] = {}
+    for j, column in enumerate(columns[1:], start=1):
+        nearest = min(range(len(heads)), key=lambda k: abs(_middle(heads[k]) - column.center))
+        spans.setdefault(nearest, []).append(j)
+    for k, spanned in spans.items():
+        left, right = columns[spanned[0]], columns[spanned[-1]]
+        if abs(_middle(heads[k]) - (left.center + right.center) / 2) > max(
+            0.25 * (right.center - left.center), line.size
+        ):
+            return None  # not over its columns: a title centred on the page
+        for j in spanned:
+            cells[j] = heads[k].text
+    for segment in line.segments:
+        if segment not in heads:
+            cells[0] = f"{cells[0]} {segment.text}".strip()
     return cells
 
 

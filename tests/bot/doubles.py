@@ -99,6 +99,9 @@ class FakeEmbedder(SentenceEmbedder):
             progress(len(texts))
         return vectors
 
+    def embed_for_question(self, texts: Sequence[str]) -> np.ndarray:
+        return self._vectors(list(texts))
+
     def encode(self, texts: list[str]) -> np.ndarray:
         return self._vectors(texts)
 
