@@ -286,6 +286,10 @@ async def test_commands_have_a_rate_limit_of_their_own(make_bot: BotFactory) -> 
     assert await bot.say("How do I rotate the VPN certificate?") is not None  # questions: their own bucket
 
 
+_ROOT = Path(__file__).resolve().parents[2]
+_OURS = (str(_ROOT / "bot"), str(_ROOT / "rag"), str(Path(__file__).resolve()))
+
+
 async def test_memory_does_not_grow_with_the_names_people_try(make_bot: BotFactory) -> None:
     bot = make_bot()
 
@@ -307,11 +311,10 @@ async def test_memory_does_not_grow_with_the_names_people_try(make_bot: BotFacto
 
     # Counted where the bot's code (or this test, which makes the names) allocated it: threads that
     # earlier tests of the run left behind (a store's sweeper, a client's pool) allocate elsewhere.
-    ours = [str(Path(package).resolve()) for package in ("bot", "rag", __file__)]
     grown = sum(
         stat.size_diff
         for stat in after.compare_to(before, "filename")
-        if str(Path(stat.traceback[0].filename).resolve()).startswith(tuple(ours))
+        if stat.traceback[0].filename.startswith(_OURS)
     )
     # Each name kept its lock (and the name) before: 1.7 MB. What stays now is the dedup's event ids.
     assert grown < 600_000, f"{grown} bytes kept after 300 names"
