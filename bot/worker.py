@@ -233,7 +233,7 @@ async def _startup(ctx: dict[str, Any], *, settings: Settings, queue_name: str) 
     redis: ArqRedis = ctx["redis"]  # arq's pool: the thread memory and the marks share it
     metrics = Metrics(registry=CollectorRegistry())  # this worker's jobs, at WORKER_METRICS_PORT
     engine = await asyncio.to_thread(build_engine, settings, stage_observer=metrics.stage)
-    await asyncio.to_thread(engine.embedder.load)
+    await asyncio.to_thread(engine.embedder.prepare_queries)  # the model, and what questions run on
     metrics.watch_engine(engine)
     metrics.watch_queue(QueueRunner(redis, queue_name=queue_name).depth)
     platforms = outbound_platforms(settings)
