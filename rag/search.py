@@ -195,7 +195,10 @@ def _by_document(
     if not best or len(best) > max(2, len(view.documents) // 2):
         return [], set()  # named by none, or by terms most documents share
     # The named documents' passages among the candidates, and their passages that state the terms.
-    candidates = set(passage_scores) | {cid for cid, _ in view.keywords.search(query_terms, n * 4)}
+    # In the passage ranking's order, then the keyword hits': a tie below keeps that order, the same
+    # in every process (a set's order changes with the interpreter's string hashing).
+    stating = [cid for cid, _ in view.keywords.search(query_terms, n * 4)]
+    candidates = dict.fromkeys([*passage_scores, *stating])
     ranked = [cid for cid in candidates if cid.split(":", 1)[0] in best]
     ranked.sort(key=lambda cid: (-best[cid.split(":", 1)[0]], -passage_scores.get(cid, 0.0)))
     return ranked[:n], set(best)
