@@ -27,8 +27,10 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY rag ./rag
 RUN pip install . \
-    # Fail the build, not the first start, if the packaged model cannot be loaded offline.
-    && python -c "from rag.embed import SentenceEmbedder; SentenceEmbedder(cache_size=0, cache_ttl=0).load()"
+    # Fail the build, not the first start, if the packaged model cannot be loaded offline; and export
+    # it for questions (ONNX Runtime) into the venv now, so no container spends seconds on that.
+    && python -c "from rag.embed import SentenceEmbedder; e = SentenceEmbedder(cache_size=0, cache_ttl=0); \
+e.load(); assert e.prepare_queries() == 'onnx'"
 
 # --- the image: the venv and a health check, run as uid 1000 ------------------------------------
 FROM python:3.11-slim

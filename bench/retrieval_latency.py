@@ -3,7 +3,7 @@
 Every measured question is new to the engine (its embedding is computed, not cached): covidqa is
 asked the first `--questions` of qa.jsonl, the synthetic KB the next `--questions`.
 
-    .venv/bin/python bench/retrieval_latency.py [--chunks 100000] [--questions 200]
+    .venv/bin/python bench/retrieval_latency.py [--chunks 100000] [--questions 200] [--query-runtime torch]
 
 The synthetic knowledge base is built from covidqa's real chunks and vectors: each chunk is copied
 with a little noise added to its vector and a distinct tag added to its text, until there are
@@ -18,7 +18,7 @@ import json
 import time
 
 import numpy as np
-from _common import covidqa, scratch_engine, summary_ms
+from _common import covidqa, machine_note, scratch_engine, summary_ms
 
 from rag.store import new_version
 from rag.types import Chunk, DocumentInfo, Upload
@@ -78,7 +78,11 @@ async def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--store", default=None, help="re-use this store directory between runs")
+    parser.add_argument(
+        "--query-runtime", choices=["onnx", "torch"], default="onnx", help="EMBEDDING_QUERY_RUNTIME"
+    )
     args = parser.parse_args()
+    print(machine_note())
     root = covidqa()
     rows = [json.loads(line) for line in (root / "qa.jsonl").read_text().splitlines()]
     # Each KB is asked questions the engine has not embedded before: a question seen earlier would be
@@ -87,10 +91,11 @@ async def main() -> None:
     questions = distinct[: args.questions]
     unseen = distinct[args.questions : 2 * args.questions]
 
-    engine = scratch_engine(args.store)
+    engine = scratch_engine(args.store, embedding_query_runtime=args.query_runtime)
     files = sorted((root / "docs").iterdir())
     await engine.ingest_many("covidqa", (Upload(path.name, path.read_bytes()) for path in files))
     covid = await latencies(engine, "covidqa", questions)
+    print(f"questions embedded with {engine.embedder.query_runtime}")
     print(f"covidqa ({(await engine.stats('covidqa')).chunks} chunks): {summary_ms(covid)}")
 
     texts, vectors = engine.store.all_chunks("covidqa")

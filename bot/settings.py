@@ -94,6 +94,10 @@ class Settings(BaseSettings):
 
     # Caches
     embedding_cache_size: int = Field(5000, ge=0)
+    # Questions' embeddings: onnx (ONNX Runtime on the same weights, exported once; torch if that
+    # fails) or torch. Documents are always embedded with torch.
+    embedding_query_runtime: Literal["onnx", "torch"] = "onnx"
+    embedding_onnx_dir: str = ""  # where the export is kept; empty: <venv>/share/threadwise/onnx
     embedding_cache_ttl: int = Field(3600, ge=0)
     query_cache_size: int = Field(100, ge=0)
     query_cache_ttl: int = Field(1800, ge=0)

@@ -255,7 +255,7 @@ class Engine:
 
     async def warm(self) -> None:
         """Load the model and every knowledge base's keyword index, so no question waits for them."""
-        await asyncio.to_thread(self._embedder.load)
+        await asyncio.to_thread(self._embedder.prepare_queries)
         for kb in await asyncio.to_thread(self._store.knowledge_bases):
             await asyncio.to_thread(self._searcher.warm, kb)
         self.warmed = True

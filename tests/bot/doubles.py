@@ -87,6 +87,9 @@ class FakeEmbedder(SentenceEmbedder):
     def load(self) -> None:
         pass
 
+    def prepare_queries(self) -> str:
+        return "torch"  # no model, no runtime to set up
+
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in _WORD.finditer(text)]
 

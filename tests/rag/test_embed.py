@@ -170,7 +170,7 @@ def test_a_failed_run_fails_every_question_in_it_and_the_next_ones_run_again() -
         t.start()
     wait_until(lambda: gate.queries == 3)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(embedder, "_run", _fail)
+        patch.setattr(embedder, "_run_queries", _fail)
         let_go()
         for t in askers:
             t.join()

@@ -401,3 +401,21 @@ async def test_a_knowledge_base_dropped_and_refilled_by_another_process_is_seen_
     assert await here.search(KB, "ERR_CONN_4021") == []
     await here.ingest(KB, "vpn.md", VPN)  # writes go to the new collections too
     assert {d.name for d in await other.documents(KB)} == {"vpn.md", "pets.txt"}
+
+
+async def test_a_chosen_passage_deleted_behind_the_searchs_back_is_left_out(
+    make_engine: EngineFactory,
+) -> None:
+    """Searches rank chunk ids and read only the passages they keep: one whose chunks went from the
+    store after the search's view of the manifest was made is skipped and the next passage taken."""
+    engine = make_engine()
+    await engine.ingest(KB, "vpn.md", VPN)
+    await engine.ingest(KB, "pets.txt", PETS)
+    question = "May dogs come to the office on Fridays, and when does the VPN certificate expire?"
+    before = await engine.search(KB, question, top_k=10)
+    assert {p.document for p in before} == {"vpn.md", "pets.txt"}
+    vpn = next(d for d in await engine.documents(KB) if d.name == "vpn.md")
+    engine.store.delete_version(KB, vpn.version)  # the manifest still names it: the view is as it was
+    after = await engine.search(KB, question, top_k=10)
+    assert [p.document for p in after] == ["pets.txt"] * len(after) and after
+    assert [p.chunk_id for p in after] == [p.chunk_id for p in before if p.document == "pets.txt"]

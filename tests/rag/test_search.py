@@ -32,3 +32,9 @@ def test_spread_caps_one_document_while_others_qualify() -> None:
 def test_spread_fills_from_one_document_when_it_is_all_there_is() -> None:
     hits = [_hit(f"a{i}", "A") for i in range(6)]
     assert [h.id for h in spread(hits, top_k=5, per_document=2)] == ["a0", "a1", "a2", "a3", "a4"]
+
+
+def test_spread_works_on_ids_with_their_documents_named_apart() -> None:
+    document = {"a1": "A", "a2": "A", "a3": "A", "b1": "B"}
+    chosen = spread(list(document), top_k=3, per_document=2, document=document.__getitem__)
+    assert chosen == ["a1", "a2", "b1"]
