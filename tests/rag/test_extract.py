@@ -9,7 +9,6 @@ import random
 import threading
 import time
 import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from tests.hostile.make_corpus import (
     tag_flood_html,
     zip_bomb_docx,
 )
+from tests.rag.pdfs import Page, Text, write_pdf
 
 MB = 1024 * 1024
 ALL = SUPPORTED_EXTENSIONS
@@ -59,49 +59,14 @@ def refused(name: str, data: bytes, **kwargs: object) -> str:
     return message
 
 
-# --- a minimal PDF writer (Helvetica text at given positions; correct xref table) ---------------
+# --- PDFs of Helvetica text at given positions (tests/rag/pdfs.py) --------------------------------
 
 Line = tuple[float, float, float, str]  # x, y, font size, text
 
 
 def make_pdf(pages: Sequence[Sequence[Line]], *, drawing_only: bool = False) -> bytes:
-    objects: list[bytes] = [
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-    ]
-    pages_id = 1 + 2 * len(pages) + 1
-    kids = []
-    for lines in pages:
-        content = b"0.5 g 72 72 300 300 re f\n" if drawing_only else b""
-        for x, y, size, text in lines:
-            escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-            content += f"BT /F1 {size} Tf {x} {y} Td ({escaped}) Tj ET\n".encode("cp1252")
-        packed = zlib.compress(content)
-        objects.append(
-            b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(packed), packed)
-        )
-        objects.append(
-            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
-            b"/Resources << /Font << /F1 1 0 R >> >> >>" % (pages_id, len(objects))
-        )
-        kids.append(len(objects))
-    objects.append(
-        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), len(kids))
-    )
-    objects.append(b"<< /Type /Catalog /Pages %d 0 R >>" % pages_id)
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        len(objects),
-        xref,
-    )
-    return bytes(out)
+    shade = b"0.5 g 72 72 300 300 re f\n" if drawing_only else b""
+    return write_pdf([Page(texts=[Text(*line) for line in lines], raw=shade) for lines in pages])
 
 
 REGIONS = ("Nordic", "Iberian", "Baltic", "Alpine", "Andean", "Pacific", "Saharan")
