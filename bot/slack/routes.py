@@ -152,6 +152,12 @@ class SlackRoutes:
         except BadRequest as exc:
             log.warning("slack_bad_request", reason=str(exc))
             return web.Response(status=400)
+        if body.get("type") != "url_verification" and self._outbound.known_identity is None:
+            try:  # Bolt's authorize needs it, and answered 500 with a traceback when Slack was unreachable
+                await self._outbound.identity()
+            except Exception as exc:
+                log.warning("slack_identity_unavailable", error=f"{type(exc).__name__}: {exc}"[:200])
+                return web.Response(status=503, headers={"Retry-After": "10"})  # Slack delivers it again
         bolt_request = AsyncBoltRequest(
             body=body_text, query=request.query_string, headers=dict(request.headers)
         )

@@ -213,6 +213,24 @@ async def test_a_retry_of_an_event_is_acked_and_dropped(slack: SlackHarness) -> 
     assert [e["event_id"] for e in dropped] == [body["event_id"], body["event_id"]]
 
 
+async def test_an_event_while_slack_cannot_be_reached_is_a_503_and_its_redelivery_is_answered(
+    slack: SlackHarness,
+) -> None:
+    await _with_guide(slack)
+    slack.platform._outbound._identity = None  # as after a start while Slack was unreachable
+    slack.fake.fail_next("auth.test", status=200, error="fatal_error")  # Slack down
+    body = payloads.app_mention(QUESTION)
+
+    with structlog.testing.capture_logs() as logs:
+        first = await slack.send(body)
+        retry = await slack.send(body, retry_num=1)
+        await slack.settle()
+
+    assert [first.status, retry.status] == [503, 200]
+    assert sum(e["event"] == "slack_identity_unavailable" for e in logs) == 1
+    assert len(slack.posts()) == 1  # answered once, on the redelivery
+
+
 async def test_a_bad_signature_is_rejected_and_nothing_happens(
     slack: SlackHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
