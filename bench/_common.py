@@ -26,10 +26,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.compose import build_engine, build_service  # noqa: E402
+from bot.compose import build_engine, build_service, open_store  # noqa: E402
 from bot.platform import Inbound  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
 from rag.engine import Engine  # noqa: E402
+from rag.store import VectorStore  # noqa: E402
 from tests.bot.slack import payloads  # noqa: E402
 from tests.fakes.slack_server import FakeSlack  # noqa: E402
 from tests.processes import VENV_BIN, Processes, threadwise_env  # noqa: E402
@@ -45,13 +46,19 @@ def covidqa() -> Path:
     return COVIDQA
 
 
-def scratch_engine(directory: str | None = None, **overrides: object) -> Engine:
-    """An engine on an embedded store in `directory` (a new temporary one by default), no LLM."""
+def scratch(directory: str | None = None, **overrides: object) -> tuple[Engine, VectorStore]:
+    """An engine on an embedded store in `directory` (a new temporary one by default), no LLM; and
+    the store, for a benchmark that fills it directly."""
     path = directory or tempfile.mkdtemp(prefix="threadwise-bench-")
     settings = load_settings(
         chroma_persist_directory=path, llm_provider="extractive", chroma_host=None, **overrides
     )
-    return build_engine(settings)
+    store = open_store(settings)
+    return build_engine(settings, store=store), store
+
+
+def scratch_engine(directory: str | None = None, **overrides: object) -> Engine:
+    return scratch(directory, **overrides)[0]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/backup_snapshot.py [--chunks 20000]
 
 The store is synthetic (random unit vectors, 600-character passages, 1000 per document), written
-through the KnowledgeStore as an ingest would, so its files have the shape of a real one; no model is
+through the store as an ingest would, so its files have the shape of a real one; no model is
 loaded. The backup is taken the way `threadwise serve` takes it (rag.backup.snapshot on the engine).
 """
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import scratch_engine
+from _common import scratch
 
 from rag.backup import restore_archive, snapshot
 from rag.store import new_version
@@ -27,7 +27,7 @@ KB = "synthetic"
 PER_DOC = 1000
 
 
-def build(engine, total: int) -> float:
+def build(store, total: int) -> float:
     rng = np.random.default_rng(7)
     words = np.array("the vpn client certificate renews every ninety days from the portal".split())
     started = time.perf_counter()
@@ -38,11 +38,9 @@ def build(engine, total: int) -> float:
         chunks = [Chunk(text=" ".join(rng.choice(words, 100)), index=j) for j in range(n)]
         version = new_version()
         name = f"synthetic-{doc:04d}.txt"
-        engine.store.add_chunks(
-            KB, document=name, version=version, chunks=chunks, embeddings=vectors, url=None
-        )
+        store.add_chunks(KB, document=name, version=version, chunks=chunks, embeddings=vectors, url=None)
         info = DocumentInfo(name, version, version, n, "bench", time.time(), 0, "text")
-        engine.store.activate(KB, info)
+        store.activate(KB, info)
     return time.perf_counter() - started
 
 
@@ -57,8 +55,8 @@ async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="threadwise-bench-backup-"))
     try:
         source = root / "chroma"
-        engine = scratch_engine(str(source))
-        built = await asyncio.to_thread(build, engine, args.chunks)
+        engine, store = scratch(str(source))
+        built = await asyncio.to_thread(build, store, args.chunks)
         print(f"store: {args.chunks} chunks written in {built:.1f} s, {size_of(source) / 1e6:.1f} MB on disk")
         result = await snapshot(engine, source=source, backup_dir=root / "backups", retention_days=30)
         archive = result.backup.path

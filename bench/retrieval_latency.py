@@ -18,7 +18,7 @@ import json
 import time
 
 import numpy as np
-from _common import covidqa, machine_note, scratch_engine, summary_ms
+from _common import covidqa, machine_note, scratch, summary_ms
 
 from rag.store import new_version
 from rag.types import Chunk, DocumentInfo, Upload
@@ -40,8 +40,7 @@ async def latencies(engine, kb: str, questions: list[str]) -> list[float]:
     return out
 
 
-def build_synthetic(engine, texts: list[str], vectors: np.ndarray, total: int) -> float:
-    store = engine.store
+def build_synthetic(store, texts: list[str], vectors: np.ndarray, total: int) -> float:
     rng = np.random.default_rng(7)
     started = time.perf_counter()
     made = 0
@@ -91,16 +90,16 @@ async def main() -> None:
     questions = distinct[: args.questions]
     unseen = distinct[args.questions : 2 * args.questions]
 
-    engine = scratch_engine(args.store, embedding_query_runtime=args.query_runtime)
+    engine, store = scratch(args.store, embedding_query_runtime=args.query_runtime)
     files = sorted((root / "docs").iterdir())
     await engine.ingest_many("covidqa", (Upload(path.name, path.read_bytes()) for path in files))
     covid = await latencies(engine, "covidqa", questions)
     print(f"questions embedded with {engine.embedder.query_runtime}")
     print(f"covidqa ({(await engine.stats('covidqa')).chunks} chunks): {summary_ms(covid)}")
 
-    texts, vectors = engine.store.all_chunks("covidqa")
+    texts, vectors = store.all_chunks("covidqa")
     have = (await engine.stats(SYNTH_KB)).chunks
-    build_s = build_synthetic(engine, texts, vectors, args.chunks) if have != args.chunks else 0.0
+    build_s = build_synthetic(store, texts, vectors, args.chunks) if have != args.chunks else 0.0
     started = time.perf_counter()
     await engine.search(SYNTH_KB, WARM_UP)
     index_s = time.perf_counter() - started

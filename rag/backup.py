@@ -17,7 +17,6 @@ bases are replaced in place (`restore_to_server`). Either kind restores into eit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import errno
 import gzip
@@ -27,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import tarfile
 import tempfile
 import time
@@ -39,17 +37,11 @@ from typing import IO, TYPE_CHECKING, Any
 
 import structlog
 
+from rag.chroma import ChromaStore, check_store, hold_directory, is_store, open_unlocked, store_files
 from rag.errors import UserFacingError
-from rag.export import (
-    PAGE,
-    BetweenPages,
-    ExportError,
-    ExportSummary,
-    export_collections,
-    load_collections,
-    read_index,
-)
+from rag.export import PAGE, BetweenPages, ExportError, ExportSummary, export_store, load_store, read_index
 from rag.gate import run_to_end
+from rag.store import VectorStore
 
 if TYPE_CHECKING:
     from rag.engine import Engine
@@ -63,9 +55,7 @@ EXPORT = "export"  # knowledge bases read through Chroma's API (a server)
 _STAMP = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(r"^threadwise-backup-(\d{8}T\d{6}Z)(?:-\d+)?\.tar\.gz$")
 _PARTIAL = re.compile(r"^\.threadwise-backup-.*\.partial$")
-_SKIP = frozenset({".threadwise.lock"})  # the lock belongs to the process holding the store
 _CHUNK = 1 << 20
-_CHROMA_TABLES = frozenset({"collections", "segments", "embeddings"})  # what makes a Chroma store
 
 
 class BackupError(UserFacingError):
@@ -95,8 +85,7 @@ async def snapshot(engine: Engine, *, source: Path, backup_dir: Path, retention_
     """Back up a live embedded store: writes under way finish first, new ones wait while its files
     are copied (a plain copy, fast); compressing the copy into the archive happens after."""
     started = time.perf_counter()
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".threadwise-backup-", suffix=".partial", dir=backup_dir))
+    staging = await asyncio.to_thread(_staging, backup_dir)
     try:
         taken, held = await run_to_end(_copy_held, engine, source, staging)
         backup = await run_to_end(write_archive, staging, backup_dir, now=taken)
@@ -106,11 +95,16 @@ async def snapshot(engine: Engine, *, source: Path, backup_dir: Path, retention_
     return BackupResult(backup, time.perf_counter() - started, held, tuple(removed))
 
 
+# The embedded store's directory to ourselves, without opening it: StoreInUseError when another
+# process has it (the at-rest backup and the restore of an embedded store run inside it).
+hold_store = hold_directory
+
+
 def snapshot_at_rest(*, source: Path, backup_dir: Path, retention_days: int) -> BackupResult:
-    """Back up an embedded store no process has open (the caller holds its directory lock)."""
+    """Back up an embedded store no process has open (the caller holds it: hold_store)."""
     started = time.perf_counter()
-    if not (source / "chroma.sqlite3").is_file():
-        raise BackupError(f"There is no store in {source} to back up (no chroma.sqlite3).")
+    if not is_store(source):
+        raise BackupError(f"There is no store in {source} to back up.")
     backup = write_archive(source, backup_dir)
     removed = prune(backup_dir, retention_days=retention_days)
     seconds = time.perf_counter() - started
@@ -118,25 +112,21 @@ def snapshot_at_rest(*, source: Path, backup_dir: Path, retention_days: int) -> 
 
 
 def backup_server(
-    client: Any,
+    store: VectorStore,
     *,
-    prefix: str,
     backup_dir: Path,
     retention_days: int,
     page: int = PAGE,
     between_pages: BetweenPages | None = None,
 ) -> BackupResult:
-    """Export every knowledge base under `prefix` of a Chroma server (`client`) into an archive.
+    """Export every knowledge base of a store other processes write to (a server) into an archive.
     `page`: records per request; `between_pages`: called between two pages of chunks (tests)."""
     started = time.perf_counter()
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".threadwise-backup-", suffix=".partial", dir=backup_dir))
+    staging = _staging(backup_dir)
     try:
         taken = datetime.now(UTC)
         try:
-            contents = export_collections(
-                client, prefix=prefix, folder=staging, page=page, between_pages=between_pages
-            )
+            contents = export_store(store, folder=staging, page=page, between_pages=between_pages)
         except ExportError as exc:
             raise BackupError(exc.message) from None
         backup = write_archive(staging, backup_dir, now=taken, kind=EXPORT)
@@ -146,17 +136,21 @@ def backup_server(
     return BackupResult(backup, time.perf_counter() - started, 0.0, tuple(removed), contents)
 
 
+def _staging(backup_dir: Path) -> Path:
+    """A new hidden folder in `backup_dir` for what an archive is made of (pruned if left behind)."""
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".threadwise-backup-", suffix=".partial", dir=backup_dir))
+
+
 def _copy_held(engine: Engine, source: Path, dest: Path) -> tuple[datetime, float]:
     """Copy the store's files into `dest` while nothing changes them; returns when, and how long
     writes were held (from the moment they were all finished)."""
-    with engine.writes_held():
-        started = time.perf_counter()
-        with engine.store.quiesced():
-            taken = datetime.now(UTC)
-            for path in _files(source):
-                target = dest / path.relative_to(source)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
+    with engine.held_still() as started:
+        taken = datetime.now(UTC)
+        for path in store_files(source):
+            target = dest / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
         held = time.perf_counter() - started
     return taken, held
 
@@ -164,7 +158,8 @@ def _copy_held(engine: Engine, source: Path, dest: Path) -> tuple[datetime, floa
 def write_archive(
     source: Path, backup_dir: Path, *, now: datetime | None = None, kind: str = EMBEDDED
 ) -> Backup:
-    """Archive every file under `source` into a new `threadwise-backup-<UTC time>.tar.gz`.
+    """Archive the files under `source` (regular files; an embedded store's lock left out) into a
+    new `threadwise-backup-<UTC time>.tar.gz`.
 
     Written under a hidden `.partial` name and renamed when complete, so an archive with the
     proper name is always whole.
@@ -173,17 +168,17 @@ def write_archive(
     backup_dir.mkdir(parents=True, exist_ok=True)
     final = _free_name(backup_dir, taken_at)
     partial = backup_dir / f".{final.name}.partial"
-    files: dict[str, dict[str, Any]] = {}
+    listed: dict[str, dict[str, Any]] = {}
     try:
         with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
-            for path in _files(source):
+            for path in store_files(source):
                 rel = path.relative_to(source).as_posix()
                 info = tar.gettarinfo(str(path), arcname=f"data/{rel}")
                 with path.open("rb") as raw:
                     reader = _Hashing(raw)
                     tar.addfile(info, reader)
-                files[rel] = {"size": info.size, "sha256": reader.sha.hexdigest()}
-            manifest = {"format": FORMAT, "kind": kind, "taken_at": taken_at.isoformat(), "files": files}
+                listed[rel] = {"size": info.size, "sha256": reader.sha.hexdigest()}
+            manifest = {"format": FORMAT, "kind": kind, "taken_at": taken_at.isoformat(), "files": listed}
             _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
         _fsync(partial)
         os.replace(partial, final)
@@ -191,9 +186,9 @@ def write_archive(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    size = sum(int(f["size"]) for f in files.values())
-    log.info("backup_written", path=str(final), kind=kind, files=len(files), data_bytes=size)
-    return Backup(final, taken_at, len(files), size, kind)
+    size = sum(int(f["size"]) for f in listed.values())
+    log.info("backup_written", path=str(final), kind=kind, files=len(listed), data_bytes=size)
+    return Backup(final, taken_at, len(listed), size, kind)
 
 
 def prune(backup_dir: Path, *, retention_days: int, now: datetime | None = None) -> list[Path]:
@@ -231,10 +226,6 @@ def _free_name(backup_dir: Path, when: datetime) -> Path:
         if not path.exists() and not (backup_dir / f".{path.name}.partial").exists():
             return path
     raise BackupError(f"Too many backups taken at {when.isoformat()} in {backup_dir}.")
-
-
-def _files(source: Path) -> list[Path]:
-    return sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink() and p.name not in _SKIP)
 
 
 class _Hashing:
@@ -291,11 +282,12 @@ def restore_archive(archive: Path, target: Path, *, prefix: str | None = None) -
 
 
 def restore_to_server(
-    archive: Path, client: Any, *, prefix: str, work_dir: Path
+    archive: Path, store: VectorStore, *, prefix: str, work_dir: Path
 ) -> tuple[Backup, ExportSummary]:
-    """Make the knowledge bases under `prefix` on a Chroma server (`client`) what the archive holds
-    (either kind). Nothing is changed unless the whole archive checks out; the unpacked copy is made
-    in a temporary directory under `work_dir`."""
+    """Make the knowledge bases of a store other processes use (a server) what the archive holds
+    (either kind; an embedded one's knowledge bases under `prefix`, CHROMA_COLLECTION_NAME). Nothing
+    is changed unless the whole archive checks out; the unpacked copy is made in a temporary
+    directory under `work_dir`."""
     _require(archive)
     work_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".threadwise-restore-", dir=work_dir))
@@ -307,7 +299,7 @@ def restore_to_server(
             _export_directory(archive, staging, folder, prefix=prefix)
         index = _checked_index(archive, folder)
         try:
-            loaded = load_collections(client, prefix=prefix, folder=folder, index=index)
+            loaded = load_store(store, folder=folder, index=index)
         except ExportError as exc:
             raise BackupError(exc.message) from None
     finally:
@@ -328,9 +320,9 @@ def unpack(archive: Path, dest: Path, *, prefix: str | None = None) -> Backup:
     _check(archive, manifest, found)
     kind = str(manifest.get("kind", EMBEDDED))  # archives from before server exports are embedded
     if kind == EMBEDDED:
-        if "chroma.sqlite3" not in found:
-            raise _unusable(archive, "it holds no chroma.sqlite3")
-        _check_database(archive, dest / "chroma.sqlite3", prefix=prefix)
+        problem = check_store(dest, prefix=prefix)
+        if problem is not None:
+            raise _unusable(archive, problem)
     elif kind == EXPORT:
         _checked_index(archive, dest)
     else:
@@ -365,31 +357,24 @@ def _checked_index(archive: Path, folder: Path) -> dict[str, Any]:
 
 def _load_into_directory(archive: Path, export: Path, store: Path, *, prefix: str) -> None:
     """A new embedded store in `store` holding the export in `export`."""
-    client = _embedded_client(store)
+    target = ChromaStore(open_unlocked(store), prefix=prefix)
     try:
-        load_collections(client, prefix=prefix, folder=export, index=_checked_index(archive, export))
+        load_store(target, folder=export, index=_checked_index(archive, export))
     except ExportError as exc:
         raise BackupError(exc.message) from None
     finally:
-        client.close()
+        target.close()
 
 
 def _export_directory(archive: Path, store: Path, folder: Path, *, prefix: str) -> None:
     """The knowledge bases of the embedded store in `store` (unpacked, no one else's) into `folder`."""
-    client = _embedded_client(store)
+    source = ChromaStore(open_unlocked(store), prefix=prefix)
     try:
-        export_collections(client, prefix=prefix, folder=folder)
+        export_store(source, folder=folder)
     except ExportError as exc:
         raise _unusable(archive, exc.message) from None
     finally:
-        client.close()
-
-
-def _embedded_client(path: Path) -> Any:
-    """Chroma on a directory of our own making (a restore's), without the store's lock."""
-    import chromadb
-
-    return chromadb.PersistentClient(path=str(path), settings=chromadb.Settings(anonymized_telemetry=False))
+        source.close()
 
 
 def _unusable(archive: Path, reason: str) -> BackupError:
@@ -469,33 +454,6 @@ def _check(archive: Path, manifest: dict[str, Any], found: dict[str, tuple[int, 
         entry = listed[rel]
         if not isinstance(entry, dict) or entry.get("size") != size or entry.get("sha256") != sha:
             raise _unusable(archive, f"data/{rel} does not match its checksum")
-
-
-def _check_database(archive: Path, path: Path, *, prefix: str | None) -> None:
-    """A whole SQLite database that is a Chroma store holding threadwise's collections (or none yet):
-    any other SQLite file named chroma.sqlite3 would replace the store and then fail every request."""
-    try:
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            result = db.execute("PRAGMA quick_check").fetchone()
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            names = (
-                sorted(str(row[0]) for row in db.execute("SELECT name FROM collections"))
-                if tables >= _CHROMA_TABLES
-                else []
-            )
-    except sqlite3.Error as exc:
-        raise _unusable(archive, f"its database cannot be opened ({exc})") from None
-    if not result or result[0] != "ok":
-        raise _unusable(archive, f"its database is damaged ({result[0] if result else 'no answer'})")
-    if not tables >= _CHROMA_TABLES:
-        raise _unusable(archive, "it is not a Chroma store (its chroma.sqlite3 has no collections table)")
-    ours = [n for n in names if prefix is None or n.startswith(f"{prefix}-")]
-    if names and not ours:
-        shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
-        raise _unusable(
-            archive,
-            f"it holds no knowledge base of threadwise (CHROMA_COLLECTION_NAME={prefix}), only: {shown}",
-        )
 
 
 def _swap(new: Path, target: Path) -> Path | None:

@@ -1,20 +1,17 @@
 """The engine: ingest documents into a knowledge base, search it, answer questions from it.
 
 It takes bytes, text and a knowledge-base id and knows nothing of chat. Every blocking step
-(parsing, embedding, Chroma calls) runs in a worker thread so an event loop calling it stays free.
+(parsing, embedding, store calls) runs in a worker thread so an event loop calling it stays free.
+The ingest pipeline is rag/ingest.py; the store is any rag.store.VectorStore.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import threading
 import time
-import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import structlog
@@ -22,184 +19,30 @@ import structlog
 from rag import extract
 from rag.answer import Answerer
 from rag.cache import QueryCache
-from rag.chunk import chunk_document
-from rag.embed import SentenceEmbedder, text_key
+from rag.documents import NoSuchDocument, check_owner, find_document
+from rag.embed import SentenceEmbedder
 from rag.errors import UserFacingError
 from rag.focus import SentenceHighlighter
-from rag.gate import WriteGate, run_to_end
-from rag.names import look_alike_key, name_key, normalize_name, shown
+from rag.gate import NameLocks, WriteGate, run_to_end
+from rag.ingest import GROUP_CHUNKS, Ingester, IngestOutcome, Progress
+from rag.names import name_key
 from rag.search import HybridSearcher, SearchOptions
-from rag.store import KnowledgeStore, new_version
-from rag.types import (
-    Answer,
-    Chunk,
-    DocumentInfo,
-    IngestResult,
-    IngestStatus,
-    KbStats,
-    Passage,
-    Turn,
-    Upload,
-)
+from rag.store import LeftoverSweeper, VectorStore, sweep
+from rag.types import Answer, DocumentInfo, EngineLimits, IngestResult, KbStats, Passage, Turn, Upload
 
 log = structlog.get_logger(__name__)
 
-Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks in all)
 # (stage, seconds): extract, embed, store, search or llm. Called from worker threads too.
 StageObserver = Callable[[str, float], None]
 
-
-GROUP_CHUNKS = 1024  # chunks of several files embedded in one pass by ingest_many
-IngestOutcome = IngestResult | UserFacingError
-
-
-class NoSuchDocument(UserFacingError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"There is no document called {shown(name)}. Say `docs` to see the list.")
-        self.name = name
-
-
-class NotYourDocument(UserFacingError):
-    """Someone other than a document's uploader (and no admin) tried to replace or delete it."""
-
-    def __init__(self, name: str, owner: str) -> None:
-        who = owner or "someone else"
-        super().__init__(f"{shown(name)} belongs to {who}: only they or an admin can change it.")
-        self.name = name
-        self.owner = owner
-
-
-class LookAlikeName(UserFacingError):
-    """A new document's name reads like another person's document's."""
-
-    def __init__(self, name: str, existing: DocumentInfo) -> None:
-        who = existing.uploader or "someone else"
-        super().__init__(
-            f"{shown(name)} looks like {shown(existing.name)}, which belongs to {who}: please give "
-            "your file a name that differs in more than case, accents or look-alike letters."
-        )
-
-
-_LockKey = tuple[str, str]  # (knowledge base, name_key of the document)
-
-
-@dataclass
-class _NamedLock:
-    lock: asyncio.Lock
-    users: int = 0  # holders and waiters
-
-
-class _NameLocks:
-    """One lock per document name while someone holds or waits for it, then forgotten: a lock per
-    name ever tried would let anyone grow the process's memory by sending names."""
-
-    def __init__(self) -> None:
-        self._entries: dict[_LockKey, _NamedLock] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def locked(self, key: _LockKey) -> bool:
-        entry = self._entries.get(key)
-        return entry is not None and entry.lock.locked()
-
-    async def acquire(self, key: _LockKey) -> None:
-        entry = self._entries.setdefault(key, _NamedLock(asyncio.Lock()))
-        entry.users += 1
-        try:
-            await entry.lock.acquire()
-        except BaseException:  # cancelled while waiting
-            self._leave(key, entry)
-            raise
-
-    def release(self, key: _LockKey) -> None:
-        entry = self._entries[key]
-        entry.lock.release()
-        self._leave(key, entry)
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: _LockKey) -> AsyncIterator[None]:
-        await self.acquire(key)
-        try:
-            yield
-        finally:
-            self.release(key)
-
-    def _leave(self, key: _LockKey, entry: _NamedLock) -> None:
-        entry.users -= 1
-        if entry.users == 0:
-            del self._entries[key]
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A file parsed and chunked, waiting for its vectors."""
-
-    upload: Upload  # without its bytes
-    size: int
-    sha: str
-    previous: DocumentInfo | None
-    kind: str
-    chunks: list[Chunk]
-    started: float
-
-
 FOCUS_DEPTH = 2  # an answer's passages are the better half of twice as many searched (rag.focus)
-
-
-@dataclass(frozen=True)
-class EngineLimits:
-    max_bytes: int
-    allowed_types: frozenset[str]
-    chunk_tokens: int = 256
-
-
-T = TypeVar("T")
-
-
-class _Stopped(Exception):
-    """The caller of an ingest was cancelled: the work stopped between two steps."""
-
-
-def _check(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise _Stopped
-
-
-def _stopping(progress: Progress | None, stop: threading.Event | None) -> Progress:
-    """`progress`, checking `stop` first: it is called after each embedding batch (about a second)."""
-
-    def step(done: int, total: int) -> None:
-        _check(stop)
-        if progress is not None:
-            progress(done, total)
-
-    return step
-
-
-async def _stoppable(work: Callable[[threading.Event], T]) -> T:
-    """`work(stop)` in a worker thread. A cancelled caller sets `stop`, which the work checks between
-    steps, and waits for the thread to end before the cancellation goes on: a deadline or a shutdown
-    stops an ingest within a batch, nothing is left half-written, and the caller's locks cover it all."""
-    stop = threading.Event()
-    task = asyncio.ensure_future(asyncio.to_thread(work, stop))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        stop.set()
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # _Stopped, as asked: retrieved, so that it is not reported
-        raise
 
 
 class Engine:
     def __init__(
         self,
         *,
-        store: KnowledgeStore,
+        store: VectorStore,
         embedder: SentenceEmbedder,
         answerer: Answerer,
         limits: EngineLimits,
@@ -216,9 +59,18 @@ class Engine:
         self._focus = SentenceHighlighter(embedder)
         self.warmed = False  # set by warm(): model loaded and keyword indexes built
         self._query_cache = query_cache
-        self._doc_locks = _NameLocks()  # one ingest or forget of a document at a time
+        self._doc_locks = NameLocks()  # one ingest or forget of a document at a time
         self._writes = WriteGate()  # every store write passes it (in its thread); a snapshot holds it alone
         self._observe = stage_observer
+        self._ingester = Ingester(
+            store=store,
+            embedder=embedder,
+            limits=limits,
+            locks=self._doc_locks,
+            writes=self._writes,
+            changed=query_cache.invalidate,
+            timed=self._timed,
+        )
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -234,10 +86,6 @@ class Engine:
         return self._embedder
 
     @property
-    def store(self) -> KnowledgeStore:
-        return self._store
-
-    @property
     def limits(self) -> EngineLimits:
         return self._limits
 
@@ -246,7 +94,7 @@ class Engine:
 
         def run() -> int:
             with self._writes.shared():
-                return sum(self._store.sweep(kb) for kb in self._store.knowledge_bases())
+                return sum(sweep(self._store, kb) for kb in self._store.knowledge_bases())
 
         removed = await run_to_end(run)
         if removed:
@@ -260,15 +108,28 @@ class Engine:
             await asyncio.to_thread(self._searcher.warm, kb)
         self.warmed = True
 
+    def leftover_sweeper(self, *, after: float) -> LeftoverSweeper:
+        """A sweeper of what ingests that died in any process left behind, for a store others write
+        to: call its sweep() now and then (rag.store.LeftoverSweeper)."""
+        return LeftoverSweeper(self._store, after=after)
+
     def ping(self) -> None:
         """Raises when the store does not answer."""
         self._store.ping()
 
-    def writes_held(self) -> contextlib.AbstractContextManager[None]:
-        """While held, no store write is midway: writes under way finish first, new ones wait (their
-        parsing and embedding go on). Searches go on. Blocks: enter it in a worker thread. For a
-        consistent copy of the store's files (rag/backup.py)."""
-        return self._writes.exclusive()
+    def close(self) -> None:
+        """Release the store (for the embedded one, its files and this process's lock on them)."""
+        self._store.close()
+
+    @contextlib.contextmanager
+    def held_still(self) -> Iterator[float]:
+        """While held, the store's files do not change: writes under way finish first, new ones wait
+        (their parsing and embedding go on). Searches go on. Blocks: enter it in a worker thread.
+        For a consistent copy of the store's files (rag/backup.py); yields when the hold began."""
+        with self._writes.exclusive():
+            started = time.perf_counter()
+            with self._store.quiesced():
+                yield started
 
     # -- ingest ------------------------------------------------------------------------------
     def check_upload(self, name: str, size: int | None) -> None:
@@ -304,223 +165,16 @@ class Engine:
         on_result: Callable[[IngestOutcome], None] | None = None,
         group_chunks: int = GROUP_CHUNKS,
     ) -> list[IngestOutcome]:
-        """Ingest several files; one outcome each, in order: its result, or why it was refused.
-
-        Files are parsed and chunked one by one; the new chunks of up to `group_chunks` of them are
-        embedded together in one length-sorted pass (the model's batches stay full and evenly padded),
-        then each document is written and activated on its own, so every document is still all or
-        nothing. `uploads` is read lazily: a folder's files need not all be in memory at once.
-        `progress` counts the chunks of the group being embedded; `on_result` hears of each file
-        when it is done. Errors other than a refused file stop the run; documents finished stay.
-        """
-        outcomes: list[IngestOutcome | None] = []
-        group: list[tuple[int, _Prepared]] = []
-        held: list[_LockKey] = []
-
-        def report(index: int, outcome: IngestOutcome) -> None:
-            outcomes[index] = outcome
-            if on_result is not None:
-                on_result(outcome)
-
-        async def flush() -> None:
-            try:
-                if group:
-                    batch = [p for _, p in group]
-                    results = await _stoppable(lambda stop: self._commit(kb, batch, progress, stop))
-                    for (index, _), result in zip(group, results, strict=True):
-                        report(index, result)
-            finally:
-                group.clear()
-                while held:
-                    self._doc_locks.release(held.pop())
-
-        try:
-            for index, upload in enumerate(uploads):
-                outcomes.append(None)
-                try:
-                    upload = replace(upload, name=normalize_name(upload.name))
-                except UserFacingError as exc:
-                    report(index, exc)
-                    continue
-                key = (kb, upload.name)
-                if self._doc_locks.locked(key):  # the same name earlier in this group, or another
-                    await flush()  # ingest of it: never wait for a lock while holding others
-                await self._doc_locks.acquire(key)
-                held.append(key)
-                prepared: _Prepared | IngestOutcome
-                try:
-                    prepared = await run_to_end(self._prepare, kb, upload)
-                except UserFacingError as exc:
-                    prepared = exc
-                if not isinstance(prepared, _Prepared):  # unchanged, or refused
-                    held.remove(key)
-                    self._doc_locks.release(key)
-                    report(index, prepared)
-                    continue
-                group.append((index, prepared))
-                if sum(len(p.chunks) for _, p in group) >= group_chunks:
-                    await flush()
-        finally:
-            await flush()
-        return [outcome for outcome in outcomes if outcome is not None]
-
-    def _prepare(self, kb: str, upload: Upload) -> _Prepared | IngestResult:
-        """Parse and chunk one file; an IngestResult when its bytes are already there."""
-        started = time.perf_counter()
-        sha = hashlib.sha256(upload.data).hexdigest()
-        previous = self._find(kb, upload.name)
-        if previous is not None and previous.sha256 == sha:
-            return IngestResult(previous.name, "unchanged", previous.chunks, time.perf_counter() - started)
-        if previous is not None:
-            # A name stored before names were normalised keeps it, so the swap stays one manifest write.
-            upload = self._replacing(upload, previous)
-        elif not upload.trusted:
-            self._refuse_look_alike(kb, upload)
-        with self._timed("extract"):  # parsing and chunking
-            doc = extract.extract(
-                upload.name,
-                upload.data,
-                allowed_types=self._limits.allowed_types,
-                max_bytes=self._limits.max_bytes,
-            )
-            chunks = chunk_document(doc, self._embedder, max_tokens=self._limits.chunk_tokens)
-        if not chunks:
-            raise UserFacingError(f"{upload.name} has no text I can read.")
-        # The bytes are not kept: a group of big files with little text must not fill the memory.
-        bare = replace(upload, data=b"")
-        return _Prepared(bare, len(upload.data), sha, previous, doc.kind, chunks, started)
-
-    def _refuse_look_alike(self, kb: str, upload: Upload) -> None:
-        """A new name that reads like someone else's document (`Policy.md`, `p\u043elicy.md` beside
-        `policy.md`) would be cited as if it were theirs: refused, naming the owner."""
-        key = look_alike_key(upload.name)
-        for doc in self._store.documents(kb):
-            if doc.uploader != upload.uploader and look_alike_key(doc.name) == key:
-                raise LookAlikeName(upload.name, doc)
-
-    @staticmethod
-    def _replacing(upload: Upload, previous: DocumentInfo) -> Upload:
-        """The upload as the new version of `previous`, if it may be: else NotYourDocument."""
-        if not upload.trusted and previous.uploader != upload.uploader:
-            raise NotYourDocument(previous.name, previous.uploader)
-        uploader = upload.uploader if upload.claim else previous.uploader
-        return replace(upload, name=previous.name, uploader=uploader)
-
-    def _find(self, kb: str, name: str, *, scan: bool = False) -> DocumentInfo | None:
-        """The document `name` denotes: stored under exactly that name, under its normalised or
-        decomposed form (names stored before normalisation, e.g. a `café.md` from a Mac), and with
-        `scan`, any stored name that normalises to the same (one with a control character, say).
-        Ingest does not scan: the manifest is read whole for that, and a folder has many files."""
-        key = name_key(name)
-        for candidate in dict.fromkeys((name, key, unicodedata.normalize("NFD", key))):
-            info = self._store.document(kb, candidate)
-            if info is not None:
-                return info
-        if not scan:
-            return None
-        return next((d for d in self._store.documents(kb) if name_key(d.name) == key), None)
-
-    def _commit(
-        self, kb: str, group: list[_Prepared], progress: Progress | None, stop: threading.Event | None = None
-    ) -> list[IngestResult]:
-        """Embed the group's new chunks in one pass, then write and activate each document.
-        `stop` set: stop at the next embedding batch or before the next document is activated."""
-        with self._timed("embed"):
-            vectors, embedded = self._vectors(kb, group, _stopping(progress, stop))
-        return [
-            self._write(kb, prepared, doc_vectors, new, stop)
-            for prepared, doc_vectors, new in zip(group, vectors, embedded, strict=True)
-        ]
-
-    def _write(
-        self, kb: str, prepared: _Prepared, vectors: np.ndarray, embedded: int, stop: threading.Event | None
-    ) -> IngestResult:
-        upload, previous = prepared.upload, prepared.previous
-        version = new_version()
-        with self._writes.shared():  # from the first chunk written to the old version deleted
-            try:
-                _check(stop)
-                with self._timed("store"):
-                    self._store.add_chunks(
-                        kb,
-                        document=upload.name,
-                        version=version,
-                        chunks=prepared.chunks,
-                        embeddings=vectors,
-                        url=upload.url,
-                    )
-                    info = DocumentInfo(
-                        name=upload.name,
-                        sha256=prepared.sha,
-                        version=version,
-                        chunks=len(prepared.chunks),
-                        uploader=upload.uploader,
-                        uploaded_at=time.time(),
-                        size=prepared.size,
-                        kind=prepared.kind,
-                        url=upload.url,
-                    )
-                    _check(stop)  # the last moment a stop leaves the knowledge base as it was
-                    self._store.activate(kb, info)
-            except BaseException:
-                self._store.delete_version(kb, version)
-                raise
-            if previous is not None:
-                self._store.delete_version(kb, previous.version)
-        self._query_cache.invalidate(kb)
-        seconds = time.perf_counter() - prepared.started
-        chunks = len(prepared.chunks)
-        log.info(
-            "ingested",
-            kb=kb,
-            document=upload.name,
-            chunks=chunks,
-            embedded=embedded,
-            seconds=round(seconds, 2),
+        """Ingest several files; one outcome each, in order: its result, or why it was refused
+        (rag.ingest.Ingester.ingest_many)."""
+        return await self._ingester.ingest_many(
+            kb, uploads, progress=progress, on_result=on_result, group_chunks=group_chunks
         )
-        status: IngestStatus = "replaced" if previous is not None else "added"
-        return IngestResult(upload.name, status, chunks, seconds, embedded)
-
-    def _vectors(
-        self, kb: str, group: list[_Prepared], progress: Progress | None
-    ) -> tuple[list[np.ndarray], list[int]]:
-        """Each document's vectors, reusing those of its previous version's identical chunks; the
-        rest embedded in one pass, shortest texts first. Also how many each document added."""
-        reuse: dict[str, np.ndarray] = {}
-        for prepared in group:
-            if prepared.previous is not None:
-                reuse.update(self._store.embeddings_by_hash(kb, prepared.previous.version))
-        texts = [[c.text for c in p.chunks] for p in group]
-        keys = [[text_key(t) for t in doc] for doc in texts]
-        todo: dict[str, int] = {}  # text -> the document that first needs it
-        for i, (doc_texts, doc_keys) in enumerate(zip(texts, keys, strict=True)):
-            for text, key in zip(doc_texts, doc_keys, strict=True):
-                if key not in reuse:
-                    todo.setdefault(text, i)
-        ordered = sorted(todo, key=len)
-        total = sum(map(len, texts))
-        counter = [total - len(ordered)]
-
-        def step(n: int) -> None:
-            counter[0] += n
-            if progress:
-                progress(min(counter[0], total), total)
-
-        fresh: dict[str, np.ndarray] = {}
-        if ordered:
-            fresh = dict(zip(ordered, self._embedder.embed(ordered, progress=step), strict=True))
-        elif progress:
-            progress(total, total)
-        vectors = [
-            np.stack([reuse[k] if k in reuse else fresh[t] for t, k in zip(doc_texts, doc_keys, strict=True)])
-            for doc_texts, doc_keys in zip(texts, keys, strict=True)
-        ]
-        embedded = [0] * len(group)
-        for first in todo.values():
-            embedded[first] += 1
-        return vectors, embedded
 
     # -- documents ---------------------------------------------------------------------------
+    async def knowledge_bases(self) -> list[str]:
+        return await asyncio.to_thread(self._store.knowledge_bases)
+
     async def documents(self, kb: str) -> list[DocumentInfo]:
         return await asyncio.to_thread(self._store.documents, kb)
 
@@ -531,8 +185,8 @@ class Engine:
 
     async def document(self, kb: str, name: str) -> DocumentInfo | None:
         """The document `name` denotes, as `documents` lists it or in any spelling that normalises
-        to the same name (see `_find`)."""
-        return await asyncio.to_thread(self._find, kb, name, scan=True)
+        to the same name (rag.documents.find_document)."""
+        return await asyncio.to_thread(find_document, self._store, kb, name, scan=True)
 
     async def forget(self, kb: str, name: str, *, user: str | None = None) -> DocumentInfo:
         """Delete the document `name` denotes. With `user`, only if that user uploaded it (else
@@ -541,11 +195,10 @@ class Engine:
             return await run_to_end(self._forget, kb, name, user)
 
     def _forget(self, kb: str, name: str, user: str | None) -> DocumentInfo:
-        info = self._find(kb, name, scan=True)
+        info = find_document(self._store, kb, name, scan=True)
         if info is None:
             raise NoSuchDocument(name)
-        if user is not None and info.uploader != user:
-            raise NotYourDocument(info.name, info.uploader)
+        check_owner(info, user)
         with self._writes.shared():
             self._store.deactivate(kb, info.name)
             self._store.delete_version(kb, info.version)
@@ -565,20 +218,25 @@ class Engine:
         """Delete a whole knowledge base; returns what it held."""
 
         def run() -> KbStats:
-            docs = self._store.documents(kb)
+            stats = self._stats(kb)
             with self._writes.shared():
                 self._store.drop(kb)
             self._query_cache.invalidate(kb)
-            return KbStats(kb=kb, documents=len(docs), chunks=sum(d.chunks for d in docs))
+            return stats
 
         return await run_to_end(run)
 
     async def stats(self, kb: str) -> KbStats:
-        def run() -> KbStats:
-            docs = self._store.documents(kb)
-            return KbStats(kb=kb, documents=len(docs), chunks=sum(d.chunks for d in docs))
+        return await asyncio.to_thread(self._stats, kb)
 
-        return await asyncio.to_thread(run)
+    def sizes(self) -> dict[str, KbStats]:
+        """Documents and searchable chunks of every knowledge base, from the manifests. Blocks: call
+        it in a worker thread (/metrics reads it in a thread of its own)."""
+        return {kb: self._stats(kb) for kb in self._store.knowledge_bases()}
+
+    def _stats(self, kb: str) -> KbStats:
+        docs = self._store.documents(kb)
+        return KbStats(kb=kb, documents=len(docs), chunks=sum(d.chunks for d in docs))
 
     # -- ask ---------------------------------------------------------------------------------
     async def search(

@@ -24,3 +24,11 @@ class RetryableError(ThreadwiseError):
 
 class ConfigError(ThreadwiseError):
     """A configuration problem found at start-up; the message says what to change."""
+
+
+class StoreInUseError(ConfigError):
+    """Another process holds the embedded store; `owner` is its process id as it wrote it."""
+
+    def __init__(self, message: str, *, owner: str) -> None:
+        super().__init__(message)
+        self.owner = owner

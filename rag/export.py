@@ -1,9 +1,9 @@
-"""Every knowledge base of a Chroma (server or embedded) as plain files, and back, through its API.
+"""Every knowledge base of a store (rag/store.py) as plain files, and back, through the store's port.
 
 What a server backup archives (rag/backup.py packs the folder): `export.json` lists the knowledge
-bases; each has a folder with its two collections, the chunks and the document manifest (see
-rag/store.py), as `<collection>.jsonl` (one record a line: id, document, metadata) beside
-`<collection>.f32` (its vectors, float32 little-endian, row after row).
+bases; each has a folder with its chunks and its document manifest, each as `<kind>.jsonl` (one
+record a line: id, document, metadata) beside `<kind>.f32` (its vectors, float32 little-endian, row
+after row).
 
 A server has other writers: workers ingest while the export runs. A knowledge base is therefore read as
 its manifest says at the start: only chunks of the versions it names as active are kept (an ingest
@@ -12,10 +12,8 @@ all be there. When one is short (its document was replaced or deleted meanwhile,
 went), the knowledge base is read again, a bounded number of times. So an export never holds a
 half-written document, nor a manifest entry without its chunks.
 
-Loading replaces what a knowledge base holds the way an ingest replaces a document: chunks first (no
-search sees a version the manifest does not name), then the manifest, then the chunks of versions it no
-longer names are deleted. Collections are kept, not recreated, so running processes that hold them go
-on working; a load stopped midway leaves each document whole, old or restored, and can be run again.
+Loading replaces what a knowledge base holds the way an ingest replaces a document (VectorStore.load):
+a load stopped midway leaves each document whole, old or restored, and can be run again.
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +31,7 @@ import numpy as np
 import structlog
 
 from rag.errors import UserFacingError
-from rag.store import KnowledgeStore, collection_base
+from rag.store import Records, VectorStore
 
 log = structlog.get_logger(__name__)
 
@@ -43,10 +39,8 @@ EXPORT_FORMAT = 1
 INDEX = "export.json"
 PAGE = 1000  # records per read and per write
 TRIES = 5  # reads of one knowledge base before a backup gives up on it
-_KINDS = {"chunks": "", "manifest": ".docs"}  # a collection's name: collection_base(prefix, kb) + this
-_SPACES = {"chunks": "cosine", "manifest": "l2"}  # as KnowledgeStore creates them
+_KINDS = ("chunks", "manifest")
 _VECTOR = np.dtype("<f4")
-_EVERYTHING = ["embeddings", "documents", "metadatas"]
 
 # Called between two pages of a knowledge base's chunks (kb, try, page): tests interleave writes here.
 BetweenPages = Callable[[str, int, int], None]
@@ -65,22 +59,21 @@ class ExportSummary:
 
 
 # -- export -----------------------------------------------------------------------------------------
-def export_collections(
-    client: Any,
+def export_store(
+    store: VectorStore,
     *,
-    prefix: str,
     folder: Path,
     page: int = PAGE,
     tries: int = TRIES,
     between_pages: BetweenPages | None = None,
 ) -> ExportSummary:
-    """Write every knowledge base under `prefix` in `client` into `folder` (empty or new)."""
+    """Write every knowledge base of `store` into `folder` (empty or new)."""
     folder.mkdir(parents=True, exist_ok=True)
     entries, rereads = [], 0
-    for n, kb in enumerate(KnowledgeStore(client, prefix=prefix).knowledge_bases()):
+    for n, kb in enumerate(store.knowledge_bases()):
         where = folder / f"kb-{n:04d}"
         for attempt in range(1, tries + 1):
-            entry = _export_kb(client, prefix, kb, where, page=page, attempt=attempt, hook=between_pages)
+            entry = _export_kb(store, kb, where, page=page, attempt=attempt, hook=between_pages)
             if entry is not None:
                 entries.append(entry)
                 break
@@ -92,8 +85,12 @@ def export_collections(
                 "replaced or deleted the whole time), so no backup was written. Run it again when "
                 "fewer uploads are under way."
             )
-    index = {"format": EXPORT_FORMAT, "prefix": prefix, "knowledge_bases": entries}
+    index = {"format": EXPORT_FORMAT, "knowledge_bases": entries}
     (folder / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
+    return _summary(entries, rereads)
+
+
+def _summary(entries: list[dict[str, Any]], rereads: int) -> ExportSummary:
     return ExportSummary(
         knowledge_bases=len(entries),
         documents=sum(e["documents"] for e in entries),
@@ -103,21 +100,19 @@ def export_collections(
 
 
 def _export_kb(
-    client: Any, prefix: str, kb: str, where: Path, *, page: int, attempt: int, hook: BetweenPages | None
+    store: VectorStore, kb: str, where: Path, *, page: int, attempt: int, hook: BetweenPages | None
 ) -> dict[str, Any] | None:
     """One read of a knowledge base; None when a document changed meanwhile (read it again)."""
     where.mkdir(parents=True, exist_ok=True)
-    base = collection_base(prefix, kb)
-    manifest = _collection(client, base + _KINDS["manifest"])
     docs = _Writer(where, "manifest")
     chunks = _Writer(where, "chunks")
     try:
-        # One request: a single read of the manifest is consistent (pages could shift under a delete).
-        listed = docs.write(manifest.get(include=_EVERYTHING)) if manifest is not None else []
+        manifest, metadata = store.manifest_records(kb)
+        listed = docs.write(manifest)
         expected = {str(m["version"]): int(m["chunks"]) for m in listed}
         found: Counter[str] = Counter()
-        for number, rows in enumerate(_pages(_collection(client, base + _KINDS["chunks"]), page)):
-            written = chunks.write(rows, keep=lambda meta: str(meta.get("version")) in expected)
+        for number, records in enumerate(store.chunk_records(kb, page=page)):
+            written = chunks.write(records, keep=lambda meta: str(meta.get("version")) in expected)
             found.update(str(m["version"]) for m in written)
             if hook is not None:
                 hook(kb, attempt, number)
@@ -131,42 +126,12 @@ def _export_kb(
         "folder": where.name,
         "documents": docs.count,
         "chunks": chunks.count,
-        "collections": {
-            "manifest": docs.spec(dict(manifest.metadata or {}) if manifest is not None else {}),
-            "chunks": chunks.spec({}),
-        },
+        "collections": {"manifest": docs.spec(metadata), "chunks": chunks.spec({})},
     }
 
 
-def _collection(client: Any, name: str) -> Any | None:
-    from chromadb.errors import NotFoundError
-
-    try:
-        return client.get_collection(name)
-    except (NotFoundError, ValueError):  # never written to: nothing to export
-        return None
-
-
-def _pages(
-    collection: Any | None, page: int, *, include: list[str] | None = None
-) -> Iterator[dict[str, Any]]:
-    """The collection's records, a page at a time (offsets shift under concurrent deletes: a record
-    may be missed or seen twice, which the caller's counts catch and its dedup absorbs)."""
-    if collection is None:
-        return
-    offset = 0
-    while True:
-        got = collection.get(
-            limit=page, offset=offset, include=include if include is not None else _EVERYTHING
-        )
-        yield got
-        if len(got["ids"]) < page:
-            return
-        offset += page
-
-
 class _Writer:
-    """A collection's records into `<name>.jsonl` and its vectors into `<name>.f32`."""
+    """Records into `<name>.jsonl` and their vectors into `<name>.f32`."""
 
     def __init__(self, folder: Path, name: str) -> None:
         self._records = (folder / f"{name}.jsonl").open("w", encoding="utf-8")
@@ -176,21 +141,18 @@ class _Writer:
         self.dim = 0
 
     def write(
-        self, rows: dict[str, Any], *, keep: Callable[[dict[str, Any]], bool] = lambda _: True
+        self, records: Records, *, keep: Callable[[dict[str, Any]], bool] = lambda _: True
     ) -> list[dict[str, Any]]:
         """Append the records `keep` accepts and that are not already written; returns their metadata."""
-        vectors = rows["embeddings"] if rows["embeddings"] is not None else []
-        documents = rows["documents"] or [None] * len(rows["ids"])
-        metadatas = rows["metadatas"] or [{}] * len(rows["ids"])
         written = []
-        for cid, vector, document, meta in zip(rows["ids"], vectors, documents, metadatas, strict=True):
-            meta = dict(meta or {})
+        rows = zip(records.ids, records.vectors, records.texts, records.metadatas, strict=True)
+        for cid, vector, text, meta in rows:
             if cid in self._seen or not keep(meta):
                 continue
             self._seen.add(cid)
             row = np.asarray(vector, dtype=_VECTOR)
             self.dim = self.dim or len(row)
-            self._records.write(json.dumps({"id": cid, "document": document, "metadata": meta}) + "\n")
+            self._records.write(json.dumps({"id": cid, "document": text, "metadata": meta}) + "\n")
             self._vectors.write(row.tobytes())
             written.append(meta)
         self.count += len(written)
@@ -208,9 +170,12 @@ class _Writer:
 def read_index(folder: Path) -> dict[str, Any]:
     """The export's index, checked against its files: every count, every vector, every document whole."""
     try:
-        index = json.loads((folder / INDEX).read_text())
+        loaded = json.loads((folder / INDEX).read_text())
     except (OSError, ValueError) as exc:
         raise ExportError(f"its {INDEX} is missing or damaged ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise ExportError(f"its {INDEX} is damaged (not an object)")
+    index: dict[str, Any] = loaded
     if index.get("format") != EXPORT_FORMAT or not isinstance(index.get("knowledge_bases"), list):
         raise ExportError(f"its {INDEX} is in format {index.get('format')!r}; this version reads 1")
     for entry in index["knowledge_bases"]:
@@ -231,7 +196,7 @@ def _whole(folder: Path, entry: dict[str, Any]) -> bool:
     expected: Counter[str] = Counter()
     for kind in _KINDS:
         for rows in _read(folder / entry["folder"], kind, entry["collections"][kind], page=PAGE):
-            for meta in rows["metadatas"]:
+            for meta in rows.metadatas:
                 if kind == "chunks":
                     versions[str(meta["version"])] += 1
                 else:
@@ -239,16 +204,16 @@ def _whole(folder: Path, entry: dict[str, Any]) -> bool:
     return versions == Counter({v: n for v, n in expected.items() if n})
 
 
-def load_collections(client: Any, *, prefix: str, folder: Path, index: dict[str, Any]) -> ExportSummary:
-    """Make the knowledge bases under `prefix` in `client` hold what the export in `folder` holds;
-    knowledge bases it does not have are emptied. `index`: from read_index (checked)."""
+def load_store(store: VectorStore, *, folder: Path, index: dict[str, Any]) -> ExportSummary:
+    """Make the knowledge bases of `store` hold what the export in `folder` holds; knowledge bases it
+    does not have are emptied. `index`: from read_index (checked)."""
     entries = index["knowledge_bases"]
     present = {e["kb"] for e in entries}
-    others = [kb for kb in KnowledgeStore(client, prefix=prefix).knowledge_bases() if kb not in present]
+    others = [kb for kb in store.knowledge_bases() if kb not in present]
     done: list[str] = []
     for kb, entry in [*((e["kb"], e) for e in entries), *((kb, None) for kb in others)]:
         try:
-            _load_kb(client, prefix, kb, folder, entry)
+            _load_kb(store, kb, folder, entry)
         except Exception as exc:
             restored = f"{len(done)} of {len(entries) + len(others)} knowledge bases were done"
             raise ExportError(
@@ -258,52 +223,24 @@ def load_collections(client: Any, *, prefix: str, folder: Path, index: dict[str,
             ) from exc
         done.append(kb)
         log.info("knowledge_base_restored", kb=kb, emptied=entry is None)
-    return ExportSummary(
-        knowledge_bases=len(entries),
-        documents=sum(e["documents"] for e in entries),
-        chunks=sum(e["chunks"] for e in entries),
-        rereads=0,
+    return _summary(entries, 0)
+
+
+def _load_kb(store: VectorStore, kb: str, folder: Path, entry: dict[str, Any] | None) -> None:
+    if entry is None:
+        store.load(kb, chunks=(), manifest=(), metadata={})
+        return
+    where, specs = folder / entry["folder"], entry["collections"]
+    store.load(
+        kb,
+        chunks=_read(where, "chunks", specs["chunks"], page=PAGE),
+        manifest=_read(where, "manifest", specs["manifest"], page=PAGE),
+        metadata=specs["manifest"]["metadata"],
     )
 
 
-def _load_kb(client: Any, prefix: str, kb: str, folder: Path, entry: dict[str, Any] | None) -> None:
-    base = collection_base(prefix, kb)
-    cols = {
-        kind: client.get_or_create_collection(
-            base + suffix, embedding_function=None, configuration={"hnsw": {"space": _SPACES[kind]}}
-        )
-        for kind, suffix in _KINDS.items()
-    }
-    where = folder / entry["folder"] if entry else folder
-    empty: dict[str, Any] = {"count": 0, "dim": 0, "metadata": {}}
-    specs: dict[str, dict[str, Any]] = entry["collections"] if entry else dict.fromkeys(_KINDS, empty)
-    for rows in _read(where, "chunks", specs["chunks"], page=PAGE):  # not searchable yet
-        cols["chunks"].upsert(**rows)
-    wanted: set[str] = set()
-    active: set[str] = set()
-    for rows in _read(where, "manifest", specs["manifest"], page=PAGE):  # now they are
-        cols["manifest"].upsert(**rows)
-        wanted.update(rows["ids"])
-        active.update(str(m["version"]) for m in rows["metadatas"])
-    gone = [i for i in _ids(cols["manifest"]) if i not in wanted]
-    for start in range(0, len(gone), PAGE):
-        cols["manifest"].delete(ids=gone[start : start + PAGE])
-    # A new generation: every process's query cache and keyword index see the knowledge base changed.
-    generation = f"{time.time():.6f}-{uuid.uuid4().hex[:8]}"
-    cols["manifest"].modify(metadata={**specs["manifest"]["metadata"], "kb": kb, "generation": generation})
-    stale: set[str] = set()
-    for rows in _pages(cols["chunks"], PAGE, include=["metadatas"]):
-        stale.update(str(m["version"]) for m in rows["metadatas"] if str(m["version"]) not in active)
-    for version in sorted(stale):
-        cols["chunks"].delete(where={"version": version})
-
-
-def _ids(collection: Any) -> list[str]:
-    return [i for rows in _pages(collection, PAGE, include=[]) for i in rows["ids"]]
-
-
-def _read(folder: Path, kind: str, spec: dict[str, Any], *, page: int) -> Iterator[dict[str, Any]]:
-    """A collection's records from its files, `page` at a time, as keyword arguments of `upsert`."""
+def _read(folder: Path, kind: str, spec: dict[str, Any], *, page: int) -> Iterator[Records]:
+    """A kind's records from its files, `page` at a time."""
     count, dim = int(spec["count"]), int(spec["dim"])
     if count == 0:
         return
@@ -316,12 +253,12 @@ def _read(folder: Path, kind: str, spec: dict[str, Any], *, page: int) -> Iterat
         while part := [json.loads(line) for line in itertools.islice(lines, page)]:
             if done + len(part) > count:
                 break
-            yield {
-                "ids": [r["id"] for r in part],
-                "embeddings": np.array(vectors[done : done + len(part)]),
-                "documents": [r["document"] for r in part] if kind == "chunks" else None,
-                "metadatas": [r["metadata"] for r in part],
-            }
+            yield Records(
+                ids=[r["id"] for r in part],
+                vectors=np.array(vectors[done : done + len(part)]),
+                texts=[r["document"] if kind == "chunks" else None for r in part],
+                metadatas=[r["metadata"] for r in part],
+            )
             done += len(part)
     if done != count:
         raise ExportError(f"{folder.name}/{kind}.jsonl does not hold {count} records")

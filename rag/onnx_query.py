@@ -70,7 +70,10 @@ class OnnxQueryEncoder:
         mask = feeds["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        # Any until here (onnxruntime and the tokeniser are untyped, and numpy's stubs give a reduction
+        # along an axis as Any): the normalised vectors, (batch, dimension).
+        vectors: np.ndarray = pooled / np.clip(norms, 1e-12, None)
+        return vectors.astype(np.float32)
 
 
 def load(model: Any, weights_dir: str, directory: Path, *, threads: int = 0) -> OnnxQueryEncoder:

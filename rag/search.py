@@ -12,7 +12,7 @@ import numpy as np
 
 from rag.identity import names, question_terms, words_of
 from rag.keyword import Encoded, KeywordIndex, Vocabulary, is_identifier, tokenize
-from rag.store import KnowledgeStore, StoredChunk
+from rag.store import StoredChunk, VectorStore, version_of
 from rag.types import DocumentInfo, Passage
 
 # Reciprocal-rank constant. The textbook 60 flattens the top of lists only ~40 long; 10 keeps
@@ -54,7 +54,7 @@ class HybridSearcher:
     the manifest's generation changes (also when another process changed it).
     """
 
-    def __init__(self, store: KnowledgeStore) -> None:
+    def __init__(self, store: VectorStore) -> None:
         self._store = store
         self._views: dict[str, _KbView] = {}
         self._lock = threading.Lock()
@@ -71,7 +71,7 @@ class HybridSearcher:
         n = min(options.candidates, max(1, sum(d.chunks for d in view.documents.values())))
         active = view.documents
         nearest = self._store.nearest(kb, vector, n)
-        vector_hits = [(cid, sim) for cid, sim in nearest if _version(cid) in active]
+        vector_hits = [(cid, sim) for cid, sim in nearest if version_of(cid) in active]
         rankings = [[cid for cid, _ in vector_hits]]
         named: set[str] = set()  # versions of the documents whose identity the question names
         if options.hybrid and view.keywords is not None:
@@ -81,7 +81,7 @@ class HybridSearcher:
             rankings.append(by_document)
         scores = fuse(rankings, weights=[1.0, 1.0, DOCUMENT_WEIGHT][: len(rankings)])
         ordered = sorted(scores, key=scores.__getitem__, reverse=True)
-        ranked = [cid for cid in ordered if _version(cid) in active]
+        ranked = [cid for cid in ordered if version_of(cid) in active]
         # The nearest vector hit is the most similar chunk of all: it alone decides "close enough".
         close = bool(vector_hits) and vector_hits[0][1] >= options.min_similarity
         if not close:
@@ -92,7 +92,7 @@ class HybridSearcher:
         per_document = _per_document(query, named, options)
 
         def document(cid: str) -> str:
-            return active[_version(cid)].name
+            return active[version_of(cid)].name
 
         while True:
             chosen = spread(ranked, options.top_k, per_document, document=document)
@@ -152,10 +152,6 @@ class HybridSearcher:
         """Each active document's identity line, by document name: what retrieval takes it to be about."""
         view = self._view(kb, hybrid=True)
         return {d.name: view.identities.get(version, "") for version, d in view.documents.items()}
-
-    def forget(self, kb: str) -> None:
-        with self._lock:
-            self._views.pop(kb, None)
 
 
 def _per_document(query: str, named: set[str], options: SearchOptions) -> int:
@@ -256,11 +252,6 @@ def spread(
     chosen.extend(skipped[: top_k - len(chosen)])
     order = {id(h): i for i, h in enumerate(hits)}
     return sorted(chosen, key=lambda h: order[id(h)])
-
-
-def _version(chunk_id: str) -> str:
-    """The document version a chunk belongs to: its id is `version:index` (KnowledgeStore.add_chunks)."""
-    return chunk_id.split(":", 1)[0]
 
 
 def _names_identifier(hit: StoredChunk, exact_terms: Sequence[str]) -> bool:

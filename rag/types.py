@@ -143,3 +143,12 @@ class KbStats:
     documents: int
     chunks: int
     extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """What the engine accepts of a file, and how long its passages may be."""
+
+    max_bytes: int
+    allowed_types: frozenset[str]
+    chunk_tokens: int = 256

@@ -14,13 +14,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rag.answer import Answerer, ExtractiveAnswerer
 from rag.cache import QueryCache, SemanticCache
+from rag.chroma import ChromaStore, open_client
 from rag.embed import SentenceEmbedder
-from rag.engine import Engine, EngineLimits, StageObserver
+from rag.engine import Engine, StageObserver
 from rag.extract import SUPPORTED_EXTENSIONS
 from rag.focus import SentenceHighlighter
 from rag.search import SearchOptions
-from rag.store import KnowledgeStore, open_client
-from rag.types import Answer
+from rag.types import Answer, EngineLimits
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -44,6 +44,13 @@ EngineFactory = Callable[..., Engine]
 
 
 @pytest.fixture
+def store(tmp_path: Path) -> ChromaStore:
+    """The embedded Chroma in tmp_path that make_engine's engines use unless given another."""
+    client = open_client(persist_directory=str(tmp_path / "chroma"), host=None, port=0)
+    return ChromaStore(client, prefix="test")
+
+
+@pytest.fixture
 def make_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EngineFactory]:
     """Engines on a fresh embedded Chroma in tmp_path; keyword arguments override the defaults.
     The real model (the session's `embedder`) is loaded only for an engine given no `embedder`."""
@@ -52,7 +59,7 @@ def make_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engi
         *,
         embedder: SentenceEmbedder | None = None,
         answerer: Answerer | None = None,
-        store: KnowledgeStore | None = None,
+        store: ChromaStore | None = None,
         max_bytes: int = 10 * 1024 * 1024,
         allowed_types: frozenset[str] = SUPPORTED_EXTENSIONS,
         options: SearchOptions | None = None,
@@ -63,8 +70,7 @@ def make_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engi
         if embedder is None:
             embedder = request.getfixturevalue("embedder")
         if store is None:
-            client = open_client(persist_directory=str(tmp_path / "chroma"), host=None, port=0)
-            store = KnowledgeStore(client, prefix="test")
+            store = request.getfixturevalue("store")
         return Engine(
             store=store,
             embedder=embedder,

@@ -1,6 +1,7 @@
 """The dependency directions of DESIGN.md: rag/ knows nothing of chat; bot/core/ no platform SDK and
 nothing else of bot/; a platform package nothing of another; only the composition root (and the
-platform table) builds platforms."""
+platform table) builds platforms; bot/ uses rag's public names only, and the vector store through its
+port (rag/store.py): Chroma is known to rag/chroma/ alone and chosen by the composition root."""
 
 from __future__ import annotations
 
@@ -106,3 +107,55 @@ def test_each_row_of_the_platform_table_is_a_platform_package() -> None:
     for row in PLATFORMS:
         assert _platform_package(row.module), row.module
         assert isinstance(row.platform(), Platform)
+
+
+STORE_IMPLEMENTATION = "rag.chroma"
+
+
+def _names_from(folder: str, package: str) -> dict[str, set[str]]:
+    """Per file, every `module.name` it imports from `package` (`from rag.x import y` gives rag.x.y)."""
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / folder).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names if a.name.split(".")[0] == package)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package:
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_bot_imports_only_public_names_of_rag() -> None:
+    offenders = {
+        f: private
+        for f, names in _names_from("bot", "rag").items()
+        if (private := {n for n in names if any(part.startswith("_") for part in n.split("."))})
+    }
+    assert not offenders
+
+
+def test_only_the_composition_root_chooses_the_vector_store() -> None:
+    offenders = {
+        f: found
+        for f, names in _names_from("bot", "rag").items()
+        if not f.startswith(COMPOSITION_ROOT)
+        and (found := {n for n in names if n.startswith(STORE_IMPLEMENTATION + ".")})
+    }
+    assert not offenders
+
+
+def test_chroma_is_known_to_its_package_alone() -> None:
+    """chromadb is imported, and collections are named, in rag/chroma/ only: the engine, search,
+    export and backup work through the VectorStore port."""
+    offenders = {}
+    for folder in ("bot", "rag"):
+        for path, names in _imports(folder).items():
+            if path.startswith("rag/chroma/"):
+                continue
+            found = {m for m in names if m.split(".")[0] == "chromadb"}
+            found |= {n for n in names if n.startswith(STORE_IMPLEMENTATION + ".collection_base")}
+            if found:
+                offenders[path] = found
+    assert not offenders
+    assert any("chromadb" in names for path, names in _imports("rag/chroma").items())

@@ -18,12 +18,19 @@ from typing import TextIO
 
 from bot.commands.base import SubParsers, add
 from bot.commands.confirm import confirm
+from bot.compose import open_store
 from bot.settings import Settings
-from rag.backup import BackupResult, backup_server, restore_archive, restore_to_server, snapshot_at_rest
-from rag.errors import UserFacingError
+from rag.backup import (
+    BackupResult,
+    backup_server,
+    hold_store,
+    restore_archive,
+    restore_to_server,
+    snapshot_at_rest,
+)
+from rag.errors import StoreInUseError, UserFacingError
 from rag.export import ExportSummary
 from rag.filetypes import human_size
-from rag.store import StoreInUseError, hold_directory, open_client
 
 
 def register(sub: SubParsers) -> None:
@@ -46,11 +53,10 @@ async def _restore(args: argparse.Namespace, settings: Settings) -> int:
 async def run_backup(settings: Settings, *, out: TextIO) -> int:
     backup_dir = Path(settings.backup_dir)
     if settings.chroma_host:
-        client = await asyncio.to_thread(_server, settings)
+        store = await asyncio.to_thread(open_store, settings)
         result = await asyncio.to_thread(
             backup_server,
-            client,
-            prefix=settings.chroma_collection_name,
+            store,
             backup_dir=backup_dir,
             retention_days=settings.backup_retention_days,
         )
@@ -59,7 +65,7 @@ async def run_backup(settings: Settings, *, out: TextIO) -> int:
         return 0
     source = Path(settings.chroma_persist_directory)
     try:
-        with hold_directory(source):
+        with hold_store(source):
             result = await asyncio.to_thread(
                 snapshot_at_rest,
                 source=source,
@@ -92,7 +98,7 @@ async def run_restore(settings: Settings, archive: Path, *, yes: bool, stdin: Te
         return await _restore_server(settings, archive, yes=yes, stdin=stdin, out=out)
     target = Path(settings.chroma_persist_directory)
     try:
-        with hold_directory(target):
+        with hold_store(target):
             confirm(
                 f"Replace every knowledge base in {target} with the backup {archive.name}?",
                 yes=yes,
@@ -116,7 +122,7 @@ async def run_restore(settings: Settings, archive: Path, *, yes: bool, stdin: Te
 
 
 async def _restore_server(settings: Settings, archive: Path, *, yes: bool, stdin: TextIO, out: TextIO) -> int:
-    client = await asyncio.to_thread(_server, settings)
+    store = await asyncio.to_thread(open_store, settings)
     confirm(
         f"Replace every knowledge base in {_server_name(settings)} with the backup {archive.name}? "
         "Documents uploaded while it runs may be lost: stop the workers first.",
@@ -127,7 +133,7 @@ async def _restore_server(settings: Settings, archive: Path, *, yes: bool, stdin
     backup, loaded = await asyncio.to_thread(
         restore_to_server,
         archive,
-        client,
+        store,
         prefix=settings.chroma_collection_name,
         work_dir=Path(settings.backup_dir),
     )
@@ -137,14 +143,6 @@ async def _restore_server(settings: Settings, archive: Path, *, yes: bool, stdin
         file=out,
     )
     return 0
-
-
-def _server(settings: Settings) -> object:
-    return open_client(
-        persist_directory=settings.chroma_persist_directory,
-        host=settings.chroma_host,
-        port=settings.chroma_port,
-    )
 
 
 def _server_name(settings: Settings) -> str:

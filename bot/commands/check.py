@@ -63,9 +63,7 @@ async def run_check(
     return 1 if failed else 0
 
 
-async def run_checks(
-    settings: Settings, *, platforms: Sequence[Platform[Any]] | None = None
-) -> list[Result]:
+async def run_checks(settings: Settings, *, platforms: Sequence[Platform[Any]] | None = None) -> list[Result]:
     """`platforms`: those of the platform table (tests point one at a fake)."""
     every = all_platforms() if platforms is None else platforms
     enabled = {p.name for p in enabled_platforms(settings)}
@@ -99,7 +97,6 @@ async def _outcome(name: str, check: Check, limit: float) -> Result:
         return Result(name, "FAIL", f"no answer within {limit:g} s")
     except Exception as exc:  # a check that broke in an unforeseen way still gets its line
         return Result(name, "FAIL", failure(exc))
-
 
 
 # -- configuration -------------------------------------------------------------------------------------
@@ -151,7 +148,7 @@ async def _groq(settings: Settings) -> str:
 
 
 async def _chroma(settings: Settings) -> str:
-    from rag.store import KnowledgeStore, open_client
+    from bot.compose import open_store
 
     if settings.chroma_host:
         where = f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
@@ -161,13 +158,9 @@ async def _chroma(settings: Settings) -> str:
         fix = "check CHROMA_PERSIST_DIRECTORY is writable"
 
     def open_and_count() -> int:
-        client = open_client(
-            persist_directory=settings.chroma_persist_directory,
-            host=settings.chroma_host,
-            port=settings.chroma_port,
-        )
-        client.heartbeat()
-        return len(KnowledgeStore(client, prefix=settings.chroma_collection_name).knowledge_bases())
+        store = open_store(settings)
+        store.ping()
+        return len(store.knowledge_bases())
 
     try:
         kbs = await asyncio.to_thread(open_and_count)

@@ -10,7 +10,6 @@ The last two ask first (or need --yes) and print what they removed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from dataclasses import dataclass
 from typing import TextIO
@@ -83,7 +82,7 @@ async def run_forget(
 
 async def _forget_user(engine: Engine, request: ForgetRequest, *, stdin: TextIO, out: TextIO) -> bool:
     user = str(request.user)
-    kbs = [request.kb] if request.kb else await asyncio.to_thread(engine.store.knowledge_bases)
+    kbs = [request.kb] if request.kb else await engine.knowledge_bases()
     where = request.kb or f"any knowledge base ({', '.join(kbs) or 'there are none'})"
     found = {kb: [d for d in await engine.documents(kb) if d.uploader == user] for kb in kbs}
     found = {kb: docs for kb, docs in found.items() if docs}
@@ -109,7 +108,7 @@ async def _forget_user(engine: Engine, request: ForgetRequest, *, stdin: TextIO,
 
 
 async def _drop(engine: Engine, kb: str, *, yes: bool, stdin: TextIO, out: TextIO) -> bool:
-    kbs = await asyncio.to_thread(engine.store.knowledge_bases)
+    kbs = await engine.knowledge_bases()
     if kb not in kbs:
         raise UserFacingError(
             f"There is no knowledge base called {kb}. Knowledge bases: {', '.join(kbs) or 'none'}."

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from bot.commands.base import SubParsers, add, open_engine
 from bot.settings import Settings
+from rag.types import KbStats
 
 if TYPE_CHECKING:
-    from bot.infra.metrics import KbSize, QueueDepth
+    from bot.infra.metrics import QueueDepth
     from rag.engine import Engine
 
 PROCESS_NOTE = (
@@ -42,11 +43,9 @@ async def run_stats(
     engine: Engine, *, kb: str | None, out: TextIO, queue_depth: QueueDepth | None = None
 ) -> int:
     """`queue_depth`: the shared job queue (RUNNER=queue), which any process can read."""
-    from bot.infra.metrics import KbSize, read_kb_sizes
-
-    sizes = await asyncio.to_thread(read_kb_sizes, engine)
+    sizes = await asyncio.to_thread(engine.sizes)
     if kb is not None:
-        sizes = {kb: sizes.get(kb, KbSize(documents=0, chunks=0))}
+        sizes = {kb: sizes.get(kb, KbStats(kb=kb, documents=0, chunks=0))}
     print(stats_table(sizes), file=out)
     if queue_depth is not None:
         depth = await queue_depth()
@@ -55,7 +54,7 @@ async def run_stats(
     return 0
 
 
-def stats_table(sizes: dict[str, KbSize]) -> str:
+def stats_table(sizes: dict[str, KbStats]) -> str:
     rows = [(kb, str(s.documents), str(s.chunks)) for kb, s in sorted(sizes.items())]
     if len(rows) != 1:
         total = sum(s.documents for s in sizes.values()), sum(s.chunks for s in sizes.values())

@@ -8,14 +8,15 @@ from redis.exceptions import RedisError
 from bot.settings import Settings
 from rag.answer import build_answerer
 from rag.cache import QueryCache, SemanticCache
+from rag.chroma import open_store as open_chroma
 from rag.embed import SentenceEmbedder
-from rag.engine import Engine, EngineLimits, StageObserver
+from rag.engine import Engine, StageObserver
 from rag.errors import ConfigError
 from rag.focus import SentenceHighlighter
 from rag.redact import redact
 from rag.search import SearchOptions
-from rag.store import KnowledgeStore, open_client
-from rag.types import Answer
+from rag.store import VectorStore
+from rag.types import Answer, EngineLimits
 
 
 def build_engine(
@@ -23,13 +24,11 @@ def build_engine(
     *,
     stage_observer: StageObserver | None = None,
     embedder: SentenceEmbedder | None = None,
+    store: VectorStore | None = None,
 ) -> Engine:
-    """`embedder`: the model's, unless a test or a benchmark brings its own."""
-    client = open_client(
-        persist_directory=settings.chroma_persist_directory,
-        host=settings.chroma_host,
-        port=settings.chroma_port,
-    )
+    """`embedder`, `store`: the model's and the one Settings name, unless a test or a benchmark
+    brings its own."""
+    store = store or open_store(settings)
     embedder = embedder or SentenceEmbedder(
         cache_size=settings.embedding_cache_size,
         cache_ttl=settings.embedding_cache_ttl,
@@ -37,9 +36,7 @@ def build_engine(
         onnx_dir=settings.embedding_onnx_dir or None,
     )
     return Engine(
-        store=KnowledgeStore(
-            client, prefix=settings.chroma_collection_name, exclusive=not settings.chroma_host
-        ),
+        store=store,
         embedder=embedder,
         answerer=build_answerer(
             provider=settings.llm_provider,
@@ -62,6 +59,17 @@ def build_engine(
         ),
         query_cache=build_query_cache(settings),
         stage_observer=stage_observer,
+    )
+
+
+def open_store(settings: Settings) -> VectorStore:
+    """The Chroma server CHROMA_HOST names, or the embedded store in CHROMA_PERSIST_DIRECTORY (which
+    this process then holds alone)."""
+    return open_chroma(
+        persist_directory=settings.chroma_persist_directory,
+        host=settings.chroma_host,
+        port=settings.chroma_port,
+        prefix=settings.chroma_collection_name,
     )
 
 

@@ -15,7 +15,8 @@ from bot.core.model import Handle, IngestProgress, Job, PartialAnswer, Reply, Re
 from bot.core.ports import Outbound, ReplySender
 from bot.core.state import ThreadMemory
 from bot.core.telemetry import NullTelemetry, Outcome, Telemetry, timed
-from rag.engine import Engine, NoSuchDocument, NotYourDocument
+from rag.documents import NoSuchDocument, NotYourDocument
+from rag.engine import Engine
 from rag.errors import RetryableError, UserFacingError
 from rag.names import normalize_name
 from rag.types import Answer, IngestResult, Turn

@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -24,28 +23,13 @@ from prometheus_client.exposition import choose_encoder
 
 from bot.core.telemetry import STAGES, Outcome
 from rag.engine import Engine
+from rag.types import KbStats
 
 log = structlog.get_logger(__name__)
 
 QueueDepth = Callable[[], Awaitable[Mapping[str, int]]]  # e.g. {"running": 2, "pending": 7}
 # From a few milliseconds (a search) to minutes (embedding a book).
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-
-
-@dataclass(frozen=True)
-class KbSize:
-    documents: int
-    chunks: int
-
-
-def read_kb_sizes(engine: Engine) -> dict[str, KbSize]:
-    """Documents and searchable chunks of every knowledge base, from the manifests (blocking)."""
-    store = engine.store
-    sizes: dict[str, KbSize] = {}
-    for kb in store.knowledge_bases():
-        docs = store.documents(kb)
-        sizes[kb] = KbSize(documents=len(docs), chunks=sum(d.chunks for d in docs))
-    return sizes
 
 
 class Metrics:
@@ -100,7 +84,7 @@ class Metrics:
         self._engine: Engine | None = None
         self._queue: QueueDepth | None = None
         self._scraped = _Scraped()
-        self._kb_task: asyncio.Future[dict[str, KbSize]] | None = None
+        self._kb_task: asyncio.Future[dict[str, KbStats]] | None = None
         self._kb_read_at = -math.inf
         # Its own thread: the default executor may be full of jobs' work exactly when /metrics matters.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
@@ -153,7 +137,7 @@ class Metrics:
         if engine is None or self._clock() - self._kb_read_at < self._kb_refresh:
             return
         if self._kb_task is None:  # one read at a time, however many scrapes wait for it
-            self._kb_task = asyncio.get_running_loop().run_in_executor(self._reader, read_kb_sizes, engine)
+            self._kb_task = asyncio.get_running_loop().run_in_executor(self._reader, engine.sizes)
         task = self._kb_task
         with contextlib.suppress(Exception):  # the outcome is read from the task below
             await asyncio.wait_for(asyncio.shield(task), self._timeout)
@@ -209,7 +193,7 @@ class _Scraped:
     def __init__(self) -> None:
         self.cache_stats: Callable[[], Mapping[str, float]] | None = None
         self.queue: dict[str, int] = {}
-        self.kb_sizes: dict[str, KbSize] = {}
+        self.kb_sizes: dict[str, KbStats] = {}
         self.up: dict[str, bool] = {}
 
     def describe(self) -> Iterable[Metric]:

@@ -177,7 +177,7 @@ def start_sweeping(engine: Engine, settings: Settings) -> asyncio.Task[None] | N
     stops before naming it): twice that deadline is a safe age."""
     if not settings.chroma_host:
         return None
-    sweeper = LeftoverSweeper(engine.store, after=2 * settings.job_timeout_seconds)
+    sweeper = engine.leftover_sweeper(after=2 * settings.job_timeout_seconds)
     return asyncio.create_task(_keep_sweeping(sweeper, settings.sweep_interval_seconds), name="sweep")
 
 

@@ -22,9 +22,9 @@ from bot.cli import main
 from bot.infra.cron import cron_trigger
 from bot.infra.scheduler import attach_backups
 from bot.settings import Settings, load_settings
+from rag.chroma import ChromaStore, open_client
 from rag.engine import Engine
 from rag.errors import ConfigError
-from rag.store import KnowledgeStore, open_client
 from rag.types import Answer
 from tests.conftest import EngineFactory
 from tests.processes import Processes, free_port
@@ -63,7 +63,7 @@ def _backups(tmp_path: Path) -> list[Path]:
 def _engine(make_engine: EngineFactory, tmp_path: Path) -> Engine:
     """An engine on the store the CLI uses (its default collection prefix)."""
     client = open_client(persist_directory=str(_store_dir(tmp_path)), host=None, port=0)
-    return make_engine(store=KnowledgeStore(client, prefix="threadwise"))
+    return make_engine(store=ChromaStore(client, prefix="threadwise"))
 
 
 def _files(folder: Path) -> dict[str, str]:
@@ -86,7 +86,7 @@ async def _with_documents(engine: Engine) -> Answer:
 async def _store_with_documents(make_engine: EngineFactory, tmp_path: Path) -> Answer:
     engine = _engine(make_engine, tmp_path)
     answer = await _with_documents(engine)
-    engine.store.close()
+    engine.close()
     return answer
 
 
@@ -104,7 +104,7 @@ async def test_a_restore_answers_the_same_question_with_the_same_sources(
     await engine.ingest(KB, "vpn.md", VPN.replace(b"90 days", b"45 days"), uploader="U1")
     await engine.forget(KB, "pets.txt")
     assert "45 days" in (await engine.ask(KB, QUESTION)).text
-    engine.store.close()
+    engine.close()
 
     # …and the restore brings back exactly what was there.
     assert await cli(["restore", str(archive), "--yes"]) == 0
@@ -116,7 +116,7 @@ async def test_a_restore_answers_the_same_question_with_the_same_sources(
         ("pets.txt", "U2"),
         ("vpn.md", "U1"),
     ]
-    engine.store.close()
+    engine.close()
 
 
 def _corruptions(good: Path, folder: Path) -> dict[Path, str]:
@@ -178,7 +178,7 @@ async def test_a_damaged_archive_is_refused_and_the_store_is_left_as_it_was(
     [good] = _backups(tmp_path)
     engine = _engine(make_engine, tmp_path)  # the store moves on after the backup
     await engine.forget(KB, "pets.txt")
-    engine.store.close()
+    engine.close()
     store = _store_dir(tmp_path)
     before = _files(store)
     capsys.readouterr()
@@ -199,14 +199,14 @@ async def test_a_damaged_archive_is_refused_and_the_store_is_left_as_it_was(
     assert await cli(["restore", str(good), "--yes"]) == 0
     engine = _engine(make_engine, tmp_path)
     assert [d.name for d in await engine.documents(KB)] == ["pets.txt", "vpn.md"]
-    engine.store.close()
+    engine.close()
 
 
 def test_backup_and_restore_refuse_while_another_process_holds_the_store(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = _store_dir(tmp_path)
-    KnowledgeStore(open_client(persist_directory=str(store), host=None, port=0), prefix="threadwise").close()
+    ChromaStore(open_client(persist_directory=str(store), host=None, port=0), prefix="threadwise").close()
     assert main(["backup"]) == 0
     [archive] = _backups(tmp_path)
     inode = store.stat().st_ino
@@ -214,7 +214,7 @@ def test_backup_and_restore_refuse_while_another_process_holds_the_store(
         [
             sys.executable,
             "-c",
-            "import sys; from rag.store import open_client; "
+            "import sys; from rag.chroma import open_client; "
             f"open_client(persist_directory={str(store)!r}, host=None, port=0); print('ready', flush=True); "
             "sys.stdin.read()",
         ],
@@ -245,7 +245,7 @@ def test_a_backup_by_hand_deletes_archives_past_the_retention_period(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env.setenv("BACKUP_RETENTION_DAYS", "7")
-    KnowledgeStore(
+    ChromaStore(
         open_client(persist_directory=str(_store_dir(tmp_path)), host=None, port=0), prefix="threadwise"
     ).close()
     backups = tmp_path / "data" / "backups"
@@ -266,7 +266,7 @@ def test_a_backup_by_hand_deletes_archives_past_the_retention_period(
 def _server_engine(make_engine: EngineFactory, port: int) -> Engine:
     """An engine on the Chroma server, as a worker's (the CLI's collection prefix)."""
     client = open_client(persist_directory="unused", host="127.0.0.1", port=port)
-    return make_engine(store=KnowledgeStore(client, prefix="threadwise"))
+    return make_engine(store=ChromaStore(client, prefix="threadwise"))
 
 
 async def test_with_a_chroma_server_a_restore_answers_the_same_question_with_the_same_sources(
@@ -278,7 +278,7 @@ async def test_with_a_chroma_server_a_restore_answers_the_same_question_with_the
         env.setenv("CHROMA_PORT", str(port))
         engine = _server_engine(make_engine, port)
         before = await _with_documents(engine)
-        passages = engine.store.chunk_count(KB)
+        passages = (await engine.stats(KB)).chunks
 
         assert await cli(["backup"]) == 0  # serves and workers may go on meanwhile: nothing is held
         [archive] = _backups(tmp_path)
@@ -312,7 +312,7 @@ async def test_with_a_chroma_server_a_restore_answers_the_same_question_with_the
     engine = _engine(make_engine, tmp_path)
     after = await engine.ask(KB, QUESTION)
     assert (after.text, after.citations) == (before.text, before.citations)
-    engine.store.close()
+    engine.close()
 
 
 async def test_a_single_machines_backup_restores_into_a_chroma_server(
@@ -401,7 +401,7 @@ async def test_serve_runs_the_schedule_and_takes_a_backup_on_sigusr1(
         await runner.cleanup()  # on_cleanup: stopped, signal handler removed
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
     assert scheduler.next_run is None
-    engine.store.close()
+    engine.close()
 
     assert (
         attach_backups(
@@ -482,14 +482,14 @@ async def test_restore_refuses_an_archive_that_is_not_a_threadwise_store(
         assert sorted(p.name for p in store.parent.iterdir()) == ["backups", "chroma"], reason
     engine = _engine(make_engine, tmp_path)
     assert [d.name for d in await engine.documents(KB)] == ["pets.txt", "vpn.md"]
-    engine.store.close()
+    engine.close()
 
 
 def test_a_backup_dir_inside_the_store_stops_start_up(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = _store_dir(tmp_path)
-    KnowledgeStore(open_client(persist_directory=str(store), host=None, port=0), prefix="threadwise").close()
+    ChromaStore(open_client(persist_directory=str(store), host=None, port=0), prefix="threadwise").close()
     inside = store / "backups"
     env.setenv("BACKUP_DIR", str(inside))
     for command in (["backup"], ["docs"], ["restore", str(tmp_path / "x.tar.gz"), "--yes"]):

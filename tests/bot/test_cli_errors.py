@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.store import KnowledgeStore, open_client
+from rag.chroma import ChromaStore, open_client
 from tests.conftest import EngineFactory
 from tests.processes import VENV_BIN, free_port, threadwise_env
 
@@ -84,15 +84,14 @@ async def test_a_full_disk_during_ingest_is_one_line_and_the_knowledge_base_is_a
 ) -> None:
     with _small_disk(tmp_path / "disk", "4m") as disk:
         store_dir = disk / "chroma"
-        engine = make_engine(
-            store=KnowledgeStore(
-                open_client(persist_directory=str(store_dir), host=None, port=0), prefix="threadwise"
-            )
+        store = ChromaStore(
+            open_client(persist_directory=str(store_dir), host=None, port=0), prefix="threadwise"
         )
+        engine = make_engine(store=store)
         await engine.ingest(KB, "vpn.md", VPN, uploader="U1")
-        before = ([(d.name, d.chunks) for d in await engine.documents(KB)], engine.store.chunk_count(KB))
-        engine.store.close()
-        from rag import store as store_module
+        before = ([(d.name, d.chunks) for d in await engine.documents(KB)], store.chunk_count(KB))
+        engine.close()
+        from rag.chroma import files as store_module
 
         store_module._held_locks.clear()  # this process's lock, released: the command takes it
         (tmp_path / "travel.md").write_bytes(_policy(40))
@@ -110,16 +109,15 @@ async def test_a_full_disk_during_ingest_is_one_line_and_the_knowledge_base_is_a
         assert line.startswith("threadwise: the disk is full"), line
         assert "free some space" in line.lower(), line
         filler.unlink()
-        engine = make_engine(
-            store=KnowledgeStore(
-                open_client(persist_directory=str(store_dir), host=None, port=0), prefix="threadwise"
-            )
+        store = ChromaStore(
+            open_client(persist_directory=str(store_dir), host=None, port=0), prefix="threadwise"
         )
-        after = ([(d.name, d.chunks) for d in await engine.documents(KB)], engine.store.chunk_count(KB))
+        engine = make_engine(store=store)
+        after = ([(d.name, d.chunks) for d in await engine.documents(KB)], store.chunk_count(KB))
         assert after == before
         answer = await engine.ask(KB, "How often does the VPN certificate expire?")
         assert "90 days" in answer.text and answer.citations[0].document == "vpn.md"
-        engine.store.close()
+        engine.close()
         store_module._held_locks.clear()
 
 

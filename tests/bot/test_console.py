@@ -20,10 +20,10 @@ from bot.console.sender import ConsoleAddress, ConsoleSender
 from bot.core import text
 from bot.core.model import FileRef, IngestProgress, PartialAnswer, Reply, Working
 from bot.settings import Settings
+from rag.chroma import open_client
 from rag.embed import SentenceEmbedder
 from rag.engine import Engine
 from rag.errors import UserFacingError
-from rag.store import open_client
 
 VPN_GUIDE = (
     "# VPN guide\n\nTo rotate the VPN certificate, open the Keychain app and delete the old certificate. "
@@ -309,9 +309,8 @@ def test_a_second_process_is_told_what_to_do_when_the_embedded_store_is_in_use(t
     store = tmp_path / "chroma"
     open_client(persist_directory=str(store), host=None, port=0)
 
-    code = (
-        f"from rag.store import open_client; open_client(persist_directory={str(store)!r}, host=None, port=0)"
-    )
+    opening = f"open_client(persist_directory={str(store)!r}, host=None, port=0)"
+    code = f"from rag.chroma import open_client; {opening}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 

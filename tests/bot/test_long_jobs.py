@@ -15,7 +15,7 @@ from pathlib import Path
 import chromadb
 import pytest
 
-from rag.store import KnowledgeStore
+from rag.chroma import ChromaStore
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import VPN_GUIDE
 from tests.bot.test_scale_out import KB, job_tries, shows, slack_env, start_serve, upload
@@ -62,14 +62,14 @@ async def queue_env(procs: Processes, fake: FakeSlack, **settings: str) -> tuple
     return env, chroma_port
 
 
-def store_of(chroma_port: int) -> KnowledgeStore:
+def store_of(chroma_port: int) -> ChromaStore:
     client = chromadb.HttpClient(
         host="127.0.0.1", port=chroma_port, settings=chromadb.Settings(anonymized_telemetry=False)
     )
-    return KnowledgeStore(client, prefix="threadwise")
+    return ChromaStore(client, prefix="threadwise")
 
 
-async def contents(store: KnowledgeStore) -> tuple[list[str], int]:
+async def contents(store: ChromaStore) -> tuple[list[str], int]:
     """The knowledge base as a user and the store see it: document names, passages stored."""
     docs = await asyncio.to_thread(store.documents, KB)
     return [d.name for d in docs], await asyncio.to_thread(store.chunk_count, KB)

@@ -26,8 +26,8 @@ from bot.infra.metrics import Metrics
 from bot.server import build_app
 from bot.settings import Settings
 from rag.answer import Answerer
+from rag.chroma import ChromaStore
 from rag.engine import Engine
-from rag.store import KnowledgeStore
 from tests.bot.doubles import Outlet, Place
 from tests.bot.scrape import Scrape, scrape
 from tests.bot.test_dispatch import HOLIDAYS, VPN_GUIDE, RecordingAnswerer, RecordingSender
@@ -96,9 +96,7 @@ async def make_service(
         **metrics_options: Any,
     ) -> Service:
         metrics = Metrics(registry=CollectorRegistry(), **metrics_options)
-        engine = make_engine(answerer=answerer, stage_observer=metrics.stage)
-        if store is not None:
-            engine._store = store
+        engine = make_engine(answerer=answerer, stage_observer=metrics.stage, store=store)
         sender = RecordingSender()
         settings = Settings(rate_limit_requests_per_minute=per_minute, rate_limit_burst=burst)
         chat = build_chat_app(
@@ -200,7 +198,7 @@ async def test_a_new_document_shows_after_the_refresh_interval_and_not_before(
 class _CountingStore:
     """The real store, counting the manifest reads /metrics makes; optionally slow to list."""
 
-    def __init__(self, inner: KnowledgeStore, *, delay: float = 0.0) -> None:
+    def __init__(self, inner: ChromaStore, *, delay: float = 0.0) -> None:
         self._inner = inner
         self._delay = delay
         self.listings = 0
@@ -217,28 +215,28 @@ class _CountingStore:
 
 
 async def test_concurrent_scrapes_share_one_store_read(
-    make_service: ServiceFactory, make_engine: EngineFactory
+    make_service: ServiceFactory, store: ChromaStore
 ) -> None:
-    store = _CountingStore(make_engine().store, delay=0.2)
-    svc = await make_service(store=store, kb_refresh_seconds=60, source_timeout=30)
+    counting = _CountingStore(store, delay=0.2)
+    svc = await make_service(store=counting, kb_refresh_seconds=60, source_timeout=30)
     await svc.engine.ingest(KB, "vpn.md", VPN_GUIDE)
     for _ in range(100):  # start-up warms every knowledge base's index, which lists them too
         if svc.engine.warmed:
             break
         await asyncio.sleep(0.05)
-    store.listings = 0
+    counting.listings = 0
 
     scrapes = await asyncio.gather(*(svc.metrics() for _ in range(30)))
 
-    assert store.listings == 1
+    assert counting.listings == 1
     assert {s.value("threadwise_kb_documents", kb=KB) for s in scrapes} == {1}
 
 
 async def test_a_store_that_hangs_does_not_hang_metrics(
-    make_service: ServiceFactory, make_engine: EngineFactory
+    make_service: ServiceFactory, store: ChromaStore
 ) -> None:
-    store = _CountingStore(make_engine().store, delay=1.0)
-    svc = await make_service(store=store, source_timeout=0.2)
+    counting = _CountingStore(store, delay=1.0)
+    svc = await make_service(store=counting, source_timeout=0.2)
 
     started = time.perf_counter()
     m = await svc.metrics()

@@ -81,7 +81,7 @@ async def test_probes_answer_while_the_default_thread_pool_is_full(served: tuple
 
 async def test_many_probes_at_once_cost_one_round_of_checks(served: tuple[TestClient, Engine]) -> None:
     client, engine = served
-    store = _SlowPing(engine.store, delay=0.3)
+    store = _SlowPing(engine._store, delay=0.3)
     engine._store = store  # type: ignore[assignment]
 
     responses = await asyncio.gather(*(client.get("/ready") for _ in range(50)))
@@ -107,9 +107,7 @@ async def test_a_worker_exports_its_jobs_on_its_own_metrics_port(make_engine: En
     )
     runner = await start_metrics_server(metrics, host="127.0.0.1", port=0)
     try:
-        job = Job(
-            "Ev1", "ask", "slack", KB, "U1", "How do I rotate the VPN certificate?", "t", Place("C1")
-        )
+        job = Job("Ev1", "ask", "slack", KB, "U1", "How do I rotate the VPN certificate?", "t", Place("C1"))
         await handler.run(job)
         port = runner.addresses[0][1]
         async with ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:

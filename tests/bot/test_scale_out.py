@@ -22,7 +22,7 @@ import chromadb
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rag.store import KnowledgeStore
+from rag.chroma import ChromaStore
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import HOLIDAYS, VPN_GUIDE
 from tests.fakes.slack_server import FakeSlack
@@ -193,7 +193,7 @@ async def test_every_question_is_answered_once_across_serves_and_a_killed_worker
         client = chromadb.HttpClient(
             host="127.0.0.1", port=chroma_port, settings=chromadb.Settings(anonymized_telemetry=False)
         )
-        documents = await asyncio.to_thread(KnowledgeStore(client, prefix="threadwise").documents, KB)
+        documents = await asyncio.to_thread(ChromaStore(client, prefix="threadwise").documents, KB)
         assert sorted(d.name for d in documents) == ["holidays.md", "vpn.md"]
 
         # The surviving worker counted what it did, at its own /metrics.

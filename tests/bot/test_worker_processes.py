@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.store import KnowledgeStore, open_client
+from rag.chroma import ChromaStore, open_client
 from rag.types import Chunk, DocumentInfo
 from tests.processes import VENV_BIN, Process, Processes, free_port, http_status, threadwise_env, until
 
@@ -29,7 +29,7 @@ def passages(n: int, seed: int) -> tuple[list[Chunk], np.ndarray]:
     return chunks, vectors
 
 
-def seed_store(store: KnowledgeStore) -> None:
+def seed_store(store: ChromaStore) -> None:
     """One finished document, and the passages of an ingest killed before it named its version."""
     chunks, vectors = passages(3, 1)
     store.add_chunks(KB, document="kept.md", version="kept0001", chunks=chunks, embeddings=vectors, url=None)
@@ -50,7 +50,7 @@ async def test_two_workers_on_one_machine_both_run_and_sweep_what_a_killed_inges
     with Processes(tmp_path) as procs:
         redis_url = await procs.redis()
         _, chroma_port = await procs.chroma()
-        store = KnowledgeStore(
+        store = ChromaStore(
             open_client(persist_directory="unused", host="127.0.0.1", port=chroma_port), prefix="threadwise"
         )
         await asyncio.to_thread(seed_store, store)

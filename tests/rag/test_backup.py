@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from rag.backup import BackupError, prune, restore_archive, snapshot, write_archive
+from rag.chroma import ChromaStore, open_client
 from rag.engine import Engine
 from rag.gate import WriteGate
-from rag.store import KnowledgeStore, open_client
 from tests.conftest import EngineFactory
 
 KB = "kb-backup"
@@ -27,7 +27,7 @@ VPN = (
 PETS = b"Office pets policy.\n\nDogs are welcome in the office on Fridays if they are house-trained.\n"
 
 
-class _PausingStore(KnowledgeStore):
+class _PausingStore(ChromaStore):
     """Pauses an ingest between writing its chunks and activating them, and a snapshot mid-copy."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -63,13 +63,13 @@ def _pausing_engine(make_engine: EngineFactory, tmp_path: Path) -> tuple[Engine,
     return make_engine(store=store), store, source
 
 
-def _open_archive(archive: Path, where: Path) -> KnowledgeStore:
+def _open_archive(archive: Path, where: Path) -> ChromaStore:
     """The store an archive holds, restored into `where` and opened with Chroma."""
     restore_archive(archive, where)
-    return KnowledgeStore(open_client(persist_directory=str(where), host=None, port=0), prefix="t")
+    return ChromaStore(open_client(persist_directory=str(where), host=None, port=0), prefix="t")
 
 
-def _contents(store: KnowledgeStore) -> tuple[list[str], int, int]:
+def _contents(store: ChromaStore) -> tuple[list[str], int, int]:
     """Document names, the passages their manifests promise, and the passages really stored."""
     docs = store.documents(KB)
     return [d.name for d in docs], sum(d.chunks for d in docs), store.chunk_count(KB)
@@ -208,6 +208,23 @@ def test_an_archive_round_trips_every_file_and_skips_the_lock(tmp_path: Path) ->
     ]
     assert (target / "seg" / "data_level0.bin").read_bytes() == bytes(range(256)) * 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "store", "target"]  # no staging left
+
+
+@pytest.mark.parametrize("index", ["[]", '"export"', "null", '{"format": 1, "knowledge_bases": "all"}'])
+def test_an_export_whose_index_is_not_an_object_is_refused_and_changes_nothing(
+    tmp_path: Path, index: str
+) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "export.json").write_text(index)
+    bad = write_archive(export, tmp_path / "b", kind="export").path  # its checksums agree
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "kept.bin").write_text("as it was")
+
+    with pytest.raises(BackupError, match=r"is not a usable threadwise backup: its export\.json"):
+        restore_archive(bad, target, prefix="t")
+    assert [p.name for p in target.iterdir()] == ["kept.bin"]
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:

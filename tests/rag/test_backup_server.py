@@ -26,8 +26,9 @@ from rag.backup import (
     restore_to_server,
     write_archive,
 )
+from rag.chroma import ChromaStore, open_client
 from rag.engine import Engine
-from rag.store import KnowledgeStore, new_version, open_client
+from rag.store import new_version
 from rag.types import Chunk
 from tests.conftest import EngineFactory
 from tests.processes import Processes
@@ -49,37 +50,42 @@ PETS = b"Office pets policy.\n\nDogs are welcome in the office on Fridays if the
 class Server:
     port: int
     engine: Engine  # on the server, as a worker's
+    store: ChromaStore  # the engine's
 
     def client(self) -> Any:
         return open_client(persist_directory="unused", host="127.0.0.1", port=self.port)
+
+    def other(self) -> ChromaStore:
+        """The server's store as another process (the backup command) opens it."""
+        return ChromaStore(self.client(), prefix=PREFIX)
 
 
 @pytest.fixture
 async def server(tmp_path: Path, make_engine: EngineFactory) -> AsyncIterator[Server]:
     with Processes(tmp_path / "processes") as procs:
         _, port = await procs.chroma()
-        store = KnowledgeStore(
+        store = ChromaStore(
             open_client(persist_directory="unused", host="127.0.0.1", port=port), prefix=PREFIX
         )
         engine = make_engine(store=store)
         await engine.ingest(KB, "vpn.md", VPN, uploader="U1")
         await engine.ingest(KB, "pets.txt", PETS, uploader="U2")
-        yield Server(port, engine)
+        yield Server(port, engine, store)
 
 
 async def _backup(server: Server, backup_dir: Path, **options: Any) -> BackupResult:
     return await asyncio.to_thread(
-        backup_server, server.client(), prefix=PREFIX, backup_dir=backup_dir, retention_days=30, **options
+        backup_server, server.other(), backup_dir=backup_dir, retention_days=30, **options
     )
 
 
-def _restored(archive: Path, where: Path) -> KnowledgeStore:
+def _restored(archive: Path, where: Path) -> ChromaStore:
     """The knowledge bases an archive holds, restored into a new embedded store."""
     restore_archive(archive, where, prefix=PREFIX)
-    return KnowledgeStore(open_client(persist_directory=str(where), host=None, port=0), prefix=PREFIX)
+    return ChromaStore(open_client(persist_directory=str(where), host=None, port=0), prefix=PREFIX)
 
 
-def _whole(store: KnowledgeStore, kb: str) -> dict[str, int]:
+def _whole(store: ChromaStore, kb: str) -> dict[str, int]:
     """Each document and its passages; fails unless every passage belongs to an active version."""
     docs = store.documents(kb)
     chunks = store.chunks_of_versions(kb, [d.version for d in docs])
@@ -101,7 +107,7 @@ async def test_an_export_under_concurrent_writes_holds_no_half_written_document(
         # Between the export's first two pages another worker replaces vpn.md (the old version's
         # chunks are deleted) and is midway through another ingest (chunks written, not active).
         asyncio.run_coroutine_threadsafe(engine.ingest(KB, "vpn.md", VPN_V2, uploader="U1"), loop).result()
-        engine.store.add_chunks(
+        server.store.add_chunks(
             KB,
             document="half.md",
             version=half,
@@ -155,14 +161,14 @@ async def test_a_restore_replaces_the_servers_knowledge_bases_in_place(
     assert "45 days" in (await engine.ask(KB, QUESTION)).text
 
     archive, loaded = await asyncio.to_thread(
-        restore_to_server, backup.backup.path, server.client(), prefix=PREFIX, work_dir=tmp_path / "work"
+        restore_to_server, backup.backup.path, server.other(), prefix=PREFIX, work_dir=tmp_path / "work"
     )
 
     assert (archive.kind, loaded.knowledge_bases, loaded.documents) == ("export", 1, 2)
     # The engine that was running all along answers from the restored knowledge base at once.
     after = await engine.ask(KB, QUESTION)
     assert (after.text, after.citations) == (before.text, before.citations)
-    assert _whole(engine.store, KB) == {"pets.txt": 1, "vpn.md": backup.contents.chunks - 1}  # type: ignore[union-attr]
+    assert _whole(server.store, KB) == {"pets.txt": 1, "vpn.md": backup.contents.chunks - 1}  # type: ignore[union-attr]
     assert await engine.documents("kb-later") == []  # not in the backup: emptied
     assert list((tmp_path / "work").iterdir()) == []
 
@@ -190,11 +196,13 @@ async def test_a_restore_stopped_midway_says_so_and_runs_again_to_the_end(
 ) -> None:
     engine = server.engine
     await engine.ingest("kb-second", "vpn.md", VPN)
-    vpn_chunks = _whole(engine.store, "kb-second")["vpn.md"]
+    vpn_chunks = _whole(server.store, "kb-second")["vpn.md"]
     backup = await _backup(server, tmp_path / "b")
     await engine.forget(KB, "pets.txt")
     await engine.forget("kb-second", "vpn.md")
-    failing = _FailingOnce(server.client(), f"{PREFIX}-{KB}")  # the second, in order
+    failing = ChromaStore(
+        _FailingOnce(server.client(), f"{PREFIX}-{KB}"), prefix=PREFIX
+    )  # the second, in order
 
     with pytest.raises(BackupError) as err:
         await asyncio.to_thread(
@@ -212,8 +220,8 @@ async def test_a_restore_stopped_midway_says_so_and_runs_again_to_the_end(
         restore_to_server, backup.backup.path, failing, prefix=PREFIX, work_dir=tmp_path / "w"
     )
     assert [d.name for d in await engine.documents(KB)] == ["pets.txt", "vpn.md"]
-    assert _whole(engine.store, "kb-second") == {"vpn.md": vpn_chunks}
-    assert _whole(engine.store, KB) == {"pets.txt": 1, "vpn.md": vpn_chunks}
+    assert _whole(server.store, "kb-second") == {"vpn.md": vpn_chunks}
+    assert _whole(server.store, KB) == {"pets.txt": 1, "vpn.md": vpn_chunks}
 
 
 async def test_an_export_that_is_not_whole_is_refused_before_the_server_is_touched(
@@ -234,7 +242,7 @@ async def test_an_export_that_is_not_whole_is_refused_before_the_server_is_touch
         BackupError, match=rf"is not a usable threadwise backup: the knowledge base {KB} in it"
     ):
         await asyncio.to_thread(
-            restore_to_server, bad, server.client(), prefix=PREFIX, work_dir=tmp_path / "w"
+            restore_to_server, bad, server.other(), prefix=PREFIX, work_dir=tmp_path / "w"
         )
     assert [d.name for d in await server.engine.documents(KB)] == ["vpn.md"]  # untouched
     shutil.rmtree(unpacked)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pypdf import PdfWriter
 
+from rag.chroma import ChromaStore
 from rag.errors import UserFacingError
-from rag.store import KnowledgeStore
 from rag.types import Chunk, Upload
 from tests.conftest import EngineFactory
 from tests.fakes.groq_server import FakeGroq
@@ -91,7 +91,7 @@ async def test_changed_file_replaces_the_old_version(make_engine: EngineFactory)
     assert "30 days" in texts and "90 days" not in texts
 
 
-class _PausingStore(KnowledgeStore):
+class _PausingStore(ChromaStore):
     """Holds an ingest between writing the new chunks and activating them."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -106,7 +106,7 @@ class _PausingStore(KnowledgeStore):
 
 
 async def test_replacement_is_atomic_for_searches(make_engine: EngineFactory, tmp_path: Any) -> None:
-    from rag.store import open_client
+    from rag.chroma import open_client
 
     store = _PausingStore(open_client(persist_directory=str(tmp_path / "c"), host=None, port=0), prefix="t")
     engine = make_engine(store=store)
@@ -125,17 +125,17 @@ async def test_replacement_is_atomic_for_searches(make_engine: EngineFactory, tm
     assert "45 days" in after and "90 days" not in after
 
 
-class _FailingStore(KnowledgeStore):
+class _FailingStore(ChromaStore):
     def add_chunks(self, kb: str, **kwargs: Any) -> None:
         super().add_chunks(kb, **kwargs)  # the chunks are written…
         raise RuntimeError("disk full")  # …and then the ingest dies before activation
 
 
 async def test_failure_mid_ingest_leaves_the_kb_as_it_was(make_engine: EngineFactory, tmp_path: Any) -> None:
-    from rag.store import open_client
+    from rag.chroma import open_client
 
     client = open_client(persist_directory=str(tmp_path / "c"), host=None, port=0)
-    good = make_engine(store=KnowledgeStore(client, prefix="t"))
+    good = make_engine(store=ChromaStore(client, prefix="t"))
     await good.ingest(KB, "vpn.md", VPN)
     before = await _state(good)
     failing = make_engine(store=_FailingStore(client, prefix="t"))
@@ -244,21 +244,21 @@ async def test_query_cache_hits_until_the_kb_changes(make_engine: EngineFactory)
 async def test_leftovers_of_a_killed_ingest_are_swept_at_start(
     make_engine: EngineFactory, tmp_path: Any
 ) -> None:
-    from rag.store import open_client
+    from rag.chroma import open_client
 
     client = open_client(persist_directory=str(tmp_path / "c"), host=None, port=0)
-    engine = make_engine(store=KnowledgeStore(client, prefix="t", exclusive=True))
+    engine = make_engine(store=ChromaStore(client, prefix="t", exclusive=True))
     await engine.ingest(KB, "vpn.md", VPN)
     active = (await engine.stats(KB)).chunks
     # What a process killed between writing chunks and activating them leaves behind (kill -9 runs
     # no cleanup): chunks of a version no manifest names.
     vector = np.ones((1, 384), dtype=np.float32) / np.sqrt(384)
-    store = KnowledgeStore(client, prefix="t", exclusive=True)
+    store = ChromaStore(client, prefix="t", exclusive=True)
     store.add_chunks(
         KB, document="x.txt", version="deadbeef", chunks=[Chunk("orphan", 0)], embeddings=vector, url=None
     )
     assert store.chunk_count(KB) == active + 1
-    shared = make_engine(store=KnowledgeStore(client, prefix="t", exclusive=False))
+    shared = make_engine(store=ChromaStore(client, prefix="t", exclusive=False))
     assert await shared.sweep() == 0  # on a shared server it may be another worker's ingest: never
     assert await engine.sweep() == 1
     assert store.chunk_count(KB) == active
@@ -266,15 +266,15 @@ async def test_leftovers_of_a_killed_ingest_are_swept_at_start(
 
 
 async def test_large_results_are_read_in_pages(
-    make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+    make_engine: EngineFactory, store: ChromaStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Chroma refuses one statement over ~32k variables; reading a big KB must page. Shrink the page.
-    monkeypatch.setattr("rag.store._PAGE", 2)
+    monkeypatch.setattr("rag.chroma.store._PAGE", 2)
     engine = make_engine()
     for name in ("a.md", "b.md", "c.md"):
         await engine.ingest(KB, name, VPN.replace(b"VPN guide", name.encode()))
     assert [d.name for d in await engine.documents(KB)] == ["a.md", "b.md", "c.md"]
-    texts, vectors = engine.store.all_chunks(KB)
+    texts, vectors = store.all_chunks(KB)
     assert len(texts) == len(vectors) == (await engine.stats(KB)).chunks > 2
     hits = await engine.search(KB, "ERR_CONN_4021", top_k=10)
     assert {p.document for p in hits} == {"a.md", "b.md", "c.md"}  # the keyword index saw every page
@@ -362,9 +362,9 @@ async def test_batch_groups_are_bounded(
 async def test_a_store_failure_in_a_batch_keeps_finished_documents_whole(
     make_engine: EngineFactory, tmp_path: Any
 ) -> None:
-    from rag.store import open_client
+    from rag.chroma import open_client
 
-    class FailOnFaq(KnowledgeStore):
+    class FailOnFaq(ChromaStore):
         def add_chunks(self, kb: str, **kwargs: Any) -> None:
             super().add_chunks(kb, **kwargs)
             if kwargs["document"] == "faq.md":
@@ -385,11 +385,11 @@ async def test_a_store_failure_in_a_batch_keeps_finished_documents_whole(
 async def test_a_knowledge_base_dropped_and_refilled_by_another_process_is_seen_here(
     make_engine: EngineFactory, tmp_path: Any
 ) -> None:
-    from rag.store import open_client
+    from rag.chroma import open_client
 
     client = open_client(persist_directory=str(tmp_path / "c"), host=None, port=0)
-    here = make_engine(store=KnowledgeStore(client, prefix="t"))
-    other = make_engine(store=KnowledgeStore(client, prefix="t"))  # its own collection handles
+    here = make_engine(store=ChromaStore(client, prefix="t"))
+    other = make_engine(store=ChromaStore(client, prefix="t"))  # its own collection handles
     await here.ingest(KB, "vpn.md", VPN)
     assert (await here.search(KB, "ERR_CONN_4021"))[0].document == "vpn.md"
 
@@ -404,7 +404,7 @@ async def test_a_knowledge_base_dropped_and_refilled_by_another_process_is_seen_
 
 
 async def test_a_chosen_passage_deleted_behind_the_searchs_back_is_left_out(
-    make_engine: EngineFactory,
+    make_engine: EngineFactory, store: ChromaStore
 ) -> None:
     """Searches rank chunk ids and read only the passages they keep: one whose chunks went from the
     store after the search's view of the manifest was made is skipped and the next passage taken."""
@@ -415,7 +415,7 @@ async def test_a_chosen_passage_deleted_behind_the_searchs_back_is_left_out(
     before = await engine.search(KB, question, top_k=10)
     assert {p.document for p in before} == {"vpn.md", "pets.txt"}
     vpn = next(d for d in await engine.documents(KB) if d.name == "vpn.md")
-    engine.store.delete_version(KB, vpn.version)  # the manifest still names it: the view is as it was
+    store.delete_version(KB, vpn.version)  # the manifest still names it: the view is as it was
     after = await engine.search(KB, question, top_k=10)
     assert [p.document for p in after] == ["pets.txt"] * len(after) and after
     assert [p.chunk_id for p in after] == [p.chunk_id for p in before if p.document == "pets.txt"]

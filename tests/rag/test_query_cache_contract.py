@@ -195,7 +195,7 @@ async def test_an_answer_cached_by_one_process_is_served_by_another_until_the_kb
                 fallback=ExtractiveAnswerer(reason="unavailable"),
             )
             a = make_engine(answerer=answerer, query_cache=_redis_cache(clients[0], prefix))
-            b = make_engine(answerer=answerer, store=a.store, query_cache=_redis_cache(clients[1], prefix))
+            b = make_engine(answerer=answerer, query_cache=_redis_cache(clients[1], prefix))
             await a.ingest(KB, "vpn.md", vpn)
 
             first = await a.ask(KB, question)

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rag.chroma import ChromaStore, open_client
 from rag.errors import ConfigError
-from rag.store import KnowledgeStore, open_client
 from tests.processes import Processes, free_port, until
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ async def test_a_server_that_stops_answering_times_out_and_is_used_again_when_it
 ) -> None:
     with Processes(tmp_path) as procs:
         chroma, port = await procs.chroma()
-        store = KnowledgeStore(
+        store = ChromaStore(
             open_client(persist_directory="unused", host="127.0.0.1", port=port, timeout=1.0), prefix="t"
         )
         store.ping()

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.store import KnowledgeStore, LeftoverSweeper, open_client
+from rag.chroma import ChromaStore, open_client
+from rag.store import LeftoverSweeper
 from rag.types import Chunk, DocumentInfo
 from tests.processes import Processes
 
@@ -27,30 +28,30 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeStore]:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaStore]:
     import asyncio
 
     root: Path = tmp_path_factory.mktemp("sweep")
     with Processes(root) as procs:
         _, port = asyncio.run(procs.chroma())
-        yield KnowledgeStore(open_client(persist_directory="unused", host="127.0.0.1", port=port), prefix="t")
+        yield ChromaStore(open_client(persist_directory="unused", host="127.0.0.1", port=port), prefix="t")
 
 
-def write(store: KnowledgeStore, name: str, version: str, n: int) -> None:
+def write(store: ChromaStore, name: str, version: str, n: int) -> None:
     chunks = [Chunk(f"{name} passage {i}", i) for i in range(n)]
     vectors = np.random.default_rng(n).random((n, 8), dtype=np.float32)
     store.add_chunks(KB, document=name, version=version, chunks=chunks, embeddings=vectors, url=None)
 
 
-def activate(store: KnowledgeStore, name: str, version: str, n: int) -> None:
+def activate(store: ChromaStore, name: str, version: str, n: int) -> None:
     store.activate(KB, DocumentInfo(name, "0" * 64, version, n, "U1", 1.0, 10, "text"))
 
 
-def versions(store: KnowledgeStore) -> set[str]:
+def versions(store: ChromaStore) -> set[str]:
     return {c.version for c in store.chunks_of_versions(KB, ["active01", "killed01", "flight01", "late0001"])}
 
 
-def test_only_versions_unnamed_for_longer_than_any_ingest_are_swept(store: KnowledgeStore) -> None:
+def test_only_versions_unnamed_for_longer_than_any_ingest_are_swept(store: ChromaStore) -> None:
     write(store, "a.md", "active01", 2)
     activate(store, "a.md", "active01", 2)
     write(store, "b.md", "killed01", 3)  # an ingest killed before it named its version

@@ -8,6 +8,7 @@ import unicodedata
 import pytest
 
 from bot.core import text
+from rag.chroma import ChromaStore
 from rag.types import DocumentInfo
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import HOLIDAYS, KB, VPN_GUIDE, HarnessFactory, SlackHarness
@@ -185,8 +186,9 @@ async def test_forget_still_takes_a_name_in_quotes_or_as_code(slack: SlackHarnes
     assert quoted.startswith("Deleted *my notes.md*") and code.startswith("Deleted *plain.md*")
 
 
-async def test_names_stored_before_normalisation_are_listed_and_forgotten(slack: SlackHarness) -> None:
-    store = slack.engine.store
+async def test_names_stored_before_normalisation_are_listed_and_forgotten(
+    slack: SlackHarness, store: ChromaStore
+) -> None:
     legacy = {
         unicodedata.normalize("NFD", "résumé.md"): "résumé.md",  # a Mac's decomposed name, forgotten
         "a/b.md": "a/b.md",  # by its name as listed, or in its normal form
@@ -205,10 +207,10 @@ async def test_names_stored_before_normalisation_are_listed_and_forgotten(slack:
 
 
 async def test_replacing_a_document_stored_under_a_decomposed_name_keeps_one_document(
-    slack: SlackHarness,
+    slack: SlackHarness, store: ChromaStore
 ) -> None:
     decomposed = unicodedata.normalize("NFD", "café.md")
-    slack.engine.store.activate(KB, _manifest_entry(decomposed, uploader=OWNER))
+    store.activate(KB, _manifest_entry(decomposed, uploader=OWNER))
 
     replaced = await _upload(slack, unicodedata.normalize("NFC", "café.md"), VPN_GUIDE)
 
