@@ -16,6 +16,15 @@ log = structlog.get_logger(__name__)
 
 Vote = Literal["up", "down"]
 
+# Why an answer was not good, as a 👎's form offers it: key -> what the person reads.
+REASONS = {
+    "wrong": "Wrong",
+    "outdated": "Out of date",
+    "not_in_documents": "Not in the documents",
+    "other": "Other",
+}
+COMMENT_LIMIT = 500  # characters of a person's own words kept with a vote
+
 
 @dataclass(frozen=True)
 class FeedbackVote:
@@ -23,7 +32,9 @@ class FeedbackVote:
     workspace: str  # "slack-T…", "teams-<tenant>": the knowledge base follows from it
     user: str
     vote: Vote
-    ref: str  # the question the answer was for: Slack's event id, Teams' activity id
+    ref: str  # the answer voted on: its Reply.ref, or the id `finish` returned for its message
+    reason: str = ""  # a key of REASONS, or "" (none given yet: a reason may follow the vote)
+    comment: str = ""  # what the person typed, if anything
 
 
 class FeedbackRecorder:

@@ -145,7 +145,7 @@ class JobHandler:
 
         answer = await self._engine.ask(job.kb, job.text, history=history, on_delta=on_delta)
         await self._memory.append(job.thread, Turn("user", job.text), Turn("assistant", answer.text))
-        return answer_reply(answer)
+        return answer_reply(answer, ref=job.id)
 
     async def _ingest(self, job: Job, messages: Messages) -> Reply:
         fetcher = self._platforms[job.platform].fetcher
@@ -234,8 +234,15 @@ async def _apologised(messages: Messages, job: Job) -> bool:
     return True
 
 
-def answer_reply(answer: Answer) -> Reply:
-    return Reply(answer.text, kind="answer", citations=answer.citations, feedback=answer.mode != "not_found")
+def answer_reply(answer: Answer, *, ref: str = "") -> Reply:
+    return Reply(
+        answer.text,
+        kind="answer",
+        citations=answer.citations,
+        feedback=answer.mode != "not_found",
+        ref=ref,
+        generated=answer.mode == "llm",
+    )
 
 
 class _Progress:

@@ -160,3 +160,5 @@ class Reply:
     citations: tuple[Citation, ...] = ()
     feedback: bool = False  # offer 👍/👎
     ephemeral: bool = False  # visible to the asker only, where the platform allows
+    ref: str = ""  # an answer's reference, which votes on it carry back (FeedbackVote.ref): its job's id
+    generated: bool = False  # written by the language model, not quoted from the documents: labelled AI

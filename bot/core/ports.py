@@ -21,8 +21,10 @@ class ReplySender(Protocol):
         `handle`. Returns the message now shown, for the next update or the final reply."""
         ...
 
-    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> None:
-        """Deliver the final reply, replacing the working message where there is one."""
+    async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> str | None:
+        """Deliver the final reply, replacing the working message where there is one. Returns the
+        platform's id of the message that holds it where votes on it name that id rather than
+        `reply.ref` (a Teams activity id), else None."""
         ...
 
 
