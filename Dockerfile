@@ -45,6 +45,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TOKENIZERS_PARALLELISM=false \
     CHROMA_PERSIST_DIRECTORY=/data/chroma \
     BACKUP_DIR=/data/backups \
+    FEEDBACK_PATH=/data/feedback.sqlite3 \
     LOG_FORMAT=json
 
 RUN useradd --uid 1000 --user-group --create-home --home-dir /home/threadwise \

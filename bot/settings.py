@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     backup_schedule: str = "0 2 * * *"
     backup_retention_days: int = Field(30, ge=1)
 
+    # Votes on answers and what each answer was (without REDIS_URL; with it they are kept in Redis)
+    feedback_path: str = "./data/feedback.sqlite3"
+
     # People and knowledge bases
     admin_user_ids: CommaList = Field(default_factory=list)
     kb_aliases: CommaList = Field(default_factory=list)

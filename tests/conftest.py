@@ -33,6 +33,13 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _own_feedback_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test its own FEEDBACK_PATH (a test that clears the environment and changes directory
+    gets one under its own directory): votes never carry over from one test to the next."""
+    monkeypatch.setenv("FEEDBACK_PATH", str(tmp_path / "feedback.sqlite3"))
+
+
 @pytest.fixture(scope="session")
 def embedder() -> SentenceEmbedder:
     emb = SentenceEmbedder(cache_size=10_000, cache_ttl=0)

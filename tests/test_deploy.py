@@ -240,7 +240,7 @@ def test_image_environment_is_settings_or_the_python_runtime(final: Stage) -> No
     assert values["HF_HUB_OFFLINE"] == "1", "the model must never be fetched at start"
     # The data lives under the VOLUME, so a container's store and backups survive it.
     volumes = [v for args in final.all("VOLUME") for v in exec_form(args)]
-    for name in ("CHROMA_PERSIST_DIRECTORY", "BACKUP_DIR"):
+    for name in ("CHROMA_PERSIST_DIRECTORY", "BACKUP_DIR", "FEEDBACK_PATH"):
         assert any(values[name].startswith(v.rstrip("/") + "/") for v in volumes), name
 
 
@@ -502,7 +502,7 @@ def test_compose_single_machine_keeps_its_data_in_a_named_volume() -> None:
     assert process.setting("RUNNER") == "inprocess" and not process.setting("CHROMA_HOST")
     (service,) = threadwise_services(doc).values()
     mounts = dict(volume.split(":", 1) for volume in service["volumes"])
-    for name in ("CHROMA_PERSIST_DIRECTORY", "BACKUP_DIR"):
+    for name in ("CHROMA_PERSIST_DIRECTORY", "BACKUP_DIR", "FEEDBACK_PATH"):
         inside = [v for v, target in mounts.items() if process.setting(name).startswith(target + "/")]
         assert inside and inside[0] in doc["volumes"], f"{name} is not in a named volume"
     published = [resolve_defaults(p).split(":") for p in service["ports"]]

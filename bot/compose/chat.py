@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from bot.compose.engine import open_redis
 from bot.core.dispatch import Dispatcher
-from bot.core.feedback import FeedbackRecorder
+from bot.core.feedback import FeedbackBook, FeedbackRecorder
 from bot.core.handlers import JobHandler
 from bot.core.ports import JobRunner, Outbound
 from bot.core.runner import InProcessRunner
@@ -20,10 +21,8 @@ from bot.core.state import (
     MemoryDeduplicator,
     MemoryRateLimiter,
     MemoryThreadMemory,
-    MemoryVoteBook,
     RateLimiter,
     ThreadMemory,
-    VoteBook,
 )
 from bot.infra.jobqueue import QueueRunner
 from bot.infra.metrics import Metrics
@@ -60,6 +59,7 @@ def build_handler(
     platforms: Mapping[str, Outbound],
     memory: ThreadMemory,
     metrics: Metrics,
+    feedback: FeedbackRecorder,
 ) -> JobHandler:
     """What runs a job, in this process or on a worker."""
     return JobHandler(
@@ -68,6 +68,7 @@ def build_handler(
         memory=memory,
         max_file_mb=settings.max_file_size_mb,
         telemetry=metrics,
+        feedback=feedback,
     )
 
 
@@ -83,7 +84,10 @@ def build_chat_app(
     metrics = metrics or Metrics(registry=CollectorRegistry())
     outbound = {p.name: p for p in platforms}
     dedup, limiter, memory, shared = _chat_state(settings)
-    handler = build_handler(settings, engine, platforms=outbound, memory=memory, metrics=metrics)
+    feedback = build_feedback(settings, metrics, shared)
+    handler = build_handler(
+        settings, engine, platforms=outbound, memory=memory, metrics=metrics, feedback=feedback
+    )
     runner: InProcessRunner | QueueRunner
     if settings.runner == "queue":
         assert shared is not None  # Settings refuse RUNNER=queue without REDIS_URL
@@ -102,18 +106,24 @@ def build_chat_app(
     )
     metrics.watch_engine(engine)
     metrics.watch_queue(runner.depth)
-    feedback = FeedbackRecorder(kb_for=settings.kb_for, telemetry=metrics, votes=_vote_book(shared))
     return ChatApp(dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback)
 
 
-def _vote_book(shared: aioredis.Redis | None) -> VoteBook:
-    """Feedback votes, one per person per answer: in Redis beside the other shared state, so a click
-    replayed to another replica is not counted again."""
-    if shared is None:
-        return MemoryVoteBook()
-    from bot.infra.redis_state import RedisVoteBook
+def build_feedback(settings: Settings, metrics: Metrics, shared: aioredis.Redis | None) -> FeedbackRecorder:
+    """Where votes go, and the notes of answers they are kept with."""
+    return FeedbackRecorder(kb_for=settings.kb_for, telemetry=metrics, book=feedback_book(settings, shared))
 
-    return RedisVoteBook(shared)
+
+def feedback_book(settings: Settings, shared: aioredis.Redis | None) -> FeedbackBook:
+    """Votes, one per person per answer, and what each answer was: in Redis beside the other shared
+    state (a click replayed to another replica is not counted again), else in FEEDBACK_PATH."""
+    if shared is None:
+        from bot.infra.feedback_sqlite import SqliteFeedbackBook
+
+        return SqliteFeedbackBook(Path(settings.feedback_path))
+    from bot.infra.redis_state import RedisFeedbackBook
+
+    return RedisFeedbackBook(shared)
 
 
 def _chat_state(

@@ -14,7 +14,7 @@ from arq.worker import Worker
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from bot.compose.chat import build_handler
+from bot.compose.chat import build_feedback, build_handler
 from bot.compose.engine import build_engine
 from bot.infra.jobqueue import QUEUE_NAME, QueueRunner
 from bot.infra.metrics import Metrics, QueueDepth
@@ -56,8 +56,14 @@ async def open_worker(settings: Settings, redis: ArqRedis, *, queue_name: str) -
     for platform in platforms:
         await platform.start()
     outbound = {p.name: p for p in platforms}
+    feedback = build_feedback(settings, metrics, redis)  # notes of the answers given here
     handler = build_handler(
-        settings, engine, platforms=outbound, memory=RedisThreadMemory(redis), metrics=metrics
+        settings,
+        engine,
+        platforms=outbound,
+        memory=RedisThreadMemory(redis),
+        metrics=metrics,
+        feedback=feedback,
     )
     jobs = QueuedJobs(
         handler=handler,

@@ -11,6 +11,7 @@ import structlog
 
 from bot.core import text
 from bot.core.commands import name_candidates, parse_command
+from bot.core.feedback import AnswerNote, FeedbackRecorder
 from bot.core.model import Handle, IngestProgress, Job, PartialAnswer, Reply, ReplyKind, Update
 from bot.core.ports import Outbound, ReplySender
 from bot.core.state import ThreadMemory
@@ -40,8 +41,8 @@ class Messages:
     async def update(self, update: Update) -> None:
         self.handle = await self._sender.update(self._address, self.handle, update)
 
-    async def finish(self, reply: Reply) -> None:
-        await self._sender.finish(self._address, self.handle, reply)
+    async def finish(self, reply: Reply) -> str | None:
+        return await self._sender.finish(self._address, self.handle, reply)
 
 
 class JobHandler:
@@ -54,6 +55,7 @@ class JobHandler:
         max_file_mb: float,
         stream_interval: float = STREAM_INTERVAL_S,
         telemetry: Telemetry | None = None,
+        feedback: FeedbackRecorder | None = None,
     ) -> None:
         self._engine = engine
         self._platforms = platforms
@@ -61,6 +63,7 @@ class JobHandler:
         self._max_file_mb = max_file_mb
         self._interval = stream_interval
         self._telemetry = telemetry or NullTelemetry()
+        self._feedback = feedback or FeedbackRecorder(telemetry=self._telemetry)
 
     async def run(self, job: Job, *, last_try: bool = True, deadline_s: float | None = None) -> Ended:
         """Do the job and always reply: with the result, a user-facing reason, or an apology.
@@ -105,7 +108,7 @@ class JobHandler:
             reply, outcome = _apology(job), "error"
         try:
             with timed(self._telemetry, "reply"):
-                await messages.finish(reply)
+                shown = await messages.finish(reply)
         except Exception as exc:
             if isinstance(exc, RetryableError) and not last_try:
                 raise  # counted on the retry
@@ -119,6 +122,8 @@ class JobHandler:
             return
         self._count(job, outcome, started)
         bound.info("job_done", seconds=round(time.perf_counter() - started, 3), outcome=reply.kind)
+        if reply.feedback:  # what the answer was, for the votes on it
+            await self._feedback.note(job.platform, [reply.ref, shown or ""], _note(job, reply))
 
     def _count(self, job: Job, outcome: Outcome, started: float) -> None:
         self._telemetry.request(job.platform, job.kind, outcome)
@@ -232,6 +237,11 @@ async def _apologised(messages: Messages, job: Job) -> bool:
     except Exception:
         return False
     return True
+
+
+def _note(job: Job, reply: Reply) -> AnswerNote:
+    documents = tuple(dict.fromkeys(c.document for c in reply.citations))
+    return AnswerNote(job.kb, job.text, "llm" if reply.generated else "extractive", documents)
 
 
 def answer_reply(answer: Answer, *, ref: str = "") -> Reply:

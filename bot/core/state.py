@@ -1,5 +1,5 @@
-"""State the dispatcher shares across messages: dedup, rate limits, thread memory and feedback
-votes (in memory).
+"""State the dispatcher shares across messages: dedup, rate limits and thread memory (in memory;
+feedback votes are bot/core/feedback.py's).
 
 The Redis versions (bot/infra/redis_state.py, for several bot processes) implement the same small
 interfaces; tests/bot/test_state_contract.py runs the same assertions against both.
@@ -27,15 +27,6 @@ class RateLimiter(Protocol):
     async def acquire(self, user: str) -> float:
         """0 when `user` may go ahead now, else the seconds to wait."""
         ...
-
-
-class VoteBook(Protocol):
-    async def cast(self, key: str, vote: str) -> str | None:
-        """Record `vote` as the one under `key`; returns the vote recorded before (None: first)."""
-        ...
-
-
-VOTE_TTL_S = 90 * 86400.0  # how long a vote is remembered: longer than anyone clicks on an answer
 
 
 class ThreadMemory(Protocol):
@@ -67,32 +58,6 @@ class MemoryDeduplicator:
             return False
         self._seen[key] = now
         return True
-
-
-class MemoryVoteBook:
-    """The latest vote per key; the least recently cast forgotten first, past `max_keys` or `ttl`."""
-
-    def __init__(
-        self,
-        *,
-        ttl: float = VOTE_TTL_S,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._votes: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._ttl = ttl
-        self._max = max_keys
-        self._clock = clock
-
-    async def cast(self, key: str, vote: str) -> str | None:
-        now = self._clock()
-        while self._votes and (
-            len(self._votes) >= self._max or now - next(iter(self._votes.values()))[1] > self._ttl
-        ):
-            self._votes.popitem(last=False)
-        previous = self._votes.pop(key, None)
-        self._votes[key] = (vote, now)  # remembered `ttl` from the latest click, as in Redis
-        return previous[0] if previous else None
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The dispatcher's shared state in Redis, so every `threadwise serve` replica agrees.
 
-Same interfaces as `bot.core.state` (Deduplicator, RateLimiter, ThreadMemory, VoteBook) with the
+Same interfaces as `bot.core.state` (Deduplicator, RateLimiter, ThreadMemory) and
+`bot.core.feedback.FeedbackBook`, with the
 same behaviour; each operation is one atomic Redis command or Lua script, so concurrent replicas never
 interleave a read and a write. Time comes from the Redis server (`TIME`), never from the replicas'
 clocks. The client is built in the composition root and shared; keys start with `prefix`.
@@ -8,11 +9,14 @@ clocks. The client is built in the composition root and shared; keys start with 
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
+from dataclasses import asdict
 
 from redis.asyncio import Redis
 
-from bot.core.state import VOTE_TTL_S
+from bot.core.feedback import VOTE_TTL_S, AnswerNote, VoteRecord
 from rag.types import Turn
 
 DEFAULT_PREFIX = "threadwise:"
@@ -67,10 +71,23 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
 
-# Swap in the new vote and return the one it replaces (GET then SET in one script: any Redis version).
+# Keep the new vote record (the reason given before kept when the same vote comes again without
+# one: bot.core.feedback.merged) and return the one it replaces, in one step; index it by time.
 _CAST = """
 local previous = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local record = ARGV[1]
+if previous then
+  local old = cjson.decode(previous)
+  local new = cjson.decode(record)
+  if old['vote'] == new['vote'] then
+    if new['reason'] == '' then new['reason'] = old['reason'] end
+    if new['comment'] == '' then new['comment'] = old['comment'] end
+    record = cjson.encode(new)
+  end
+end
+redis.call('SET', KEYS[1], record, 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
 return previous
 """
 
@@ -101,18 +118,48 @@ class RedisRateLimiter:
         return float(wait)
 
 
-class RedisVoteBook:
-    """The latest vote per key, kept `ttl` seconds after it was cast: a click replayed to any
-    replica finds it."""
+class RedisFeedbackBook:
+    """Votes and answer notes, each kept `ttl` seconds: a click replayed to any replica finds its
+    vote, and `threadwise feedback` reads them from anywhere. Times are the recording process's."""
 
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, ttl: float = VOTE_TTL_S) -> None:
-        self._prefix = f"{prefix}vote:"
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl
         self._ttl_ms = max(1, int(ttl * 1000))
         self._script = redis.register_script(_CAST)
 
-    async def cast(self, key: str, vote: str) -> str | None:
-        previous = await self._script(keys=[self._prefix + key], args=[vote, self._ttl_ms])
-        return previous.decode() if isinstance(previous, bytes) else None
+    async def note(self, platform: str, refs: Sequence[str], note: AnswerNote) -> None:
+        text = json.dumps(asdict(note))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ref in refs:
+                pipe.set(f"{self._prefix}note:{platform}:{ref}", text, px=self._ttl_ms)
+            await pipe.execute()
+
+    async def noted(self, platform: str, ref: str) -> AnswerNote | None:
+        found = await self._redis.get(f"{self._prefix}note:{platform}:{ref}")
+        return AnswerNote.from_dict(json.loads(found)) if found else None
+
+    async def cast(self, record: VoteRecord) -> VoteRecord | None:
+        keys = [f"{self._prefix}vote:{record.key}", f"{self._prefix}votes"]
+        cutoff = record.at - self._ttl
+        args: list[str | int | float] = [
+            json.dumps(record.to_dict()),
+            self._ttl_ms,
+            record.at,
+            record.key,
+            cutoff,
+        ]
+        previous = await self._script(keys=keys, args=args)
+        return VoteRecord.from_dict(json.loads(previous)) if previous else None
+
+    async def votes(self, *, since: float, kb: str | None = None) -> list[VoteRecord]:
+        keys = await self._redis.zrevrangebyscore(f"{self._prefix}votes", "+inf", repr(since))
+        if not keys:
+            return []
+        found = await self._redis.mget([f"{self._prefix}vote:{k.decode()}" for k in keys])
+        records = [VoteRecord.from_dict(json.loads(v)) for v in found if v]
+        return [r for r in records if kb is None or r.kb == kb]
 
 
 class RedisThreadMemory:

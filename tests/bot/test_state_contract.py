@@ -20,12 +20,10 @@ from bot.core.state import (
     MemoryDeduplicator,
     MemoryRateLimiter,
     MemoryThreadMemory,
-    MemoryVoteBook,
     RateLimiter,
     ThreadMemory,
-    VoteBook,
 )
-from bot.infra.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory, RedisVoteBook
+from bot.infra.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
 from rag.types import Turn
 from tests.bot.doubles import Outlet, Place, Shown
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix
@@ -37,7 +35,6 @@ class Backend:
     limiter: Callable[..., RateLimiter]
     memory: Callable[..., ThreadMemory]
     advance: Callable[[float], Any]  # async: let `seconds` pass
-    votes: Callable[..., VoteBook]
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -56,7 +53,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             limiter=lambda **kw: MemoryRateLimiter(clock=clock, **kw),
             memory=lambda **kw: MemoryThreadMemory(**kw),
             advance=move,
-            votes=lambda **kw: MemoryVoteBook(clock=clock, **kw),
         )
         return
     sync_client().close()  # a clear message when no Redis answers
@@ -67,7 +63,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         limiter=lambda **kw: RedisRateLimiter(client, prefix=prefix, **kw),
         memory=lambda **kw: RedisThreadMemory(client, prefix=prefix, **kw),
         advance=asyncio.sleep,
-        votes=lambda **kw: RedisVoteBook(client, prefix=prefix, **kw),
     )
     await client.aclose()
     delete_prefix(prefix)
@@ -97,32 +92,6 @@ async def test_dedup_forgets_a_key_after_its_retention(backend: Backend) -> None
     assert await dedup.first_time("slack:Ev1") is False
     await backend.advance(0.3)
     assert await dedup.first_time("slack:Ev1") is True
-
-
-# -- feedback votes ------------------------------------------------------------------------------
-
-
-async def test_a_vote_book_says_what_each_vote_replaces(backend: Backend) -> None:
-    votes = backend.votes()
-    assert await votes.cast("slack:Ev1:U1", "down") is None  # the first: counted
-    assert await votes.cast("slack:Ev1:U1", "down") == "down"  # a replay
-    assert await votes.cast("slack:Ev1:U1", "up") == "down"  # changed
-    assert await votes.cast("slack:Ev1:U1", "up") == "up"
-    assert await votes.cast("slack:Ev1:U2", "up") is None  # another person
-    assert await votes.cast("slack:Ev2:U1", "up") is None  # another answer
-
-
-async def test_of_concurrent_clicks_exactly_one_is_the_first(backend: Backend) -> None:
-    votes = backend.votes()
-    results = await asyncio.gather(*(votes.cast("teams:A1:U1", "up") for _ in range(25)))
-    assert results.count(None) == 1
-
-
-async def test_a_vote_is_forgotten_after_its_retention(backend: Backend) -> None:
-    votes = backend.votes(ttl=0.2)
-    assert await votes.cast("slack:Ev1:U1", "up") is None
-    await backend.advance(0.3)
-    assert await votes.cast("slack:Ev1:U1", "up") is None
 
 
 # -- rate limit ----------------------------------------------------------------------------------
