@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     @field_validator("backup_schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from bot.infra.cron import cron_trigger
+        from bot.cron import cron_trigger
 
         cron_trigger(value, timezone="UTC")  # raises ValueError saying what is wrong
         return value

@@ -844,7 +844,7 @@ def test_k8s_workers_get_time_to_finish_their_jobs(k8s: list[dict[str, Any]]) ->
 
 
 def test_k8s_backup_job_writes_to_a_claim(k8s: list[dict[str, Any]]) -> None:
-    from bot.infra.cron import cron_trigger
+    from bot.cron import cron_trigger
 
     (job,) = objects(k8s, "CronJob")
     cron_trigger(job["spec"]["schedule"], timezone="UTC")

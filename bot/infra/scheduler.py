@@ -19,7 +19,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.infra.cron import cron_trigger
+from bot.cron import cron_trigger
 from bot.settings import Settings
 from rag.backup import BackupResult, snapshot
 from rag.engine import Engine

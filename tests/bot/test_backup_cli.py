@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from bot.cli import main
-from bot.infra.cron import cron_trigger
+from bot.cron import cron_trigger
 from bot.infra.scheduler import attach_backups
 from bot.settings import Settings, load_settings
 from rag.chroma import ChromaStore, open_client
