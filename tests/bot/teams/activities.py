@@ -151,6 +151,12 @@ def personal_message(
     }
 
 
+def emulator(activity: dict[str, Any]) -> dict[str, Any]:
+    """The same activity from the Bot Framework Emulator (channelId `emulator`), which renders no Teams
+    streaming, citations or feedback loop."""
+    return {**activity, "channelId": "emulator"}
+
+
 def file_attachment(name: str, download_url: str, *, file_type: str | None = None) -> dict[str, Any]:
     """docs_examples/file_download_info_attachment.partial.json: a file sent in personal chat."""
     return {
