@@ -115,6 +115,7 @@ class FakeBotConnector(LocalServer):
         self._refuse_streaming = False
         self._stop_after: int | None = None
         self.stream_time_limit = 120.0
+        self.stream_gap = STREAM_GAP_S  # 0: any pace (a test with a clock of its own)
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -278,7 +279,7 @@ class FakeBotConnector(LocalServer):
             )
         if sequence <= stream.sequence:
             return _stream_error(202, "ContentStreamSequenceOrderPreConditionFailed", "PreCondition failed")
-        if now - stream.last_chunk < STREAM_GAP_S:
+        if now - stream.last_chunk < self.stream_gap:
             return 429, {"error": {"code": "Throttled", "message": "API calls quota exceeded"}}
         stream.sequence, stream.last_chunk, stream.chunks = sequence, now, stream.chunks + 1
         return 202, {}
