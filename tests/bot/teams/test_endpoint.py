@@ -5,6 +5,7 @@ No app id here (the Bot Framework Emulator set-up): authentication has its own f
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 
@@ -43,11 +44,15 @@ QUESTION = "How do I rotate the VPN certificate?"
 
 
 class ScriptedAnswerer:
-    """Answers `reply` (streaming `stream` first), citing the passages it is given; records questions."""
+    """Answers `reply` (streaming `stream` first, `pace` s apart), citing the first passage it is given;
+    records questions."""
 
-    def __init__(self, reply: str = "Open the Keychain app [1].", *, stream: Sequence[str] = ()) -> None:
+    def __init__(
+        self, reply: str = "Open the Keychain app [1].", *, stream: Sequence[str] = (), pace: float = 0.0
+    ) -> None:
         self.reply = reply
         self.stream = stream
+        self.pace = pace
         self.questions: list[str] = []
 
     async def answer(
@@ -59,7 +64,9 @@ class ScriptedAnswerer:
         on_delta: DeltaCallback | None = None,
     ) -> Answer:
         self.questions.append(question)
-        for partial in self.stream:
+        for n, partial in enumerate(self.stream):
+            if n and self.pace:
+                await asyncio.sleep(self.pace)
             if on_delta is not None:
                 await on_delta(partial)
         return Answer(self.reply, citations_for(passages[:1]), "llm")

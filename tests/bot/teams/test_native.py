@@ -6,7 +6,6 @@ streaming tests take a few seconds each.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import Sequence
@@ -16,9 +15,6 @@ import pytest
 
 from bot.core.feedback import COMMENT_LIMIT
 from bot.teams.native import ABSTRACT_CHARS
-from rag.answer import DeltaCallback
-from rag.prompt import citations_for
-from rag.types import Answer, Passage, Turn
 from tests.bot.scrape import scrape
 from tests.bot.teams.activities import (
     APP_ID,
@@ -29,6 +25,7 @@ from tests.bot.teams.activities import (
     submit_action,
 )
 from tests.bot.teams.conftest import KB, VPN_GUIDE, Signer, TeamsBot, TeamsBotFactory
+from tests.bot.teams.test_endpoint import ScriptedAnswerer
 from tests.fakes.bot_connector import Call, FakeBotConnector
 
 QUESTION = "How do I rotate the VPN certificate?"
@@ -36,28 +33,9 @@ ANSWER = "Open the Keychain app and delete the old certificate [1]. Then downloa
 PARTIALS = ("Open the Keychain app", "Open the Keychain app and delete the old certificate [1].")
 
 
-class PacedAnswerer:
-    """Streams `partials` about a second apart, as a model writing, then answers ANSWER citing the
-    first passage."""
-
-    def __init__(self, partials: Sequence[str] = PARTIALS, *, pace: float = 1.05) -> None:
-        self.partials = partials
-        self.pace = pace
-
-    async def answer(
-        self,
-        question: str,
-        passages: Sequence[Passage],
-        *,
-        history: Sequence[Turn] = (),
-        on_delta: DeltaCallback | None = None,
-    ) -> Answer:
-        for n, partial in enumerate(self.partials):
-            if n:
-                await asyncio.sleep(self.pace)
-            if on_delta is not None:
-                await on_delta(partial)
-        return Answer(ANSWER, citations_for(passages[:1]), "llm")
+def PacedAnswerer(partials: Sequence[str] = PARTIALS) -> ScriptedAnswerer:
+    """Streams `partials` about a second apart, as a model writing, then answers ANSWER."""
+    return ScriptedAnswerer(ANSWER, stream=partials, pace=1.05)
 
 
 async def _bot(make: TeamsBotFactory, **options: Any) -> TeamsBot:
