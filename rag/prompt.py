@@ -25,10 +25,19 @@ from rag.types import Answer, Citation, Passage, Turn
 NOT_FOUND_REPLY = "NOT_IN_SOURCES"
 
 
+EXCERPT_CHARS = 300  # of a cited passage, kept with its citation
+
+
 def citations_for(passages: Sequence[Passage]) -> tuple[Citation, ...]:
     """Citations numbered 1..n in the order the passages are given."""
     return tuple(
-        Citation(number=number, document=p.document, locator=p.locator, url=p.url)
+        Citation(
+            number=number,
+            document=p.document,
+            locator=p.locator,
+            url=p.url,
+            excerpt=" ".join(p.text[: EXCERPT_CHARS + 100].split())[:EXCERPT_CHARS],
+        )
         for number, p in enumerate(passages, start=1)
     )
 

@@ -219,7 +219,7 @@ def encode_answer(answer: Answer) -> bytes:
     return json.dumps(
         {
             "text": answer.text,
-            "citations": [[c.number, c.document, c.locator, c.url] for c in answer.citations],
+            "citations": [[c.number, c.document, c.locator, c.url, c.excerpt] for c in answer.citations],
             "mode": answer.mode,
             "language": answer.language,
         }
@@ -231,5 +231,10 @@ def decode_answer(data: bytes) -> Answer:
     mode = raw["mode"]
     if mode not in ("llm", "extractive", "not_found"):
         raise ValueError(f"not an answer mode: {mode!r}")
-    citations = tuple(Citation(int(n), str(d), str(loc), u) for n, d, loc, u in raw["citations"])
+    citations = tuple(_citation(*c) for c in raw["citations"])
     return Answer(str(raw["text"]), citations, cast(AnswerMode, mode), str(raw["language"]))
+
+
+def _citation(number: int, document: str, locator: str, url: str | None, excerpt: str = "") -> Citation:
+    """A citation as `encode_answer` wrote it (before excerpts were kept: four fields)."""
+    return Citation(int(number), str(document), str(locator), url, str(excerpt))

@@ -70,6 +70,7 @@ class Citation:
     document: str
     locator: str
     url: str | None = None
+    excerpt: str = ""  # the start of the cited passage, for platforms that show it (Teams' pop-ups)
 
     def label(self) -> str:
         return f"{self.document} ({self.locator})" if self.locator else self.document

@@ -2,8 +2,8 @@
 
 The route authenticates the request (`auth.GuardedAuthentication`), hands the raw activity to
 `translate`, and does what it says: a message goes to `submit` (the dispatcher, which shows typing and
-submits the job), an unreadable attachment or the bot joining gets a reply at once, 👍/👎 goes to
-`feedback`.
+submits the job), an unreadable attachment or the bot joining gets a reply at once, 👍/👎 (Teams'
+feedback loop, or the buttons of our card in the Emulator and on older answers) goes to `feedback`.
 
 Without MICROSOFT_APP_ID nothing is authenticated: that is for the Bot Framework Emulator on this
 machine, so activities are then accepted only when their serviceUrl is a loopback address — an open
@@ -30,7 +30,7 @@ from bot.teams import text as teams_text
 from bot.teams.auth import AuthUnavailable
 from bot.teams.outbound import TeamsOutbound
 from bot.teams.request import read_activity
-from bot.teams.translate import BotAdded, Feedback, Message, Notice, translate
+from bot.teams.translate import BotAdded, Feedback, Message, Notice, Rejected, translate
 
 log = structlog.get_logger(__name__)
 
@@ -122,9 +122,14 @@ class TeamsRoutes:
         elif isinstance(event, BotAdded):
             await sender.finish(event.address, None, Reply(teams_text.WELCOME))
         elif isinstance(event, Feedback):
-            vote = FeedbackVote(self._outbound.name, event.workspace, event.user, event.vote, event.ref)
+            vote = FeedbackVote(
+                self._outbound.name, event.workspace, event.user, event.vote, event.ref, comment=event.comment
+            )
             await self._intake.feedback(vote)
             await self._thank(ctx, event)
+        elif isinstance(event, Rejected):
+            log.info("teams_invoke_rejected", name=raw.get("name"), reason=event.reason)
+            await _invoke_response(ctx, 400, {"error": {"code": "BadRequest", "message": event.reason}})
         elif raw.get("type") == "invoke" and raw.get("name") == CARD_ACTION:
             # Our cards' only action is feedback: anything else from a card is a malformed request (other
             # invokes stay botbuilder's 501, "not implemented").
@@ -132,6 +137,9 @@ class TeamsRoutes:
             await _invoke_response(ctx, 400, {"statusCode": 400, "type": ERROR_TYPE, "value": error})
 
     async def _thank(self, ctx: TurnContext, event: Feedback) -> None:
+        if event.loop:  # Teams' feedback loop wants an empty 200 (anything else: its 400)
+            await _invoke_response(ctx, 200, {})
+            return
         if not event.invoke:  # a message-back from Action.Submit: say thanks in the thread
             await ctx.send_activity(text.FEEDBACK_THANKS)
             return

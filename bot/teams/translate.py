@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.core.feedback import COMMENT_LIMIT
 from bot.core.model import FileRef, Incoming
 from bot.teams import text as teams_text
 from bot.teams.address import TeamsAddress
@@ -23,6 +25,10 @@ FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
 # Teams mirrors every message's text as an HTML attachment, and cards travel as attachments: not files.
 _NOT_FILES = ("text/html", "application/vnd.microsoft.card.")
 FEEDBACK_VERB = "threadwise.feedback"
+SUBMIT_ACTION = "message/submitAction"  # Teams' feedback loop: 👍/👎 under an answer, and the form's text
+_REACTIONS: dict[str, Vote] = {"like": "up", "dislike": "down"}
+_MESSAGE_ID = re.compile(r"[\w:;@.=+/-]{1,128}")  # Teams' activity ids: digits, or `1:…`, `f:…`
+_MAX_FEEDBACK_JSON = 16 * 1024
 
 ConversationKind = Literal["personal", "channel", "groupChat"]
 Vote = Literal["up", "down"]
@@ -59,16 +65,26 @@ class BotAdded:
 
 @dataclass(frozen=True)
 class Feedback:
-    """👍/👎 on an answer, from the card's buttons (an invoke, or a message-back from older clients)."""
+    """👍/👎 on an answer: Teams' feedback loop (`loop`), or our card's buttons (an invoke, or a
+    message-back from older clients)."""
 
     vote: Vote
-    ref: str  # the id of the question's activity
+    ref: str  # the answer: the card's Reply.ref (older cards: the question's id), or the loop's message id
     workspace: str
     user: str
     invoke: bool  # an invoke needs the HTTP response to carry the reply
+    comment: str = ""  # what the person typed in Teams' feedback form
+    loop: bool = False  # Teams' feedback loop: answered with an empty 200
 
 
-Event = Message | Notice | BotAdded | Feedback
+@dataclass(frozen=True)
+class Rejected:
+    """An invoke of a kind the bot handles whose contents it cannot accept: answered 400, nothing done."""
+
+    reason: str
+
+
+Event = Message | Notice | BotAdded | Feedback | Rejected
 
 
 def translate(activity: Activity) -> Event | None:
@@ -80,6 +96,8 @@ def translate(activity: Activity) -> Event | None:
     if kind == "invoke" and activity.get("name") == "adaptiveCard/action":
         action = _dict(_dict(activity.get("value")).get("action"))
         return _feedback(activity, _dict(action.get("data")), invoke=True)
+    if kind == "invoke" and activity.get("name") == SUBMIT_ACTION:
+        return feedback_loop(activity)
     if kind == "conversationUpdate" and bot_was_added(activity):
         return BotAdded(address_of(activity, reply=False))
     return None
@@ -274,6 +292,47 @@ def _feedback(activity: Activity, data: Mapping[str, Any], *, invoke: bool) -> F
         user=user_of(activity),
         invoke=invoke,
     )
+
+
+def feedback_loop(activity: Activity) -> Feedback | Rejected:
+    """A `message/submitAction` invoke from Teams' feedback loop, every field checked: anyone may post
+    one, and what is read here is recorded.
+
+    `value`: `{"actionName": "feedback", "actionValue": {"reaction": "like" | "dislike", "feedback":
+    "<JSON: {\"feedbackText\": \"…\"}>"}}`; `replyToId` is the answer's message id (docs: "Enhance
+    AI-generated bot messages", Handle feedback).
+    """
+    value = _dict(activity.get("value"))
+    action = _dict(value.get("actionValue"))
+    vote = _REACTIONS.get(str(action.get("reaction")))
+    ref = activity.get("replyToId")
+    if value.get("actionName") != "feedback" or vote is None:
+        return Rejected("not a feedback reaction (actionName feedback, reaction like or dislike)")
+    if not isinstance(ref, str) or not _MESSAGE_ID.fullmatch(ref):
+        return Rejected("no valid replyToId: which answer is rated")
+    comment = _feedback_text(action.get("feedback"))
+    if comment is None:
+        return Rejected("actionValue.feedback is not a JSON object with a feedbackText string")
+    user, workspace = user_of(activity), workspace_of(activity)
+    if not user:
+        return Rejected("no user")
+    return Feedback(vote, ref, workspace, user, invoke=True, comment=comment, loop=True)
+
+
+def _feedback_text(raw: object) -> str | None:
+    """The text typed in the feedback form ("" if none); None if `raw` is not what Teams sends."""
+    if raw is None or raw == "":
+        return ""
+    if not isinstance(raw, str) or len(raw) > _MAX_FEEDBACK_JSON:
+        return None
+    try:
+        form = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    typed = form.get("feedbackText", "") if isinstance(form, dict) else None
+    if not isinstance(typed, str):
+        return None
+    return " ".join(typed.split())[:COMMENT_LIMIT]
 
 
 def _dict(value: object) -> Mapping[str, Any]:

@@ -7,6 +7,11 @@ A real aiohttp server on 127.0.0.1 (ephemeral port) that the real botbuilder SDK
 - file downloads (`add_file` returns the `downloadUrl`; `expire_file` makes it answer 401 as an expired
   SharePoint link does; `add_redirect` answers a redirect), recording the request headers so a test can
   check no token was sent;
+- Teams' streaming protocol (docs: "Stream bot messages", msteams-platform/bots/streaming-ux.md): an
+  activity with a `streaminfo` entity starts a stream (201 with the stream's id), continues it (202,
+  one text update a second at most: 429 otherwise, out of order: 202 dropped) or ends it (the final
+  message); `refuse_streaming` answers 403 ContentStreamNotAllowed as Teams does where streaming is not
+  allowed, `stop_streams_after` as when the user presses stop, `stream_time_limit` as the two minutes;
 - the Entra token endpoint (`/{tenant}/oauth2/v2.0/token`, client-credentials grant) for the bot's
   outgoing token;
 - OpenID metadata and signing keys for incoming tokens (`openid_url`, `sign` makes a token), or a
@@ -23,7 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -50,6 +55,17 @@ class Call:
     body: dict[str, Any]
     response_id: str  # the id the fake answered: the new message's, or the edited one's
     headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200  # what the fake answered (a refused stream activity: 403)
+    at: float = 0.0  # time.perf_counter() when it arrived
+
+    @property
+    def stream(self) -> dict[str, Any] | None:
+        """The activity's streaminfo entity, if it has one."""
+        return next((e for e in self.body.get("entities") or () if e.get("type") == "streaminfo"), None)
+
+    @property
+    def accepted(self) -> bool:
+        return self.status < 300
 
     @property
     def type(self) -> str:
@@ -58,6 +74,19 @@ class Call:
     @property
     def text(self) -> str:
         return str(self.body.get("text") or "")
+
+
+@dataclass
+class _Stream:
+    sequence: int
+    started: float
+    last_chunk: float
+    chunks: int = 0
+    done: bool = False
+
+
+STREAM_GAP_S = 0.9  # the least time between two text updates of one stream the fake accepts (Teams: ~1 s)
+_NOT_ALLOWED = "ContentStreamNotAllowed"
 
 
 @dataclass
@@ -82,6 +111,11 @@ class FakeBotConnector(LocalServer):
         self._ids = itertools.count(1)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._hang_openid = False
+        self._streams: dict[str, _Stream] = {}
+        self._refuse_streaming = False
+        self._stop_after: int | None = None
+        self.stream_time_limit = 120.0
+        self.stream_gap = STREAM_GAP_S  # 0: any pace (a test with a clock of its own)
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -125,6 +159,14 @@ class FakeBotConnector(LocalServer):
 
     def expire_file(self, url: str, status: int = 401) -> None:
         self._files[_file_key(url)].status = status
+
+    def refuse_streaming(self) -> None:
+        """Answer every stream activity 403 ContentStreamNotAllowed (streaming not allowed here)."""
+        self._refuse_streaming = True
+
+    def stop_streams_after(self, chunks: int) -> None:
+        """After `chunks` text updates the user presses stop: the stream refuses what follows (403)."""
+        self._stop_after = chunks
 
     def hang_openid(self) -> None:
         """The OpenID metadata endpoint stops answering (until the fake closes)."""
@@ -176,8 +218,79 @@ class FakeBotConnector(LocalServer):
         body = await request.json()
         headers = {k.lower(): v for k, v in request.headers.items()}
         new_id = activity_id if request.method == "PUT" else f"{int(time.time() * 1000)}{next(self._ids):04d}"
-        self.calls.append(Call(request.method, segments[0], activity_id, body, str(new_id), headers))
-        return web.json_response({"id": new_id})
+        call = Call(
+            request.method, segments[0], activity_id, body, str(new_id), headers, at=time.perf_counter()
+        )
+        status, answer = 200, {"id": new_id}
+        if call.stream is not None and request.method == "POST":
+            status, answer = self._stream_step(call.stream, body, str(new_id))
+        self.calls.append(replace(call, status=status, response_id=str(answer.get("id") or "")))
+        return web.json_response(answer, status=status)
+
+    # -- Teams streaming -------------------------------------------------------------------------------
+
+    def _stream_step(
+        self, info: dict[str, Any], body: dict[str, Any], new_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Status and body Teams answers a stream activity with (streaming-ux.md, "Response codes")."""
+        kind, stream_id = info.get("streamType"), info.get("streamId")
+        if kind not in ("informative", "streaming", "final"):
+            return _stream_error(400, "BadRequest", f"unknown streamType {kind!r}")
+        if self._refuse_streaming:
+            return _stream_error(403, _NOT_ALLOWED, "Content stream is not allowed")
+        if not stream_id:
+            return self._start_stream(info, body, new_id)
+        stream = self._streams.get(str(stream_id))
+        if stream is None or stream.done:
+            return _stream_error(
+                403, _NOT_ALLOWED, "Content stream is not allowed on an already completed streamed message"
+            )
+        now = time.monotonic()
+        if now - stream.started > self.stream_time_limit:
+            stream.done = True
+            return _stream_error(403, _NOT_ALLOWED, "Content stream finished due to exceeded streaming time.")
+        if self._stop_after is not None and stream.chunks >= self._stop_after:
+            stream.done = True
+            return _stream_error(
+                403, _NOT_ALLOWED, "Content stream is not allowed on a stopped streamed message"
+            )
+        if kind == "final":
+            return self._end_stream(stream, info, body, str(stream_id))
+        return self._continue_stream(stream, info, body, now)
+
+    def _start_stream(
+        self, info: dict[str, Any], body: dict[str, Any], new_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        if info.get("streamType") == "final" or info.get("streamSequence") != 1:
+            return _stream_error(400, "BadRequest", "a stream starts with streamSequence 1")
+        if body.get("type") != "typing" or not body.get("text"):
+            return _stream_error(400, "BadRequest", "Start streaming activities should include text")
+        now = time.monotonic()
+        self._streams[new_id] = _Stream(sequence=1, started=now, last_chunk=now - STREAM_GAP_S)
+        return 201, {"id": new_id}
+
+    def _continue_stream(
+        self, stream: _Stream, info: dict[str, Any], body: dict[str, Any], now: float
+    ) -> tuple[int, dict[str, Any]]:
+        sequence = info.get("streamSequence")
+        if body.get("type") != "typing" or not body.get("text") or not isinstance(sequence, int):
+            return _stream_error(
+                400, "BadRequest", "a streaming activity is typing, with text and a sequence"
+            )
+        if sequence <= stream.sequence:
+            return _stream_error(202, "ContentStreamSequenceOrderPreConditionFailed", "PreCondition failed")
+        if now - stream.last_chunk < self.stream_gap:
+            return 429, {"error": {"code": "Throttled", "message": "API calls quota exceeded"}}
+        stream.sequence, stream.last_chunk, stream.chunks = sequence, now, stream.chunks + 1
+        return 202, {}
+
+    def _end_stream(
+        self, stream: _Stream, info: dict[str, Any], body: dict[str, Any], stream_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        if body.get("type") != "message" or "streamSequence" in info:
+            return _stream_error(400, "BadRequest", "the final message is a message without streamSequence")
+        stream.done = True
+        return 200, {"id": stream_id}
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         self.downloads.append({k.lower(): v for k, v in request.headers.items()})
@@ -213,6 +326,10 @@ class FakeBotConnector(LocalServer):
             )
         token = f"fake-bot-token-{len(self.token_requests)}"
         return web.json_response({"token_type": "Bearer", "expires_in": 3599, "access_token": token})
+
+
+def _stream_error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {"error": {"code": code, "message": message}}
 
 
 async def _stream(request: web.Request, data: bytes) -> web.StreamResponse:

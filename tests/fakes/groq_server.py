@@ -3,7 +3,9 @@
 A real aiohttp server on 127.0.0.1 (ephemeral port) that the real `groq` SDK talks to over HTTP. Tests
 script what it does next with a queue of behaviours (answer, HTTP error, hang, broken or stalled stream)
 and read back every request body it received. With an empty queue it answers `default_text`.
-`delay` makes every answer take that long before its first byte, like a model thinking (benchmarks).
+`delay` makes every answer take that long before its first byte, like a model thinking, and
+`token_delay` spaces a streamed answer's deltas, like a model writing (benchmarks); `first_tokens`
+holds when (time.perf_counter()) each stream's first delta was written.
 
     async with FakeGroq() as fake:
         fake.enqueue_status(429, retry_after=0.01)
@@ -75,12 +77,19 @@ class FakeGroq(LocalServer):
     """The scripted fake server. See the module docstring."""
 
     def __init__(
-        self, *, default_text: str = DEFAULT_TEXT, model: str = "llama-3.3-70b-versatile", delay: float = 0.0
+        self,
+        *,
+        default_text: str = DEFAULT_TEXT,
+        model: str = "llama-3.3-70b-versatile",
+        delay: float = 0.0,
+        token_delay: float = 0.0,
     ) -> None:
         super().__init__()
         self.default_text = default_text
         self.model = model
         self.delay = delay  # seconds every answer waits before its first byte
+        self.token_delay = token_delay  # seconds between two deltas of a stream
+        self.first_tokens: list[float] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
@@ -178,8 +187,12 @@ class FakeGroq(LocalServer):
         await response.prepare(request)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         await self._send(response, self._chunk(completion_id, {"role": "assistant", "content": ""}, None))
-        for delta in deltas:
+        for n, delta in enumerate(deltas):
+            if n and self.token_delay:
+                await asyncio.sleep(self.token_delay)
             await self._send(response, self._chunk(completion_id, {"content": delta}, None))
+            if not n:
+                self.first_tokens.append(time.perf_counter())
         if finish_reason is None:
             return response
         final = self._chunk(completion_id, {}, finish_reason)

@@ -9,6 +9,7 @@ Connector on 127.0.0.1).
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 TENANT = "56653e9d-2158-46ee-90d7-675c39642038"
@@ -151,6 +152,12 @@ def personal_message(
     }
 
 
+def emulator(activity: dict[str, Any]) -> dict[str, Any]:
+    """The same activity from the Bot Framework Emulator (channelId `emulator`), which renders no Teams
+    streaming, citations or feedback loop."""
+    return {**activity, "channelId": "emulator"}
+
+
 def file_attachment(name: str, download_url: str, *, file_type: str | None = None) -> dict[str, Any]:
     """docs_examples/file_download_info_attachment.partial.json: a file sent in personal chat."""
     return {
@@ -215,6 +222,30 @@ def feedback_invoke(vote: str, ref: str, *, service_url: str) -> dict[str, Any]:
         "locale": "en-US",
         "localTimezone": "America/Los_Angeles",
     }
+
+
+def submit_action(
+    reaction: str, reply_to: str, *, service_url: str, text: str | None = "This is my feedback."
+) -> dict[str, Any]:
+    """Teams' feedback loop: 👍/👎 under an answer, then its default form submitted.
+
+    Source: MicrosoftDocs/msteams-docs@00dfa95ad7b130b7f8941f86fd834013de8f5a6a
+    msteams-platform/bots/how-to/bot-messages-ai-generated-content.md ("Handle feedback"): name
+    `message/submitAction`, value `{"actionName": "feedback", "actionValue": {"reaction": "like",
+    "feedback": "{\"feedbackText\":\"This is my feedback.\"}"}}` (a JSON string), and `replyToId` the
+    rated message (teams-ai's FeedbackLoopData.reply_to_id). The envelope is the captured personal-chat
+    invoke's (invoke_adaptive_card_action_personal.json). `text=None`: the form left without a text.
+    """
+    action: dict[str, Any] = {"reaction": reaction}
+    if text is not None:
+        action["feedback"] = json.dumps({"feedbackText": text})
+    invoke = feedback_invoke("up", reply_to, service_url=service_url)
+    invoke.update(
+        name="message/submitAction",
+        replyToId=reply_to,
+        value={"actionName": "feedback", "actionValue": action},
+    )
+    return invoke
 
 
 def bot_added_to_team(*, service_url: str) -> dict[str, Any]:

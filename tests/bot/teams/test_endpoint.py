@@ -5,6 +5,7 @@ No app id here (the Bot Framework Emulator set-up): authentication has its own f
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 
@@ -14,7 +15,7 @@ from bot.core.model import Job
 from bot.core.state import MemoryThreadMemory
 from bot.teams import text as teams_text
 from bot.teams.outbound import TeamsOutbound
-from bot.teams.translate import Message, translate
+from bot.teams.translate import Message, event_id, translate
 from rag.answer import DeltaCallback
 from rag.prompt import citations_for
 from rag.types import Answer, Passage, Turn
@@ -27,6 +28,7 @@ from tests.bot.teams.activities import (
     bot_added_personal,
     bot_added_to_team,
     channel_mention,
+    emulator,
     feedback_invoke,
     file_attachment,
     group_chat_mention,
@@ -42,11 +44,15 @@ QUESTION = "How do I rotate the VPN certificate?"
 
 
 class ScriptedAnswerer:
-    """Answers `reply` (streaming `stream` first), citing the passages it is given; records questions."""
+    """Answers `reply` (streaming `stream` first, `pace` s apart), citing the first passage it is given;
+    records questions."""
 
-    def __init__(self, reply: str = "Open the Keychain app [1].", *, stream: Sequence[str] = ()) -> None:
+    def __init__(
+        self, reply: str = "Open the Keychain app [1].", *, stream: Sequence[str] = (), pace: float = 0.0
+    ) -> None:
         self.reply = reply
         self.stream = stream
+        self.pace = pace
         self.questions: list[str] = []
 
     async def answer(
@@ -58,7 +64,9 @@ class ScriptedAnswerer:
         on_delta: DeltaCallback | None = None,
     ) -> Answer:
         self.questions.append(question)
-        for partial in self.stream:
+        for n, partial in enumerate(self.stream):
+            if n and self.pace:
+                await asyncio.sleep(self.pace)
             if on_delta is not None:
                 await on_delta(partial)
         return Answer(self.reply, citations_for(passages[:1]), "llm")
@@ -104,7 +112,7 @@ async def test_a_channel_mention_is_answered_in_its_thread_with_the_mention_stri
     )
 
 
-async def test_the_answer_cites_file_and_section_in_a_card_with_feedback_buttons(
+async def test_the_answer_cites_file_and_section_with_teams_citations_and_the_feedback_loop(
     make_teams_bot: TeamsBotFactory, fake: FakeBotConnector
 ) -> None:
     bot = await make_teams_bot(answerer=ScriptedAnswerer())
@@ -113,7 +121,29 @@ async def test_the_answer_cites_file_and_section_in_a_card_with_feedback_buttons
 
     await bot.post(activity)
 
-    card = _card(fake.activities("POST", type="message")[-1].body)
+    answer = fake.activities("POST", type="message")[-1]
+    assert "attachments" not in answer.body  # Teams shows its own citations and 👍/👎: no card
+    assert answer.body["channelData"] == {"feedbackLoopEnabled": True}
+    (entity,) = answer.body["entities"]
+    (claim,) = entity["citation"]
+    assert claim["position"] == 1
+    assert claim["appearance"]["name"] == "vpn.md"
+    assert claim["appearance"]["url"] == "https://contoso.sharepoint.com/docs/vpn.md"
+    abstract = claim["appearance"]["abstract"]
+    assert "To rotate the VPN certificate, open the Keychain app" in abstract and len(abstract) <= 160
+
+
+async def test_in_the_emulator_the_answer_cites_file_and_section_in_a_card_with_feedback_buttons(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector
+) -> None:
+    bot = await make_teams_bot(answerer=ScriptedAnswerer())
+    await bot.engine.ingest(KB, "vpn.md", VPN_GUIDE, url="https://contoso.sharepoint.com/docs/vpn.md")
+    activity = emulator(personal_message(QUESTION, service_url=fake.service_url))
+
+    await bot.post(activity)
+
+    answer = fake.activities("POST", type="message")[-1]
+    card = _card(answer.body)
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
     lines = [block["text"] for block in card["body"]]
     assert lines == [
@@ -124,9 +154,11 @@ async def test_the_answer_cites_file_and_section_in_a_card_with_feedback_buttons
     assert (up["type"], up["title"], up["data"]) == (
         "Action.Execute",
         text.FEEDBACK_UP,
-        {"threadwise": "feedback", "vote": "up", "ref": activity["id"]},
+        {"threadwise": "feedback", "vote": "up", "ref": event_id(activity)},  # the answer's Reply.ref
     )
     assert down["data"]["vote"] == "down"
+    assert "channelData" not in answer.body
+    assert all(e.get("type") != "streaminfo" for c in fake.calls for e in c.body.get("entities") or ())
 
 
 async def test_a_new_channel_post_is_answered_under_it_not_in_the_channel(
@@ -175,17 +207,17 @@ async def test_a_channel_message_without_a_mention_is_ignored_unless_the_bot_is_
     assert [t.text for t in history][::2] == [QUESTION, "And on Linux?"]
 
 
-async def test_a_streamed_answer_is_posted_then_edited_in_place(
+async def test_in_the_emulator_a_streamed_answer_is_posted_then_edited_in_place(
     make_teams_bot: TeamsBotFactory, fake: FakeBotConnector
 ) -> None:
     bot = await make_teams_bot(answerer=ScriptedAnswerer("Open the Keychain app [1].", stream=["Open the"]))
     await bot.engine.ingest(KB, "vpn.md", VPN_GUIDE)
-    activity = personal_message(QUESTION, service_url=fake.service_url)
+    activity = emulator(personal_message(QUESTION, service_url=fake.service_url))
 
     await bot.post(activity)
 
     typing, partial, final = fake.calls
-    assert typing.type == "typing"
+    assert typing.type == "typing" and typing.stream is None
     assert (partial.method, partial.text) == ("POST", "Open the ▌")
     assert partial.activity_id == activity["id"]
     assert final.method == "PUT"
@@ -210,7 +242,9 @@ async def test_a_long_answer_is_split_into_messages_in_the_thread(
     assert all(len(m.text) <= 6000 for m in messages)
     assert " ".join(m.text for m in messages).split() == long_answer.split()
     assert all(m.activity_id == activity["id"] for m in messages)
-    assert [bool(m.body.get("attachments")) for m in messages] == [False] * (len(messages) - 1) + [True]
+    loop = [bool(m.body.get("channelData", {}).get("feedbackLoopEnabled")) for m in messages]
+    assert loop == [False] * (len(messages) - 1) + [True]  # 👍/👎 under the end of the answer
+    assert [c["position"] for c in messages[-1].body["entities"][0]["citation"]] == [1]
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -258,8 +292,8 @@ async def test_a_file_sent_in_personal_chat_is_downloaded_without_a_token_ingest
 
     await bot.post(personal_message(QUESTION, service_url=fake.service_url))
 
-    card = _card(fake.activities("POST", type="message")[-1].body)
-    assert card["body"][1]["text"].startswith(f"[1] [vpn.md]({upload['attachments'][0]['contentUrl']})")
+    (claim,) = fake.activities("POST", type="message")[-1].body["entities"][0]["citation"]
+    assert claim["appearance"]["url"] == upload["attachments"][0]["contentUrl"]
 
 
 async def test_an_expired_download_link_asks_for_the_file_again(

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from bot.compose import build_worker
-from bot.core import text
 from bot.infra.jobqueue import QueueRunner
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
 from bot.teams import text as teams_text
@@ -93,10 +92,9 @@ async def test_teams_messages_are_queued_and_a_worker_answers_in_the_thread_with
     assert answer.method == "POST" and answer.activity_id == question["id"]
     assert answer.body["replyToId"] == question["id"]
     assert "Keychain" in answer.text
-    (attachment,) = answer.body["attachments"]
-    sources = [block["text"] for block in attachment["content"]["body"]]
-    assert sources[0] == text.SOURCES_TITLE
-    assert sources[1].startswith(f"[1] [vpn.md]({upload['attachments'][0]['contentUrl']})")
+    (claim,) = answer.body["entities"][0]["citation"]  # Teams' own citation pop-up
+    assert (claim["position"], claim["appearance"]["name"]) == (1, "vpn.md")
+    assert claim["appearance"]["url"] == upload["attachments"][0]["contentUrl"]
     assert await runner.depth() == {"running": 0, "pending": 0, "deferred": 0}
 
     # The same activity once more, after it was answered: nothing is queued, nothing is sent.
