@@ -162,8 +162,13 @@ async def test_a_submit_action_records_the_vote_once_and_gets_an_empty_200(
     assert await first.json() == {} and await again.json() == {}
     metrics = await scrape(bot.client)
     assert metrics.value("threadwise_feedback_total", platform="teams", kb=KB, vote="down") == 1
-    votes = bot.chat.feedback._votes
-    assert await votes.cast(f"teams:{answer_id}:{vote['from']['aadObjectId']}", "down") == "down"
+    (kept,) = await bot.chat.feedback.book.votes(since=0)  # one per person per answer
+    assert (kept.user, kept.vote, kept.comment) == (
+        vote["from"]["aadObjectId"],
+        "down",
+        "Out of date since March",
+    )
+    assert kept.note is not None and kept.note.question == QUESTION  # the answer it was on, by its id
     assert [c for c in fake.calls if c.at > fake.calls[-1].at] == []  # nothing posted in the chat
 
 
