@@ -16,6 +16,7 @@ from bot.core.feedback import VOTE_TTL_S, AnswerNote, VoteRecord, merged
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, at REAL NOT NULL, note TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS notes_at ON notes (at);
 CREATE TABLE IF NOT EXISTS votes (
   key TEXT PRIMARY KEY, at REAL NOT NULL, kb TEXT NOT NULL, record TEXT NOT NULL
 );

@@ -5,6 +5,8 @@ never both first, votes listed newest first by knowledge base, and both forgotte
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,3 +188,13 @@ async def test_a_vote_kept_by_the_version_before_is_replaced_not_lost() -> None:
     finally:
         await client.aclose()
         delete_prefix(prefix)
+
+
+def test_old_notes_are_found_for_pruning_by_an_index_not_by_reading_every_note(tmp_path: Path) -> None:
+    """Every answer prunes the notes past retention: with 90 days of answers kept, a scan of the whole
+    table for each answer (under the write lock that votes wait for) would grow with the traffic."""
+    path = tmp_path / "f.sqlite3"
+    asyncio.run(SqliteFeedbackBook(path).note("slack", ["Ev1"], NOTE))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        plan = db.execute("EXPLAIN QUERY PLAN DELETE FROM notes WHERE at < ?", (0.0,)).fetchall()
+    assert "USING INDEX" in " ".join(str(step[-1]) for step in plan), plan
