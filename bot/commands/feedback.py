@@ -7,12 +7,15 @@ Votes are read where the running bot keeps them: Redis (REDIS_URL), else FEEDBAC
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import sqlite3
 import time
 import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.commands.base import SubParsers, add
 from bot.core.feedback import REASONS, FeedbackBook, VoteRecord
@@ -51,7 +54,16 @@ async def _book(settings: Settings) -> AsyncIterator[FeedbackBook]:
     from bot.compose.chat import feedback_book
 
     if not settings.redis_url:
-        yield feedback_book(settings, None)
+        path = Path(settings.feedback_path)
+        if not await asyncio.to_thread(path.is_file):  # a report creates nothing, and says so
+            raise UserFacingError(
+                f"No votes are kept in {path} (FEEDBACK_PATH): none was cast on this machine yet, or "
+                "the bot keeps them elsewhere (its FEEDBACK_PATH, or Redis: REDIS_URL)."
+            )
+        try:
+            yield feedback_book(settings, None)
+        except sqlite3.Error as exc:  # damaged, not SQLite, or locked by a writer that does not finish
+            raise UserFacingError(f"Cannot read the votes in {path} (FEEDBACK_PATH): {exc}") from None
         return
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError

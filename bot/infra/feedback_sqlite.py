@@ -14,8 +14,11 @@ from pathlib import Path
 
 from bot.core.feedback import VOTE_TTL_S, AnswerNote, VoteRecord, merged
 
+BUSY_TIMEOUT_S = 10.0  # how long a call waits for another process's write to finish
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, at REAL NOT NULL, note TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS notes_at ON notes (at);
 CREATE TABLE IF NOT EXISTS votes (
   key TEXT PRIMARY KEY, at REAL NOT NULL, kb TEXT NOT NULL, record TEXT NOT NULL
 );
@@ -37,7 +40,7 @@ class SqliteFeedbackBook:
         """One connection per call: calls come from worker threads, and from other processes too."""
         if not self._made:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, timeout=10, isolation_level=None)
+        db = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             if not self._made:
                 db.executescript(_SCHEMA)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.core.feedback import VOTE_TTL_S, AnswerNote, VoteRecord
+from bot.core.feedback import VOTE_TTL_S, AnswerNote, Vote, VoteRecord
 from rag.types import Turn
 
 DEFAULT_PREFIX = "threadwise:"
@@ -73,16 +74,20 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 
 # Keep the new vote record (the reason given before kept when the same vote comes again without
 # one: bot.core.feedback.merged) and return the one it replaces, in one step; index it by time.
+# A previous value that is not a JSON object (the bare "up" or "down" the version before kept, under
+# the same key) has no reason to keep: it is replaced as it is.
 _CAST = """
 local previous = redis.call('GET', KEYS[1])
 local record = ARGV[1]
 if previous then
-  local old = cjson.decode(previous)
-  local new = cjson.decode(record)
-  if old['vote'] == new['vote'] then
-    if new['reason'] == '' then new['reason'] = old['reason'] end
-    if new['comment'] == '' then new['comment'] = old['comment'] end
-    record = cjson.encode(new)
+  local readable, old = pcall(cjson.decode, previous)
+  if readable and type(old) == 'table' then
+    local new = cjson.decode(record)
+    if old['vote'] == new['vote'] then
+      if new['reason'] == '' then new['reason'] = old['reason'] end
+      if new['comment'] == '' then new['comment'] = old['comment'] end
+      record = cjson.encode(new)
+    end
   end
 end
 redis.call('SET', KEYS[1], record, 'PX', ARGV[2])
@@ -143,15 +148,20 @@ class RedisFeedbackBook:
     async def cast(self, record: VoteRecord) -> VoteRecord | None:
         keys = [f"{self._prefix}vote:{record.key}", f"{self._prefix}votes"]
         cutoff = record.at - self._ttl
-        args: list[str | int | float] = [
-            json.dumps(record.to_dict()),
+        args: list[bytes | str | int | float] = [
+            _lua_json(record.to_dict()),
             self._ttl_ms,
             record.at,
             record.key,
             cutoff,
         ]
         previous = await self._script(keys=keys, args=args)
-        return VoteRecord.from_dict(json.loads(previous)) if previous else None
+        if not previous:
+            return None
+        if previous in (b"up", b"down"):  # as the version before kept a vote: the vote alone
+            vote: Vote = "up" if previous == b"up" else "down"
+            return replace(record, vote=vote, reason="", comment="", note=None)
+        return VoteRecord.from_dict(json.loads(previous))
 
     async def votes(self, *, since: float, kb: str | None = None) -> list[VoteRecord]:
         keys = await self._redis.zrevrangebyscore(f"{self._prefix}votes", "+inf", repr(since))
@@ -160,6 +170,12 @@ class RedisFeedbackBook:
         found = await self._redis.mget([f"{self._prefix}vote:{k.decode()}" for k in keys])
         records = [VoteRecord.from_dict(json.loads(v)) for v in found if v]
         return [r for r in records if kb is None or r.kb == kb]
+
+
+def _lua_json(data: dict[str, Any]) -> bytes:
+    """JSON that the scripts' cjson decodes: UTF-8 as it is, since cjson refuses a \\ud800-style escape
+    of a lone surrogate (half an emoji, which a platform's JSON can carry): that becomes "?"."""
+    return json.dumps(data, ensure_ascii=False).encode("utf-8", "replace")
 
 
 class RedisThreadMemory:

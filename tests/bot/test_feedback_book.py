@@ -5,6 +5,8 @@ never both first, votes listed newest first by knowledge base, and both forgotte
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,3 +153,48 @@ async def test_the_recorder_counts_a_vote_once_and_keeps_the_reason_that_follows
     unknown, known = await book.votes(since=0)
     assert (known.reason, len(known.comment), known.note) == ("", 500, NOTE)  # no such reason: none
     assert (unknown.kb, unknown.note) == ("kb-slack-T1", None)  # an answer not noted: kb from the workspace
+
+
+async def test_a_reason_is_kept_whatever_characters_the_answer_or_the_comment_hold(books: Books) -> None:
+    """Text as a platform's JSON can carry it: a lone surrogate (an escape like \\ud800), NUL, quotes."""
+    book = books.make()
+    odd = AnswerNote("slack-T1", 'half an emoji \ud83d, NUL \x00, "quoted" \\', "llm", ())
+    await book.cast(vote(books, "Ev1", "U1", "down", note=odd))
+    await book.cast(vote(books, "Ev1", "U1", "down", reason="wrong", comment="\udc00 no", note=odd))
+    await book.cast(vote(books, "Ev1", "U1", "down", note=odd))  # clicked again: the reason stays
+    (kept,) = await book.votes(since=0)
+    assert (kept.vote, kept.reason) == ("down", "wrong")
+    assert kept.comment.endswith(" no") and kept.note is not None
+    assert kept.note.question.startswith("half an emoji") and kept.note.documents == ()
+
+
+async def test_a_vote_kept_by_the_version_before_is_replaced_not_lost() -> None:
+    """Until this version a vote was kept as the bare "up" or "down", under the same key, for 90 days."""
+    sync_client().close()
+    prefix = unique_prefix()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.set(f"{prefix}vote:slack:Ev1:U1", "down", px=60_000)
+        book = RedisFeedbackBook(client, prefix=prefix)
+        recorder = FeedbackRecorder(book=book)
+        await recorder.record(FeedbackVote("slack", "slack-T1", "U1", "down", "Ev1", "outdated", "May"))
+        (kept,) = await book.votes(since=0)
+        assert (kept.vote, kept.reason, kept.comment) == ("down", "outdated", "May")
+        previous = await book.cast(VoteRecord("slack", "slack-T1", "U2", "Ev1", "up", kept.at))
+        assert previous is None
+        await client.set(f"{prefix}vote:slack:Ev1:U3", "up", px=60_000)
+        previous = await book.cast(VoteRecord("slack", "slack-T1", "U3", "Ev1", "down", kept.at))
+        assert previous is not None and previous.vote == "up"  # a changed vote, not a first one
+    finally:
+        await client.aclose()
+        delete_prefix(prefix)
+
+
+def test_old_notes_are_found_for_pruning_by_an_index_not_by_reading_every_note(tmp_path: Path) -> None:
+    """Every answer prunes the notes past retention: with 90 days of answers kept, a scan of the whole
+    table for each answer (under the write lock that votes wait for) would grow with the traffic."""
+    path = tmp_path / "f.sqlite3"
+    asyncio.run(SqliteFeedbackBook(path).note("slack", ["Ev1"], NOTE))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        plan = db.execute("EXPLAIN QUERY PLAN DELETE FROM notes WHERE at < ?", (0.0,)).fetchall()
+    assert "USING INDEX" in " ".join(str(step[-1]) for step in plan), plan

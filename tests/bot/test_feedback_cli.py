@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import time
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
 from bot.cli import main
 from bot.compose import build_chat_app
-from bot.core.feedback import FeedbackVote
+from bot.core.feedback import FeedbackVote, VoteRecord
 from bot.core.model import Address, Handle, Incoming, Reply
+from bot.infra.feedback_sqlite import SqliteFeedbackBook
 from bot.settings import load_settings
 from tests.bot.doubles import Outlet, Place
 from tests.bot.test_dispatch import VPN_GUIDE, RecordingSender
@@ -70,3 +75,31 @@ async def test_a_vote_is_kept_with_the_answer_and_reported_with_its_reason(
     with pytest.raises(SystemExit) as exit:
         await asyncio.to_thread(main, ["feedback", "--since", "-3"])
     assert exit.value.code == 2 and "not a number of days" in capsys.readouterr().err
+
+
+def test_a_votes_file_that_is_missing_damaged_or_locked_is_one_clear_line(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "elsewhere" / "feedback.sqlite3"
+    clean_env.setenv("FEEDBACK_PATH", str(path))
+
+    assert main(["feedback"]) == 1  # run from another folder, or with another FEEDBACK_PATH than the bot's
+    err = capsys.readouterr().err
+    assert err.startswith("threadwise: ") and err.count("\n") == 1
+    assert f"No votes are kept in {path} (FEEDBACK_PATH)" in err
+    assert not path.parent.exists()  # a report creates nothing
+
+    path.parent.mkdir()
+    path.write_bytes(b"not a database at all" * 100)
+    assert main(["feedback"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"threadwise: Cannot read the votes in {path} (FEEDBACK_PATH): file is not a database\n"
+
+    path.unlink()
+    SqliteFeedbackBook(path)._cast(VoteRecord("slack", "slack-T1", "U1", "Ev1", "up", time.time()))
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as writer:
+        writer.execute("BEGIN EXCLUSIVE")  # another process in the middle of writing, for good
+        with patch("bot.infra.feedback_sqlite.BUSY_TIMEOUT_S", 0.1):
+            assert main(["feedback"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"threadwise: Cannot read the votes in {path} (FEEDBACK_PATH): database is locked\n"
