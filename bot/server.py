@@ -63,6 +63,7 @@ def build_app(
         return web.json_response({"status": "ok"})
 
     readiness = _SharedProbe(lambda: _failures(checks, check_timeout), max_age=READY_MAX_AGE_S)
+    chat.metrics.watch_readiness(readiness.get, checks)
 
     async def ready(_: web.Request) -> web.Response:
         failures = await readiness.get()

@@ -178,6 +178,7 @@ class GroqAnswerer:
         fallback: ExtractiveAnswerer,
         temperature: float = 0.1,
         max_tokens: int = 1024,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self._client = groq.AsyncGroq(
             api_key=api_key, base_url=sdk_base_url(base_url), timeout=timeout_s, max_retries=max_retries
@@ -187,6 +188,7 @@ class GroqAnswerer:
         self._fallback = fallback
         self._temperature = temperature
         self._max_tokens = max_tokens
+        self._on_failure = on_failure  # the model failed: counted where the process keeps its metrics
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -215,6 +217,8 @@ class GroqAnswerer:
             _IncompleteStream,
         ) as exc:
             self._log_failure(exc, started)
+            if self._on_failure is not None:
+                self._on_failure()
             return await self._fallback.answer(question, passages, history=history)
         log.debug("llm_answered", model=self._model, elapsed_ms=_ms_since(started), chars=len(raw))
         return finish_answer(question, raw, passages)
@@ -276,6 +280,7 @@ def build_answerer(
     timeout_s: float,
     max_retries: int,
     highlighter: Highlighter | None = None,
+    on_failure: Callable[[], None] | None = None,
 ) -> Answerer:
     """The answerer the settings ask for; extractive when the LLM is disabled or has no key."""
     if provider == "extractive":
@@ -292,4 +297,5 @@ def build_answerer(
         timeout_s=timeout_s,
         max_retries=max_retries,
         fallback=ExtractiveAnswerer(reason="unavailable", highlighter=highlighter),
+        on_failure=on_failure,
     )

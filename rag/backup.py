@@ -213,6 +213,13 @@ def prune(backup_dir: Path, *, retention_days: int, now: datetime | None = None)
     return removed
 
 
+def newest_backup(backup_dir: Path) -> datetime | None:
+    """When the newest archive in `backup_dir` was taken (by its name); None when there is none."""
+    if not backup_dir.is_dir():
+        return None
+    return max(filter(None, map(taken_at, backup_dir.iterdir())), default=None)
+
+
 def taken_at(path: Path) -> datetime | None:
     """When the archive at `path` was taken, from its name; None for any other file."""
     match = _NAME.match(path.name)

@@ -34,6 +34,8 @@ log = structlog.get_logger(__name__)
 
 # (stage, seconds): extract, embed, store, search or llm. Called from worker threads too.
 StageObserver = Callable[[str, float], None]
+# (stage): that stage raised something other than a refusal the user can act on (UserFacingError).
+StageFailureObserver = Callable[[str], None]
 
 FOCUS_DEPTH = 2  # an answer's passages are the better half of twice as many searched (rag.focus)
 
@@ -49,6 +51,7 @@ class Engine:
         search_options: SearchOptions,
         query_cache: QueryCache[Answer],
         stage_observer: StageObserver | None = None,
+        failure_observer: StageFailureObserver | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -62,6 +65,7 @@ class Engine:
         self._doc_locks = NameLocks()  # one ingest or forget of a document at a time
         self._writes = WriteGate()  # every store write passes it (in its thread); a snapshot holds it alone
         self._observe = stage_observer
+        self._observe_failure = failure_observer
         self._ingester = Ingester(
             store=store,
             embedder=embedder,
@@ -77,6 +81,12 @@ class Engine:
         started = time.perf_counter()
         try:
             yield
+        except UserFacingError:
+            raise
+        except Exception:
+            if self._observe_failure is not None:
+                self._observe_failure(stage)
+            raise
         finally:
             if self._observe is not None:
                 self._observe(stage, time.perf_counter() - started)

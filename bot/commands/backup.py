@@ -62,6 +62,7 @@ async def run_backup(settings: Settings, *, out: TextIO) -> int:
         )
         assert result.contents is not None  # an export says what it holds
         _report(settings, result, _server_name(settings), _contents(result.contents), out=out)
+        await _note(settings, result, out=out)
         return 0
     source = Path(settings.chroma_persist_directory)
     try:
@@ -81,6 +82,21 @@ async def run_backup(settings: Settings, *, out: TextIO) -> int:
         ) from None
     _report(settings, result, str(source), f"{result.backup.files} files", out=out)
     return 0
+
+
+async def _note(settings: Settings, result: BackupResult, *, out: TextIO) -> None:
+    """With REDIS_URL, note the success where serves and workers export it for the alert on missing
+    backups. The backup is taken either way: a Redis that does not answer is only said."""
+    if not settings.redis_url:
+        return
+    from redis.exceptions import RedisError
+
+    from bot.infra.backup_record import note_backup
+
+    try:
+        await note_backup(settings.redis_url, result.backup.taken_at)
+    except RedisError as exc:
+        print(f"Could not note the backup in Redis ({type(exc).__name__}): /metrics misses it.", file=out)
 
 
 def _report(settings: Settings, result: BackupResult, what: str, holding: str, *, out: TextIO) -> None:

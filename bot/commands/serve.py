@@ -27,16 +27,21 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import CollectorRegistry
 
     from bot.compose import build_engine, build_service
+    from bot.infra.backup_record import RedisBackupRecord
     from bot.infra.metrics import Metrics
     from bot.infra.scheduler import attach_backups
     from bot.server import serve
 
     require_credentials(settings)
     metrics = Metrics(registry=CollectorRegistry())  # this process's, exported at /metrics
-    engine = build_engine(settings, stage_observer=metrics.stage)
+    engine = build_engine(settings, stage_observer=metrics.stage, failure_observer=metrics.stage_failed)
     await engine.sweep()
     service = build_service(settings, engine, metrics=metrics)
-    attach_backups(service.app, settings=settings, engine=engine)  # embedded store only
+    backups = attach_backups(service.app, settings=settings, engine=engine)  # embedded store only
+    if backups is not None:
+        metrics.watch_backups(backups.last_success)
+    elif service.chat.redis is not None:  # a Chroma server's backups run apart and note them in Redis
+        metrics.watch_backups(RedisBackupRecord(service.chat.redis).last_success)
     await serve(
         service.app,
         host=settings.host,

@@ -62,6 +62,7 @@ def build_handler(
     feedback: FeedbackRecorder,
 ) -> JobHandler:
     """What runs a job, in this process or on a worker."""
+    metrics.expect_platforms(platforms)  # their request counters at 0 from the first scrape
     return JobHandler(
         engine=engine,
         platforms=platforms,
@@ -105,7 +106,7 @@ def build_chat_app(
         telemetry=metrics,
     )
     metrics.watch_engine(engine)
-    metrics.watch_queue(runner.depth)
+    metrics.watch_queue(runner.depth, oldest=runner.oldest_waiting_seconds)
     return ChatApp(dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import redis
 from redis.exceptions import RedisError
 
@@ -10,7 +12,7 @@ from rag.answer import build_answerer
 from rag.cache import QueryCache, SemanticCache
 from rag.chroma import open_store as open_chroma
 from rag.embed import SentenceEmbedder
-from rag.engine import Engine, StageObserver
+from rag.engine import Engine, StageFailureObserver, StageObserver
 from rag.errors import ConfigError
 from rag.focus import SentenceHighlighter
 from rag.redact import redact
@@ -23,11 +25,12 @@ def build_engine(
     settings: Settings,
     *,
     stage_observer: StageObserver | None = None,
+    failure_observer: StageFailureObserver | None = None,
     embedder: SentenceEmbedder | None = None,
     store: VectorStore | None = None,
 ) -> Engine:
     """`embedder`, `store`: the model's and the one Settings name, unless a test or a benchmark
-    brings its own."""
+    brings its own. `failure_observer` hears of failed stages, the LLM's (answered extractively) too."""
     store = store or open_store(settings)
     embedder = embedder or SentenceEmbedder(
         cache_size=settings.embedding_cache_size,
@@ -46,6 +49,7 @@ def build_engine(
             timeout_s=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
             highlighter=SentenceHighlighter(embedder),
+            on_failure=partial(failure_observer, "llm") if failure_observer else None,
         ),
         limits=EngineLimits(
             max_bytes=settings.max_file_bytes,
@@ -59,6 +63,7 @@ def build_engine(
         ),
         query_cache=build_query_cache(settings),
         stage_observer=stage_observer,
+        failure_observer=failure_observer,
     )
 
 

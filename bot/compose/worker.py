@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from bot.compose.chat import build_feedback, build_handler
 from bot.compose.engine import build_engine
+from bot.infra.backup_record import RedisBackupRecord
 from bot.infra.jobqueue import QUEUE_NAME, QueueRunner
 from bot.infra.metrics import Metrics, QueueDepth
 from bot.infra.metrics_port import serve_worker_metrics
@@ -48,10 +49,14 @@ def build_worker(
 async def open_worker(settings: Settings, redis: ArqRedis, *, queue_name: str) -> WorkerResources:
     """Everything the worker's jobs need; arq's pool holds the thread memory and the answered marks."""
     metrics = Metrics(registry=CollectorRegistry())  # this worker's jobs, at WORKER_METRICS_PORT
-    engine = await asyncio.to_thread(build_engine, settings, stage_observer=metrics.stage)
+    engine = await asyncio.to_thread(
+        build_engine, settings, stage_observer=metrics.stage, failure_observer=metrics.stage_failed
+    )
     await asyncio.to_thread(engine.embedder.prepare_queries)  # the model, and what questions run on
     metrics.watch_engine(engine)
-    metrics.watch_queue(QueueRunner(redis, queue_name=queue_name).depth)
+    queue = QueueRunner(redis, queue_name=queue_name)
+    metrics.watch_queue(queue.depth, oldest=queue.oldest_waiting_seconds)
+    metrics.watch_backups(RedisBackupRecord(redis).last_success)  # noted by `threadwise backup`
     platforms = [p.outbound(settings) for p in enabled_platforms(settings)]
     for platform in platforms:
         await platform.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -38,14 +39,21 @@ class InProcessRunner:
         self._ingest_slots = asyncio.Semaphore(ingest_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._active = 0  # tasks holding a slot; the others wait for one
+        self._waiting: dict[asyncio.Task[None], float] = {}  # tasks waiting for a slot → since when
 
     async def submit(self, job: Job) -> None:
         task = asyncio.create_task(self._guarded(job), name=f"job-{job.id}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._waiting[task] = time.monotonic()
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._waiting.pop(task, None)
 
     async def _guarded(self, job: Job) -> None:
         async with self._ingest_slots if job.kind == "ingest" else self._slots:
+            self._waiting.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._active += 1
             try:
                 await self._run(job)
@@ -58,6 +66,10 @@ class InProcessRunner:
     async def depth(self) -> dict[str, int]:
         """Jobs running now and jobs waiting for a slot (the /metrics queue depth)."""
         return {"running": self._active, "pending": len(self._tasks) - self._active}
+
+    async def oldest_waiting_seconds(self) -> float:
+        """How long the job waiting longest for a slot has waited; 0 when none waits."""
+        return time.monotonic() - min(self._waiting.values()) if self._waiting else 0.0
 
     async def drain(self) -> None:
         while self._tasks:

@@ -84,3 +84,19 @@ class QueueRunner:
             keys = [in_progress_key_prefix + i.decode() for i in due_ids]
             running = int(await self._redis.exists(*keys))
         return {"running": running, "pending": int(due) - running, "deferred": int(deferred)}
+
+    async def oldest_waiting_seconds(self) -> float:
+        """How long the oldest due job no worker runs yet has waited since it was due (enqueued, or
+        its retry's time came); 0 when none waits. Looks at the DEPTH_SCAN_LIMIT oldest due jobs."""
+        now = timestamp_ms()
+        due = await self._redis.zrangebyscore(
+            self._queue, "-inf", now, start=0, num=DEPTH_SCAN_LIMIT, withscores=True
+        )
+        if not due:
+            return 0.0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id, _ in due:
+                pipe.exists(in_progress_key_prefix + job_id.decode())
+            running = await pipe.execute()
+        waiting = [score for (_, score), taken in zip(due, running, strict=True) if not taken]
+        return max(0.0, (now - waiting[0]) / 1000) if waiting else 0.0

@@ -1,9 +1,11 @@
 """Prometheus metrics of one threadwise process, on its own registry (never the library's global one).
 
 Counters and histograms are updated as work happens (`Metrics` is the core's `Telemetry`). What is
-read from elsewhere — cache counters, queue depth, documents and chunks per knowledge base — is read
-when /metrics is scraped: `refresh()` first (async, bounded by a timeout, the knowledge-base sizes at
-most every `kb_refresh_seconds`), then `exposition()` renders the registry from memory.
+read from elsewhere — cache counters, queue depth and the oldest waiting job's age, documents and chunks
+per knowledge base — is read when /metrics is scraped: `refresh()` first (async, bounded by a timeout,
+the knowledge-base sizes at most every `kb_refresh_seconds`), then `exposition()` renders the registry
+from memory. The process's own figures (resident memory, CPU, start time: prometheus_client's
+ProcessCollector) and the memory limit of its container (cgroup) are read at each scrape too.
 """
 
 from __future__ import annotations
@@ -14,20 +16,29 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import get_args
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from bot.core.telemetry import STAGES, Outcome
+from bot.core.model import JobKind
+from bot.core.telemetry import OUTCOMES, STAGES, Outcome
+from bot.infra.memlimit import memory_limit_bytes
 from rag.engine import Engine
 from rag.types import KbStats
 
 log = structlog.get_logger(__name__)
 
 QueueDepth = Callable[[], Awaitable[Mapping[str, int]]]  # e.g. {"running": 2, "pending": 7}
+QueueAge = Callable[[], Awaitable[float]]  # seconds the oldest waiting job has waited (0: none waits)
+Readiness = Callable[[], Awaitable[Mapping[str, str]]]  # the failing /ready checks → why
+LastBackup = Callable[[], Awaitable[float | None]]  # Unix time of the newest backup; None: none yet
+# Stages whose failures are counted: the model (embed), the store (store, search), the LLM (llm: Groq
+# failed and the answer was written extractively), parsing (extract). A refusal is no failure.
+FAILING_STAGES = ("extract", "embed", "store", "search", "llm")
 # From a few milliseconds (a search) to minutes (embedding a book).
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -79,10 +90,22 @@ class Metrics:
             ["platform", "kb", "vote"],
             registry=registry,
         )
+        self._stage_errors = Counter(
+            "threadwise_stage_errors",
+            "Failures of a job's stage: the embedding model, the store, the LLM (answered extractively)",
+            ["stage"],
+            registry=registry,
+        )
         for stage in STAGES:  # present from the first scrape, so dashboards see zeros, not gaps
             self._stages.labels(stage)
+        for stage in FAILING_STAGES:
+            self._stage_errors.labels(stage)
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, process_start_time_seconds…
         self._engine: Engine | None = None
         self._queue: QueueDepth | None = None
+        self._queue_age: QueueAge | None = None
+        self._last_backup: LastBackup | None = None
+        self._ready: Readiness | None = None
         self._scraped = _Scraped()
         self._kb_task: asyncio.Future[dict[str, KbStats]] | None = None
         self._kb_read_at = -math.inf
@@ -106,30 +129,81 @@ class Metrics:
     def feedback(self, platform: str, kb: str, vote: str) -> None:
         self._feedback.labels(platform, kb, vote).inc()
 
+    def stage_failed(self, stage: str) -> None:
+        """A stage raised (or, for `llm`, the model failed and the answer was extractive)."""
+        self._stage_errors.labels(stage).inc()
+
+    def expect_platforms(self, platforms: Iterable[str]) -> None:
+        """Create each platform's request counters and job timings at 0, so that rates and ratios
+        (the alert rules' error rates) have series from the first scrape instead of none."""
+        for kind in get_args(JobKind):
+            self._jobs.labels(kind)
+            for platform in platforms:
+                for outcome in OUTCOMES:
+                    self._requests.labels(platform, kind, outcome)
+
     # -- what is read at scrape time -----------------------------------------------------------------
     def watch_engine(self, engine: Engine) -> None:
         """Export the engine's cache counters and its knowledge bases' sizes."""
         self._engine = engine
         self._scraped.cache_stats = engine.cache_stats
 
-    def watch_queue(self, depth: QueueDepth) -> None:
-        """Export the job queue's depth: the in-process runner's, or the shared queue's in Redis."""
+    def watch_queue(self, depth: QueueDepth, *, oldest: QueueAge | None = None) -> None:
+        """Export the job queue's depth, and with `oldest` how long its oldest waiting job has waited:
+        the in-process runner's, or the shared queue's in Redis."""
         self._queue = depth
+        self._queue_age = oldest
+
+    def watch_readiness(self, failures: Readiness, checks: Iterable[str]) -> None:
+        """Export what /ready answers, check by check (serve: its probe, shared with /ready)."""
+        self._ready = failures
+        self._scraped.ready = dict.fromkeys(checks, False)
+
+    def watch_backups(self, last: LastBackup) -> None:
+        """Export when the newest backup was taken: serve's own scheduler's (embedded store), or what
+        `threadwise backup` noted in Redis (a Chroma server)."""
+        self._last_backup = last
 
     async def refresh(self) -> None:
         """Read the scrape-time sources; a slow or failing one keeps its last values and reports down."""
-        await asyncio.gather(self._refresh_queue(), self._refresh_kbs())
+        await asyncio.gather(
+            self._refresh_queue(), self._refresh_kbs(), self._refresh_backup(), self._refresh_ready()
+        )
+
+    async def _refresh_ready(self) -> None:
+        if self._ready is None:
+            return
+        try:  # each check is bounded by HEALTH_CHECK_TIMEOUT; this only guards the whole round
+            failing = await asyncio.wait_for(self._ready(), self._timeout + 1)
+        except Exception:
+            failing = dict.fromkeys(self._scraped.ready, "no answer")
+        self._scraped.ready = {check: check not in failing for check in self._scraped.ready}
+
+    async def _refresh_backup(self) -> None:
+        if self._last_backup is None:
+            return
+        try:
+            last = await asyncio.wait_for(self._last_backup(), self._timeout)
+        except Exception as exc:
+            self._scraped.up["backups"] = False
+            log.warning("metrics_last_backup_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+            return
+        self._scraped.last_backup = last or 0.0
+        self._scraped.up["backups"] = True
 
     async def _refresh_queue(self) -> None:
         if self._queue is None:
             return
+        age = self._queue_age
         try:
-            depth = await asyncio.wait_for(self._queue(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                depth, oldest = await asyncio.gather(self._queue(), age() if age else _nothing())
         except Exception as exc:
             self._scraped.up["queue"] = False
             log.warning("metrics_queue_depth_failed", error=f"{type(exc).__name__}: {exc}"[:200])
             return
         self._scraped.queue = dict(depth)
+        self._scraped.oldest = oldest
         self._scraped.up["queue"] = True
 
     async def _refresh_kbs(self) -> None:
@@ -187,12 +261,19 @@ async def start_metrics_server(metrics: Metrics, *, host: str, port: int) -> web
     return runner
 
 
+async def _nothing() -> None:
+    return None
+
+
 class _Scraped:
     """A collector over values read at scrape time (see `Metrics.refresh`)."""
 
     def __init__(self) -> None:
         self.cache_stats: Callable[[], Mapping[str, float]] | None = None
+        self.last_backup: float | None = None
         self.queue: dict[str, int] = {}
+        self.oldest: float | None = None
+        self.ready: dict[str, bool] = {}
         self.kb_sizes: dict[str, KbStats] = {}
         self.up: dict[str, bool] = {}
 
@@ -222,7 +303,44 @@ class _Scraped:
         )
         for source, ok in sorted(self.up.items()):
             up.add_metric([source], 1.0 if ok else 0.0)
-        return [queue, documents, chunks, up, *self._cache_families()]
+        return [queue, *self._process_families(), documents, chunks, up, *self._cache_families()]
+
+    def _process_families(self) -> list[Metric]:
+        """The oldest waiting job, the newest backup, the container's memory limit: each when known."""
+        found: list[Metric] = []
+        if self.oldest is not None:
+            found.append(
+                GaugeMetricFamily(
+                    "threadwise_queue_oldest_job_seconds",
+                    "Seconds the oldest job waiting for a slot (or a worker) has waited; 0: none waits",
+                    value=self.oldest,
+                )
+            )
+        if self.last_backup is not None:
+            found.append(
+                GaugeMetricFamily(
+                    "threadwise_backup_last_success_timestamp_seconds",
+                    "Unix time of the newest successful backup; 0: none yet",
+                    value=self.last_backup,
+                )
+            )
+        if self.ready:
+            ready = GaugeMetricFamily(
+                "threadwise_ready_check_up",
+                "1 when this /ready check passes, 0 when it fails (/ready answers 503)",
+                labels=["check"],
+            )
+            for check, ok in sorted(self.ready.items()):
+                ready.add_metric([check], 1.0 if ok else 0.0)
+            found.append(ready)
+        found.append(
+            GaugeMetricFamily(
+                "threadwise_memory_limit_bytes",
+                "Memory limit of this process's container (cgroup); +Inf: none",
+                value=memory_limit_bytes(),
+            )
+        )
+        return found
 
     def _cache_families(self) -> list[Metric]:
         lookups = CounterMetricFamily(

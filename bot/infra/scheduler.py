@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.cron import cron_trigger
 from bot.settings import Settings
-from rag.backup import BackupResult, snapshot
+from rag.backup import BackupResult, newest_backup, snapshot
 from rag.engine import Engine
 
 log = structlog.get_logger(__name__)
@@ -43,6 +43,7 @@ class BackupScheduler:
         self._running: asyncio.Task[BackupResult | None] | None = None
         self._started = False
         self.last: BackupResult | None = None
+        self._newest: float | None = None  # Unix time of the newest archive, read once at start
 
     @property
     def next_run(self) -> datetime | None:
@@ -50,8 +51,17 @@ class BackupScheduler:
         job = self._scheduler.get_job("backup") if self._started else None
         return job.next_run_time if job is not None else None
 
+    async def last_success(self) -> float | None:
+        """Unix time of the newest backup: this process's last, else the newest archive in BACKUP_DIR
+        when it started (a restart does not forget yesterday's); None when there is none."""
+        if self.last is not None:
+            return self.last.backup.taken_at.timestamp()
+        return self._newest
+
     def start(self) -> None:
         """Start on the running event loop."""
+        newest = newest_backup(self._backup_dir)
+        self._newest = newest.timestamp() if newest else None
         job = self._scheduler.add_job(self._submit, self._trigger, id="backup", name="backup")
         self._scheduler.start()
         self._started = True

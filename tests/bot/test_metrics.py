@@ -172,7 +172,7 @@ async def test_refusals_errors_and_rate_limits_are_counted_apart(make_service: S
     assert m.value("threadwise_requests_total", kind="ingest", outcome="refused") == 1
     assert m.value("threadwise_requests_total", kind="ask", outcome="error") == 1
     assert m.value("threadwise_requests_total", kind="ask", outcome="rate_limited") == 1
-    assert m.value("threadwise_requests_total", kind="ask", outcome="answered") is None
+    assert m.value("threadwise_requests_total", kind="ask", outcome="answered") == 0  # there from the start
     assert m.value("threadwise_rate_limit_hits_total", platform="slack", kb=KB) == 1
     assert m.value("threadwise_stage_seconds_count", stage="llm") == 1  # the failed call is timed too
 
@@ -244,6 +244,7 @@ async def test_a_store_that_hangs_does_not_hang_metrics(
 
     assert elapsed < 1.0
     assert m.value("threadwise_metrics_source_up", source="kb_sizes") == 0
-    assert m.value("threadwise_requests_total") is None  # the rest is there, just no requests yet
+    requests = [x.value for x in m.samples if x.name == "threadwise_requests_total"]
+    assert requests and not any(requests)  # the rest is there, just no requests yet
     assert "threadwise_stage_seconds" in m.families
     assert (await svc.http.get("/health")).status == 200
