@@ -3,6 +3,7 @@ slack_sdk client → FakeSlack on 127.0.0.1, with the real engine behind the dis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.compose import ChatApp, build_service
+from bot.core.feedback import FeedbackVote
 from bot.settings import Settings
 from bot.slack.routes import SlackRoutes
 from rag.answer import Answerer
@@ -36,6 +38,7 @@ class SlackHarness:
     platform: SlackRoutes
     chat: ChatApp
     engine: Engine
+    votes: list[FeedbackVote] = dataclasses.field(default_factory=list)  # as handed to the intake
 
     async def send(
         self,
@@ -106,7 +109,17 @@ async def make_slack(
         http = TestClient(TestServer(service.app, host="127.0.0.1"))
         await http.start_server()
         opened.append((fake, http))
-        return SlackHarness(fake, http, routes, service.chat, engine)
+        harness = SlackHarness(fake, http, routes, service.chat, engine)
+        # Votes as the routes hand them on (a reason and words included), then recorded as ever.
+        intake = routes._intake
+        record = intake.feedback
+
+        async def feedback(vote: FeedbackVote) -> None:
+            harness.votes.append(vote)
+            await record(vote)
+
+        routes._intake = dataclasses.replace(intake, feedback=feedback)
+        return harness
 
     yield factory
     for fake, http in opened:

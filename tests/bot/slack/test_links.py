@@ -48,8 +48,8 @@ async def _upload_and_ask(slack: SlackHarness) -> str:
     await slack.send(question)
     await slack.settle()
     (message,) = slack.fake.thread(payloads.CHANNEL, question["event"]["ts"])
-    answer_block = message["blocks"][0]["text"]["text"]
-    assert answer_block == message["text"]
+    if "streaming" not in message:  # a streamed answer's text is all Markdown, Sources in its blocks
+        assert message["blocks"][0]["text"]["text"] == message["text"]
     return str(message["text"])
 
 
@@ -86,9 +86,11 @@ async def test_a_link_the_model_writes_shows_its_target(make_slack: HarnessFacto
 
     shown = await _upload_and_ask(slack)
 
-    _assert_shown_not_disguised(shown)
-    assert f"https://it.example.com (<{TARGET.replace('&', '&amp;')}>)" in shown  # a URL as text too
-    assert "&lt;!here&gt;" in shown
+    # Streamed as Markdown, which Slack renders itself: the same rule, in Markdown's terms.
+    assert "the IT portal (<https://evil.example.net/collect?who=you>)" in shown
+    assert "](" not in shown  # no [text](target) left
+    assert f"https://it.example.com (<{TARGET}>)" in shown  # a URL as text too
+    assert "\\<!here>" in shown  # escaped: shown as text, never a mention
 
 
 @pytest.mark.parametrize(
