@@ -3,7 +3,8 @@
 A real aiohttp server on 127.0.0.1 (ephemeral port) that the real `groq` SDK talks to over HTTP. Tests
 script what it does next with a queue of behaviours (answer, HTTP error, hang, broken or stalled stream)
 and read back every request body it received. With an empty queue it answers `default_text`.
-`delay` makes every answer take that long before its first byte, like a model thinking (benchmarks).
+`delay` makes every answer take that long before its first byte, like a model thinking (benchmarks);
+`token_interval` spaces the streamed deltas that far apart, like a model writing.
 
     async with FakeGroq() as fake:
         fake.enqueue_status(429, retry_after=0.01)
@@ -75,12 +76,19 @@ class FakeGroq(LocalServer):
     """The scripted fake server. See the module docstring."""
 
     def __init__(
-        self, *, default_text: str = DEFAULT_TEXT, model: str = "llama-3.3-70b-versatile", delay: float = 0.0
+        self,
+        *,
+        default_text: str = DEFAULT_TEXT,
+        model: str = "llama-3.3-70b-versatile",
+        delay: float = 0.0,
+        token_interval: float = 0.0,
     ) -> None:
         super().__init__()
         self.default_text = default_text
         self.model = model
         self.delay = delay  # seconds every answer waits before its first byte
+        self.token_interval = token_interval  # seconds between two streamed deltas
+        self.first_token_at: list[float] = []  # time.perf_counter() as each stream's first delta went out
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
@@ -178,8 +186,12 @@ class FakeGroq(LocalServer):
         await response.prepare(request)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         await self._send(response, self._chunk(completion_id, {"role": "assistant", "content": ""}, None))
-        for delta in deltas:
+        for n, delta in enumerate(deltas):
+            if n and self.token_interval:
+                await asyncio.sleep(self.token_interval)
             await self._send(response, self._chunk(completion_id, {"content": delta}, None))
+            if n == 0:
+                self.first_token_at.append(time.perf_counter())
         if finish_reason is None:
             return response
         final = self._chunk(completion_id, {}, finish_reason)
