@@ -17,10 +17,11 @@ from bot.compose import ChatApp, build_service
 from bot.core.feedback import FeedbackVote
 from bot.settings import Settings
 from bot.slack.routes import SlackRoutes
-from rag.answer import Answerer
+from rag.answer import DEFAULT_GROQ_MODEL, Answerer, ExtractiveAnswerer, GroqAnswerer
 from rag.engine import Engine
 from tests.bot.slack import payloads
 from tests.conftest import EngineFactory
+from tests.fakes.groq_server import FakeGroq
 from tests.fakes.slack_server import FakeSlack
 
 KB = f"slack-{payloads.TEAM}"
@@ -74,6 +75,18 @@ class SlackHarness:
 
 
 HarnessFactory = Callable[..., Awaitable[SlackHarness]]
+
+
+def groq_answerer(fake: FakeGroq) -> GroqAnswerer:
+    """The real Groq SDK against the Groq fake, quoting the documents when the model fails."""
+    return GroqAnswerer(
+        api_key="test-key",
+        model=DEFAULT_GROQ_MODEL,
+        base_url=fake.base_url,
+        timeout_s=10,
+        max_retries=0,
+        fallback=ExtractiveAnswerer(reason="unavailable"),
+    )
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from rag.answer import DEFAULT_GROQ_MODEL, ExtractiveAnswerer, GroqAnswerer
 from tests.bot.slack import payloads
-from tests.bot.slack.conftest import HarnessFactory, SlackHarness
+from tests.bot.slack.conftest import HarnessFactory, SlackHarness, groq_answerer
 from tests.fakes.groq_server import FakeGroq
 
 TARGET = "https://evil.example.net/collect?who=you"
@@ -71,15 +70,7 @@ async def test_a_quoted_passage_shows_the_target_of_its_link(slack: SlackHarness
 
 
 async def test_a_link_the_model_writes_shows_its_target(make_slack: HarnessFactory, groq: FakeGroq) -> None:
-    answerer = GroqAnswerer(
-        api_key="test-key",
-        model=DEFAULT_GROQ_MODEL,
-        base_url=groq.base_url,
-        timeout_s=10,
-        max_retries=0,
-        fallback=ExtractiveAnswerer(reason="unavailable"),
-    )
-    slack = await make_slack(answerer=answerer)
+    slack = await make_slack(answerer=groq_answerer(groq))
     groq.enqueue_answer(
         f"Sign in at [the IT portal]({TARGET}) [1], or at [https://it.example.com]({TARGET}) <!here>."
     )

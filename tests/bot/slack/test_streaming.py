@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.core import text
-from rag.answer import DEFAULT_GROQ_MODEL, ExtractiveAnswerer, GroqAnswerer
 from tests.bot.slack import payloads
-from tests.bot.slack.conftest import KB, VPN_GUIDE, HarnessFactory, SlackHarness
+from tests.bot.slack.conftest import KB, VPN_GUIDE, HarnessFactory, SlackHarness, groq_answerer
 from tests.fakes.groq_server import FakeGroq
 
 QUESTION = "How do I rotate the VPN certificate?"
@@ -27,15 +26,7 @@ async def groq() -> AsyncIterator[FakeGroq]:
 
 async def _ask(make_slack: HarnessFactory, groq: FakeGroq, *, broken: str = "") -> SlackHarness:
     """A harness answering with the Groq fake, which writes ANSWER (or breaks off after `broken`)."""
-    answerer = GroqAnswerer(
-        api_key="test-key",
-        model=DEFAULT_GROQ_MODEL,
-        base_url=groq.base_url,
-        timeout_s=10,
-        max_retries=0,
-        fallback=ExtractiveAnswerer(reason="unavailable"),
-    )
-    slack = await make_slack(answerer=answerer)
+    slack = await make_slack(answerer=groq_answerer(groq))
     await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE)
     if broken:
         groq.enqueue_broken_stream(broken)
@@ -88,7 +79,7 @@ async def test_a_stream_that_expires_while_the_answer_is_written_is_finished_wit
     message = await _answer_in_thread(slack)
 
     _complete(message)
-    (start,) = slack.fake.calls_to("chat.startStream")
+    assert len(slack.fake.calls_to("chat.startStream")) == 1
     appended = slack.fake.calls_to("chat.appendStream")
     assert len(appended) == 1  # refused as not streaming: no stream is appended to again
     assert slack.fake.calls_to("chat.stopStream") == []

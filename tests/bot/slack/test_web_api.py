@@ -11,9 +11,8 @@ import pytest
 from bot.core import text
 from bot.slack import text as slack_text
 from bot.slack.mrkdwn import SECTION_LIMIT
-from rag.answer import DEFAULT_GROQ_MODEL, ExtractiveAnswerer, GroqAnswerer
 from tests.bot.slack import payloads
-from tests.bot.slack.conftest import KB, VPN_GUIDE, HarnessFactory, SlackHarness
+from tests.bot.slack.conftest import KB, VPN_GUIDE, HarnessFactory, SlackHarness, groq_answerer
 from tests.fakes.groq_server import FakeGroq
 
 QUESTION = "How do I rotate the VPN certificate?"
@@ -23,17 +22,6 @@ QUESTION = "How do I rotate the VPN certificate?"
 async def groq() -> AsyncIterator[FakeGroq]:
     async with FakeGroq() as fake:
         yield fake
-
-
-def _answerer(fake: FakeGroq) -> GroqAnswerer:
-    return GroqAnswerer(
-        api_key="test-key",
-        model=DEFAULT_GROQ_MODEL,
-        base_url=fake.base_url,
-        timeout_s=10,
-        max_retries=0,
-        fallback=ExtractiveAnswerer(reason="unavailable"),
-    )
 
 
 async def test_a_429_from_the_web_api_is_waited_out_as_retry_after_says_and_never_delays_the_ack(
@@ -57,7 +45,7 @@ async def test_a_429_from_the_web_api_is_waited_out_as_retry_after_says_and_neve
 async def test_an_answer_streams_in_its_thread_and_ends_as_one_message_with_sources_and_buttons(
     make_slack: HarnessFactory, groq: FakeGroq
 ) -> None:
-    slack = await make_slack(answerer=_answerer(groq))
+    slack = await make_slack(answerer=groq_answerer(groq))
     await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE, url="https://fake.slack.com/files/W222/F1/vpn.md")
     answer = (
         "## Steps\n\n- Open the **Keychain** app [1]\n- See [the portal](https://it.example.com/?a=1&b=2)"
@@ -94,7 +82,7 @@ async def test_an_answer_streams_in_its_thread_and_ends_as_one_message_with_sour
 async def test_a_long_answer_is_split_into_messages_under_slacks_limits(
     make_slack: HarnessFactory, groq: FakeGroq
 ) -> None:
-    slack = await make_slack(answerer=_answerer(groq))
+    slack = await make_slack(answerer=groq_answerer(groq))
     await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE)
     slack.fake.refuse_streaming()  # edited in place, as where Slack does not stream
     paragraph = "Open the Keychain app and delete the old certificate before you install the new one [1]. "
@@ -150,7 +138,7 @@ async def test_rate_limited_users_get_a_private_wait_message(make_slack: Harness
 async def test_in_an_assistant_thread_the_status_shows_then_the_answer_streams_without_a_placeholder(
     make_slack: HarnessFactory, groq: FakeGroq
 ) -> None:
-    slack = await make_slack(answerer=_answerer(groq))
+    slack = await make_slack(answerer=groq_answerer(groq))
     await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE)
     groq.enqueue_answer("Open the **Keychain** app and delete the old certificate [1].")
     thread_ts = payloads.new_ts()
