@@ -144,8 +144,8 @@ class SlackDriver:
 
     Each event gets a ts no message of the bot can have (the fake stamps those with the current
     time), so the bot's placeholder in the thread is found by its thread_ts. A job is finished when
-    the placeholder is replaced by the final reply: the `chat.update` that carries `blocks` (the
-    progress edits of a streaming answer or an ingest carry text only).
+    its final reply arrives: the `chat.update` that carries `blocks` (the progress edits of an answer
+    or an ingest carry text only), or the `chat.stopStream` that ends an answer streamed in.
     """
 
     _ts = itertools.count(1)
@@ -198,7 +198,10 @@ class SlackDriver:
         """time.perf_counter() when the final reply to the event `ts` reached the fake Slack."""
         calls = self.fake.calls
         for call in calls[self._seen :]:  # the fake only appends: look at each call once
-            if call.method == "chat.update" and "blocks" in call.params:
+            final = call.method == "chat.stopStream" or (
+                call.method == "chat.update" and "blocks" in call.params
+            )
+            if final:
                 key = (str(call.params.get("channel")), str(call.params.get("ts")))
                 thread = self.fake.messages.get(key, {}).get("thread_ts")
                 if thread is not None:

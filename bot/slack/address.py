@@ -51,17 +51,38 @@ class SlackAddress:
 
 @dataclass(frozen=True)
 class SlackHandle:
-    """The working message: `ts` of the placeholder, or none yet where a status shows instead."""
+    """The message a job shows: `ts` of the placeholder (none yet where a status shows instead), or of
+    the answer streaming in (`streaming`) with the Markdown already sent to it (`sent`), so that each
+    append sends only what is new. `plain`: this answer is not streamed (Slack refused, or the stream
+    ended early): its message is edited instead. A new handle for each step, never changed."""
 
     channel: str
     ts: str = ""
+    streaming: bool = False
+    sent: str = ""
+    plain: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"channel": self.channel, "ts": self.ts} if self.ts else {"channel": self.channel}
+        data: dict[str, Any] = {"channel": self.channel}
+        if self.ts:
+            data["ts"] = self.ts
+        if self.streaming:
+            data.update(streaming=True, sent=self.sent)
+        if self.plain:
+            data["plain"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SlackHandle | None:
-        return cls(str(data["channel"]), str(data.get("ts") or "")) if data else None
+        if not data:
+            return None
+        return cls(
+            str(data["channel"]),
+            str(data.get("ts") or ""),
+            streaming=bool(data.get("streaming")),
+            sent=str(data.get("sent") or ""),
+            plain=bool(data.get("plain")),
+        )
 
 
 def slack_address(address: Address) -> SlackAddress:

@@ -21,7 +21,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.translate import FEEDBACK_ACTION_PREFIX
+from bot.slack.translate import FEEDBACK_ACTION_PREFIX, REASON_VIEW
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +37,10 @@ class Listeners(Protocol):
     def on_command(self, body: Body) -> None: ...
 
     def on_action(self, body: Body) -> None: ...
+
+    def on_view_submission(self, body: Body) -> dict[str, str]:
+        """A submitted form: the errors to show under its fields ({}: accepted, or ignored)."""
+        ...
 
     def on_assistant_thread_started(self, body: Body) -> None: ...
 
@@ -99,6 +103,14 @@ def build_bolt_app(
         await ack()
         _guarded(listeners.on_action, body)
 
+    async def view(ack: AsyncAck, body: Body) -> None:
+        try:
+            errors = listeners.on_view_submission(body)
+        except Exception:  # the form closes; the log says why
+            log.exception("slack_listener_failed", type=body.get("type"))
+            errors = {}
+        await (ack(response_action="errors", errors=errors) if errors else ack())
+
     async def thread_started(body: Body) -> None:
         _guarded(listeners.on_assistant_thread_started, body)
 
@@ -111,6 +123,7 @@ def build_bolt_app(
     app.event("assistant_thread_context_changed")(ignore)
     app.command(re.compile(r"^/"))(command)  # whatever the workspace calls the command
     app.action(re.compile(f"^{FEEDBACK_ACTION_PREFIX}"))(action)
+    app.view(REASON_VIEW)(view)
     return app
 
 

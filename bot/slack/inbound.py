@@ -28,12 +28,12 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(
         "type subtype event_id team_id user_id channel_id enterprise_id api_app_id command text "
         "trigger_id response_url challenge ts thread_ts event_ts channel_type user_team source_team "
-        "message_ts id".split(),
+        "message_ts id callback_id private_metadata".split(),
         _TEXT,
     ),
     **dict.fromkeys(("team", "user", "channel", "enterprise"), _REF),
     **dict.fromkeys(
-        ("event", "message", "previous_message", "container", "assistant_thread", "item", "view"),
+        ("event", "message", "previous_message", "container", "assistant_thread", "item", "view", "state"),
         (dict,),
     ),
     **dict.fromkeys(("authorizations", "actions", "files", "response_urls"), (list,)),
@@ -92,7 +92,18 @@ def parse_payload(raw: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
         form = _form(text)
         body = _json_object(form["payload"], "payload") if "payload" in form else dict(form)
     _check_fields(body, _FIELDS, depth=0)
+    _check_view(body)
     return text, body
+
+
+def _check_view(body: Mapping[str, Any]) -> None:
+    """A form's submission or closing names its view's type and callback_id: Bolt reads both
+    without asking (a view without a `type` raised KeyError, and the service answered 500)."""
+    if body.get("type") not in ("view_submission", "view_closed"):
+        return
+    view = body.get("view")
+    if not isinstance(view, dict) or not all(isinstance(view.get(k), str) for k in ("type", "callback_id")):
+        raise BadRequest("view without its type and callback_id")
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

@@ -22,6 +22,9 @@ _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.M)
 _RULE = re.compile(r"^[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*$", re.M)
 _TOKEN = re.compile("\x00(\\d+)\x00")
+# The end of a partial answer that may still become a link: `[label`, `[label]`, `[label](url`, `<url`.
+_OPEN_TAIL = re.compile(r"(?:!?\[[^\]\n]*(?:\](?:\([^)\n]*)?)?|<[^>\n]*)\Z")
+_ANGLE = re.compile(r"(?<!\\)<")
 
 
 def to_mrkdwn(markdown: str) -> str:
@@ -34,6 +37,45 @@ def to_mrkdwn(markdown: str) -> str:
         pos = m.end()
     out.append(_convert_prose(markdown[pos:]))
     return "".join(out)
+
+
+def to_stream_markdown(markdown: str, *, partial: bool = False) -> str:
+    """Our Markdown as Slack's streaming methods take it (Slack renders the Markdown itself): links
+    show their target, `label (<url>)`, and `<…>` that is not a URL stays text, so no `<!here>` or
+    `<@U…>` from a document or the model becomes a mention. `partial`: the answer is still being
+    written, and a link at its end is held back, so that each text sent extends the one before."""
+    if partial:
+        tail = _OPEN_TAIL.search(markdown)
+        markdown = markdown[: tail.start()] if tail else markdown
+    out: list[str] = []
+    pos = 0
+    for m in _CODE.finditer(markdown):
+        out.append(_stream_prose(markdown[pos : m.start()]))
+        out.append(m.group())
+        pos = m.end()
+    out.append(_stream_prose(markdown[pos:]))
+    return "".join(out)
+
+
+def _stream_prose(text: str) -> str:
+    links: list[str] = []
+
+    def keep(markup: str) -> str:
+        links.append(markup)
+        return f"\x00{len(links) - 1}\x00"
+
+    text = text.replace("\x00", "")
+    text = _LINK.sub(lambda m: keep(_shown_link(m.group(2), m.group(1))), text)
+    text = _AUTOLINK.sub(lambda m: keep(_shown_link(m.group(1), "")), text)
+    text = _ANGLE.sub(r"\\<", text)  # CommonMark's escape: shown as "<", read as no markup
+    return _TOKEN.sub(lambda m: links[int(m.group(1))], text)
+
+
+def _shown_link(url: str, label: str) -> str:
+    """`label (<url>)` in Markdown: the label, then the URL itself as an autolink."""
+    target = f"<{_slack_url(url).replace('&amp;', '&')}>" if _AUTOLINK.fullmatch(f"<{url}>") else url
+    label = _unbold(label.strip()).replace("<", "\\<")
+    return f"{label} ({target})" if label and label != url else target
 
 
 def escape(text: str) -> str:

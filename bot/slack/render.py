@@ -1,4 +1,6 @@
-"""A `Reply` → the Slack messages that show it: mrkdwn text, numbered Sources, 👍/👎 buttons."""
+"""A `Reply` → the Slack messages that show it: mrkdwn text, numbered Sources, Slack's 👍/👎
+feedback buttons (a `context_actions` block with a `feedback_buttons` element, whose values carry the
+vote and the answer's ref: docs.slack.dev/reference/block-kit/block-elements/feedback-buttons-element)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.core import text
+from bot.core.feedback import COMMENT_LIMIT, REASONS
 from bot.core.model import PartialAnswer, Reply, Update
 from bot.slack import mrkdwn
-from bot.slack.translate import FEEDBACK_DOWN, FEEDBACK_UP
+from bot.slack import text as slack_text
+from bot.slack.translate import (
+    COMMENT_ACTION,
+    COMMENT_BLOCK,
+    FEEDBACK_VOTE,
+    REASON_ACTION,
+    REASON_BLOCK,
+    REASON_VIEW,
+)
 from rag.types import Citation
 
 FEEDBACK_BLOCK = "threadwise_feedback"
@@ -32,11 +43,17 @@ def render_reply(reply: Reply, *, feedback_value: str = "") -> list[SlackMessage
     if not sources and not reply.feedback:
         return [SlackMessage(p) for p in pieces]
     *before, last = pieces
-    blocks = [_section(last)]
-    blocks.extend(_section(part) for part in mrkdwn.split(sources) if sources)
-    if reply.feedback:
-        blocks.append(_feedback_buttons(feedback_value))
+    blocks = [_section(last), *render_tail(reply, feedback_value=feedback_value)]
     return [*(SlackMessage(p) for p in before), SlackMessage(last, blocks)]
+
+
+def render_tail(reply: Reply, *, feedback_value: str) -> list[dict[str, Any]]:
+    """The blocks under an answer's text: its Sources, then the feedback buttons (where offered)."""
+    sources = _sources(reply.citations)
+    blocks = [_section(part) for part in mrkdwn.split(sources)] if sources else []
+    if reply.feedback:
+        blocks.append(feedback_buttons(feedback_value))
+    return blocks
 
 
 def render_working(markdown: str, *, cursor: bool = False) -> str:
@@ -78,17 +95,59 @@ def _section(mrkdwn_text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn_text}}
 
 
-def _feedback_buttons(value: str) -> dict[str, Any]:
-    def button(action_id: str, label: str) -> dict[str, Any]:
+def feedback_buttons(ref: str) -> dict[str, Any]:
+    """Slack's own 👍/👎 under an answer; each value is `<vote>:<ref>` (a click names only its value)."""
+
+    def button(vote: str, label: str, spoken: str) -> dict[str, Any]:
         return {
-            "type": "button",
-            "action_id": action_id,
-            "text": {"type": "plain_text", "text": label, "emoji": True},
-            "value": value[:2000] or "-",
+            "text": {"type": "plain_text", "text": label},
+            "value": f"{vote}:{ref}"[:2000],
+            "accessibility_label": spoken,
         }
 
     return {
-        "type": "actions",
+        "type": "context_actions",
         "block_id": FEEDBACK_BLOCK,
-        "elements": [button(FEEDBACK_UP, text.FEEDBACK_UP), button(FEEDBACK_DOWN, text.FEEDBACK_DOWN)],
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK_VOTE,
+                "positive_button": button("up", text.FEEDBACK_UP, "Mark this answer as helpful"),
+                "negative_button": button("down", text.FEEDBACK_DOWN, "Mark this answer as not helpful"),
+            }
+        ],
+    }
+
+
+def reason_form(metadata: str) -> dict[str, Any]:
+    """The modal a 👎 opens: why (radio buttons, required) and the person's own words (optional);
+    `metadata` (the answer voted on) comes back with the submission."""
+
+    def plain(words: str) -> dict[str, Any]:
+        return {"type": "plain_text", "text": words}
+
+    options = [{"text": plain(label), "value": key} for key, label in REASONS.items()]
+    comment = {"type": "plain_text_input", "action_id": COMMENT_ACTION, "multiline": True}
+    return {
+        "type": "modal",
+        "callback_id": REASON_VIEW,
+        "private_metadata": metadata,
+        "title": plain(slack_text.REASON_TITLE),
+        "submit": plain(slack_text.REASON_SUBMIT),
+        "close": plain(slack_text.REASON_CLOSE),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "label": plain(slack_text.REASON_LABEL),
+                "element": {"type": "radio_buttons", "action_id": REASON_ACTION, "options": options},
+            },
+            {
+                "type": "input",
+                "block_id": COMMENT_BLOCK,
+                "optional": True,
+                "label": plain(slack_text.REASON_COMMENT_LABEL),
+                "element": {**comment, "max_length": COMMENT_LIMIT},
+            },
+        ],
     }

@@ -33,15 +33,19 @@ from bot.slack import text as slack_text
 from bot.slack.app import Body, build_bolt_app
 from bot.slack.inbound import BadRequest, parse_payload, signature_problem
 from bot.slack.outbound import SlackOutbound
+from bot.slack.render import reason_form
 from bot.slack.translate import (
     PLATFORM,
     AssistantThread,
     Feedback,
     Message,
+    Refused,
     assistant_thread_from_event,
     command_from_form,
     feedback_from_action,
     message_from_event,
+    reason_from_view,
+    reason_metadata,
 )
 from rag.errors import ConfigError
 
@@ -201,7 +205,24 @@ class SlackRoutes:
                 PLATFORM, f"slack-{feedback.team}", feedback.user, feedback.vote, ref=feedback.event_id
             )
             self._spawn(self._record(vote), f"slack-vote-{feedback.message_ts}")
-            self._spawn(self._thank(feedback), f"slack-feedback-{feedback.message_ts}")
+            self._spawn(self._follow_up(feedback), f"slack-feedback-{feedback.message_ts}")
+
+    def on_view_submission(self, body: Body) -> dict[str, str]:
+        reason = reason_from_view(body)
+        if isinstance(reason, Refused):
+            log.warning("slack_feedback_form_refused", problem=reason.problem)
+            return {reason.block: slack_text.REASON_MISSING} if reason.block else {}
+        vote = FeedbackVote(
+            PLATFORM,
+            f"slack-{reason.team}",
+            reason.user,
+            "down",
+            ref=reason.ref,
+            reason=reason.reason,
+            comment=reason.comment,
+        )
+        self._spawn(self._record(vote), f"slack-reason-{reason.ref}")
+        return {}
 
     def on_assistant_thread_started(self, body: Body) -> None:
         thread = assistant_thread_from_event(body)
@@ -254,6 +275,17 @@ class SlackRoutes:
 
     async def _record(self, vote: FeedbackVote) -> None:
         await self._intake.feedback(vote)
+
+    async def _follow_up(self, feedback: Feedback) -> None:
+        """A 👎 opens the form that asks why (its trigger lasts 3 s); a 👍 is thanked."""
+        if feedback.vote == "down" and feedback.trigger_id:
+            view = reason_form(reason_metadata(feedback))
+            try:
+                await self._outbound.client.views_open(trigger_id=feedback.trigger_id, view=view)
+                return
+            except Exception as exc:  # e.g. expired_trigger_id: thanked instead
+                log.warning("slack_feedback_form_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+        await self._thank(feedback)
 
     async def _thank(self, feedback: Feedback) -> None:
         try:

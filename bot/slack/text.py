@@ -15,3 +15,14 @@ ASSISTANT_PROMPTS = (
     ("Which documents do you know?", "docs"),
     ("How big is the knowledge base?", "stats"),
 )
+
+# The form a 👎 opens (a modal: title and button ≤ 24 characters).
+REASON_TITLE = "What went wrong?"
+REASON_SUBMIT = "Send"
+REASON_CLOSE = "Skip"
+REASON_LABEL = "The answer was…"
+REASON_COMMENT_LABEL = "Anything to add? (optional)"
+REASON_MISSING = "Pick one, or press Skip."
+
+# What Slack rotates under an AI app thread while an answer is being found (≤ 10).
+LOADING = ("Searching your documents…", "Reading the passages that match…", "Writing the answer…")

@@ -7,11 +7,13 @@ Each function takes a payload as Slack sends it (an Events API body, a slash com
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.core.feedback import COMMENT_LIMIT, REASONS
 from bot.core.model import FileRef, Incoming
 from bot.slack.address import SlackAddress
 
@@ -19,6 +21,11 @@ PLATFORM = "slack"
 FEEDBACK_ACTION_PREFIX = "threadwise_feedback_"
 FEEDBACK_UP = FEEDBACK_ACTION_PREFIX + "up"
 FEEDBACK_DOWN = FEEDBACK_ACTION_PREFIX + "down"
+FEEDBACK_VOTE = FEEDBACK_ACTION_PREFIX + "vote"  # Slack's feedback_buttons: the value is `<vote>:<ref>`
+REASON_VIEW = "threadwise_feedback_reason"  # the 👎 form's callback_id
+REASON_BLOCK, REASON_ACTION = "reason", "reason_choice"
+COMMENT_BLOCK, COMMENT_ACTION = "comment", "comment_text"
+REF_LIMIT = 255  # characters of an answer's ref read back from Slack (ours are job ids, far shorter)
 # A user's own words: plain, with files, or a thread reply also sent to the channel. Edits, deletions,
 # joins, bot posts… are not questions.
 HANDLED_SUBTYPES = (None, "file_share", "thread_broadcast")
@@ -70,7 +77,28 @@ class Feedback:
     channel: str
     message_ts: str
     thread_ts: str
-    event_id: str  # of the question the answer was for (the button's value)
+    event_id: str  # the answer's ref: the job's id, or (older buttons) the question's event id
+    trigger_id: str = ""  # lets a 👎 open the form asking why, for 3 s
+
+
+@dataclass(frozen=True)
+class Reason:
+    """The 👎 form, submitted: why the answer was not good, in the person's words too."""
+
+    user: str
+    team: str
+    ref: str
+    reason: str  # a key of REASONS
+    comment: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A submitted 👎 form that is not read: why (for the log), and the form's field to say it under
+    where the person can put it right."""
+
+    problem: str
+    block: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,26 +234,82 @@ def command_from_form(form: Mapping[str, Any]) -> Incoming | None:
 
 
 def feedback_from_action(body: Mapping[str, Any]) -> Feedback | None:
-    """A click on a 👍/👎 button under an answer, or None for any other action."""
+    """A click on 👍/👎 under an answer, or None for any other action (or a value that is not ours)."""
     actions = body.get("actions") or []
     ours = (a for a in actions if str(a.get("action_id", "")).startswith(FEEDBACK_ACTION_PREFIX))
     action = next(ours, None)
     if action is None:
         return None
-    vote: Literal["up", "down"] = "up" if action["action_id"] == FEEDBACK_UP else "down"
+    voted = _vote_of(str(action["action_id"]), str(action.get("value") or ""))
     user = body.get("user") or {}
+    if voted is None or not user.get("id"):
+        return None
     container = body.get("container") or {}
     message = body.get("message") or {}
     message_ts = str(message.get("ts") or container.get("message_ts") or "")
     return Feedback(
-        vote=vote,
+        vote=voted[0],
         user=str(user.get("id", "")),
         team=str((body.get("team") or {}).get("id") or user.get("team_id") or ""),
         channel=str((body.get("channel") or {}).get("id") or container.get("channel_id") or ""),
         message_ts=message_ts,
         thread_ts=str(message.get("thread_ts") or container.get("thread_ts") or message_ts),
-        event_id=str(action.get("value") or ""),
+        event_id=voted[1],
+        trigger_id=str(body.get("trigger_id") or ""),
     )
+
+
+def _vote_of(action_id: str, value: str) -> tuple[Literal["up", "down"], str] | None:
+    """Slack's feedback_buttons say `up:<ref>` / `down:<ref>`; older buttons say the vote in their
+    action_id and hold the question's event id."""
+    if action_id == FEEDBACK_VOTE:
+        vote, _, ref = value.partition(":")
+    elif action_id in (FEEDBACK_UP, FEEDBACK_DOWN):
+        vote, ref = action_id.removeprefix(FEEDBACK_ACTION_PREFIX), value
+    else:
+        return None
+    if vote not in ("up", "down") or not ref or len(ref) > REF_LIMIT:
+        return None
+    return ("up" if vote == "up" else "down"), ref
+
+
+def reason_metadata(feedback: Feedback) -> str:
+    """What the 👎 form carries back in its private_metadata: the answer voted on."""
+    return json.dumps({"ref": feedback.event_id})
+
+
+def reason_from_view(body: Mapping[str, Any]) -> Reason | Refused:
+    """A submitted 👎 form → its Reason, or why not: Slack's own submissions carry the ref we gave
+    the form and a reason (the choice is required); anything else was forged or damaged."""
+    view, user = body.get("view") or {}, body.get("user") or {}
+    team = str((body.get("team") or {}).get("id") or user.get("team_id") or "")
+    ref = _metadata_ref(view.get("private_metadata"))
+    if not (ref and user.get("id") and team):
+        return Refused("no answer, person or workspace named")
+    values = (view.get("state") or {}).get("values") or {}
+    chosen = _state(values, REASON_BLOCK, REASON_ACTION).get("selected_option") or {}
+    reason = chosen.get("value") if isinstance(chosen, dict) else None
+    if reason not in REASONS:
+        return Refused("no reason chosen", block=REASON_BLOCK)
+    comment = _state(values, COMMENT_BLOCK, COMMENT_ACTION).get("value")
+    words = comment.strip()[:COMMENT_LIMIT] if isinstance(comment, str) else ""
+    return Reason(str(user["id"]), team, ref, str(reason), words)
+
+
+def _metadata_ref(raw: object) -> str:
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return ""
+    ref = data.get("ref") if isinstance(data, dict) else None
+    return ref if isinstance(ref, str) and 0 < len(ref) <= REF_LIMIT else ""
+
+
+def _state(values: object, block: str, action: str) -> dict[str, Any]:
+    """One input's state in a view's `state.values`, or {} where the shape is not Slack's."""
+    found = values.get(block) if isinstance(values, dict) else None
+    found = found.get(action) if isinstance(found, dict) else None
+    return found if isinstance(found, dict) else {}
 
 
 def assistant_thread_from_event(body: Mapping[str, Any]) -> AssistantThread | None:

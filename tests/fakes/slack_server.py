@@ -13,6 +13,14 @@ person would see it), answers in the shapes of Slack's documented responses (the
 
 File downloads (`url_private_download`) need `Authorization: Bearer <bot token>`; without it the
 server answers as Slack does: HTTP 200 with an HTML login page.
+
+Streaming (chat.startStream / appendStream / stopStream) follows Slack's method reference
+(docs.slack.dev/reference/methods/chat.startStream etc.): the streamed message's `text` is the Markdown
+sent so far, `streaming` is True until it stops; a channel (not a DM) needs recipient_team_id and
+recipient_user_id; after a stream expired (`expire_streams`) or was stopped, append and stop answer
+`message_not_in_streaming_state`. `refuse_streaming(error)` makes every startStream answer that error,
+as a workspace without the AI-apps feature would. `enforce_tiers()` answers HTTP 429 `ratelimited` with
+Retry-After once a method exceeds its documented tier in a sliding minute (RATE_TIERS).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 import uuid
 from collections import defaultdict, deque
@@ -31,6 +40,16 @@ from aiohttp import WSMsgType, web
 
 from tests.fakes.local_server import LocalServer
 
+# Calls per minute per method, the floor of each documented tier (docs.slack.dev/apis/web-api/rate-limits:
+# Tier 2 20+/min, Tier 3 50+/min, Tier 4 100+/min; each method's page names its tier).
+RATE_TIERS = {
+    "chat.startStream": 20,  # Tier 2
+    "chat.stopStream": 20,  # Tier 2
+    "chat.appendStream": 100,  # Tier 4
+    "chat.update": 50,  # Tier 3
+    "chat.delete": 50,  # Tier 3
+    "views.open": 100,  # Tier 4
+}
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
 
 
@@ -56,6 +75,14 @@ class _Failure:
     status: int
     retry_after: float | None
     error: str | None
+
+
+@dataclass
+class _Stream:
+    started: float  # time.monotonic()
+    channel: str
+    mode: str  # "markdown_text" | "chunks": Slack refuses a later call in the other mode
+    live: bool = True
 
 
 @dataclass
@@ -99,6 +126,13 @@ class FakeSlack(LocalServer):
         self._ts = itertools.count(1)
         self._socket = _SocketState()
         self._changed = asyncio.Condition()
+        self.streams: dict[tuple[str, str], _Stream] = {}
+        self.streaming_refusal: str | None = None  # the error every chat.startStream answers
+        self.stream_lifetime: float | None = None  # seconds after its start a stream expires
+        self.tier_window: float | None = None  # enforce RATE_TIERS over this many seconds
+        self.limited: list[str] = []  # methods answered 429 by the tier enforcement
+        self._accepted: dict[str, deque[float]] = defaultdict(deque)  # calls within their tier
+        self.views: list[dict[str, Any]] = []  # views.open's views, in order
 
     # -- scripting -----------------------------------------------------------------------------------
 
@@ -108,6 +142,23 @@ class FakeSlack(LocalServer):
         """Make the next call to `method` fail: an HTTP status (429 with Retry-After by default), or
         with `status=200, error="…"` Slack's `{"ok": false, "error": …}`."""
         self._failures[method].append(_Failure(status, retry_after, error))
+
+    def refuse_streaming(self, error: str | None = "not_allowed") -> None:
+        """Answer every chat.startStream with `{"ok": false, "error": error}` (None: stream again)."""
+        self.streaming_refusal = error
+
+    def expire_streams(self, after: float | None = 0.0) -> None:
+        """Streams end `after` seconds from their start (Slack: about five minutes, undocumented); 0
+        ends every live one now. None: streams never expire."""
+        self.stream_lifetime = after
+        if after == 0:
+            for stream in self.streams.values():
+                stream.live = False
+
+    def enforce_tiers(self, window: float = 60.0) -> None:
+        """From now on, a method of RATE_TIERS called more often than its tier in any `window`
+        seconds is answered HTTP 429 with Retry-After, as Slack does."""
+        self.tier_window = window
 
     def delay_next(self, method: str, seconds: float) -> None:
         """Hold the next call to `method` for `seconds` before it is handled, as a slow network would.
@@ -261,6 +312,9 @@ class FakeSlack(LocalServer):
         token = auth.removeprefix("Bearer ").strip() or str(params.pop("token", ""))
         call = ApiCall(method, params, token, time.perf_counter())
         self.calls.append(call)
+        limited = self._over_tier(method, call.at)
+        if limited is not None:
+            return limited
         failures = self._failures.get(method)
         if failures:
             failure = failures.popleft()
@@ -280,6 +334,21 @@ class FakeSlack(LocalServer):
         if handler is None:
             return await self._answer({"ok": False, "error": "unknown_method"})
         return await self._answer(handler(params))
+
+    def _over_tier(self, method: str, now: float) -> web.Response | None:
+        limit = RATE_TIERS.get(method)
+        if self.tier_window is None or limit is None:
+            return None
+        accepted = self._accepted[method]
+        while accepted and accepted[0] <= now - self.tier_window:
+            accepted.popleft()
+        if len(accepted) < limit:
+            accepted.append(now)
+            return None
+        self.limited.append(method)
+        retry_after = max(1, math.ceil(accepted[0] + self.tier_window - now))
+        headers = {"Retry-After": str(retry_after)}
+        return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=headers)
 
     async def _held(self, method: str, seconds: float, request: web.Request) -> bool:
         """Wait `seconds`; False when the caller disconnected meanwhile."""
@@ -351,6 +420,74 @@ class FakeSlack(LocalServer):
         message["edits"] = message.get("edits", 0) + 1
         return {"ok": True, "channel": key[0], "ts": key[1], "text": message["text"], "message": message}
 
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (str(params.get("channel", "")), str(params.get("ts", "")))
+        if self.messages.pop(key, None) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    # chat.startStream / appendStream / stopStream: shapes of docs.slack.dev/reference/methods/chat.*Stream
+
+    def _chat_startStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.streaming_refusal is not None:
+            return {"ok": False, "error": self.streaming_refusal}
+        channel = str(params.get("channel", ""))
+        problem = _stream_content_problem(params) or _recipient_problem(channel, params)
+        if problem is not None:
+            return {"ok": False, "error": problem}
+        ts = self._next_ts()
+        message = {"bot_id": self.bot_id, "type": "message", "user": self.bot_user_id, "ts": ts}
+        message.update(text="", blocks=[], streaming=True, thread_ts=str(params.get("thread_ts") or ts))
+        self.messages[(channel, ts)] = message
+        self.streams[(channel, ts)] = _Stream(time.monotonic(), channel, _stream_mode(params))
+        _append_content(message, params)
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _chat_appendStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        problem = self._stream_problem(params) or _stream_content_problem(params, required=True)
+        if problem is not None:
+            return {"ok": False, "error": problem}
+        key = (str(params["channel"]), str(params["ts"]))
+        _append_content(self.messages[key], params)
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _chat_stopStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        problem = self._stream_problem(params) or _stream_content_problem(params)
+        if problem is not None:
+            return {"ok": False, "error": problem}
+        key = (str(params["channel"]), str(params["ts"]))
+        message = self.messages[key]
+        _append_content(message, params)
+        message.update(streaming=False, blocks=_blocks(params.get("blocks")))
+        self.streams[key].live = False
+        return {"ok": True, "channel": key[0], "ts": key[1], "message": message}
+
+    def _stream_problem(self, params: dict[str, Any]) -> str | None:
+        key = (str(params.get("channel", "")), str(params.get("ts", "")))
+        stream = self.streams.get(key)
+        if stream is None or key not in self.messages:
+            return "message_not_found"
+        lifetime = self.stream_lifetime
+        if lifetime is not None and time.monotonic() - stream.started >= lifetime:
+            stream.live = False
+        if not stream.live:
+            return "message_not_in_streaming_state"
+        if _stream_mode(params, stream.mode) != stream.mode:
+            return "streaming_mode_mismatch"
+        return None
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        trigger = str(params.get("trigger_id", ""))
+        view = params.get("view")
+        if isinstance(view, str):  # form-encoded calls send it as JSON
+            view = json.loads(view)
+        if not trigger:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            return {"ok": False, "error": "invalid_arguments"}
+        self.views.append(view)
+        return {"ok": True, "view": {"id": f"V{len(self.views):04d}", **view}}
+
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         self.ephemeral.append(dict(params))
         return {"ok": True, "message_ts": self._next_ts()}
@@ -400,6 +537,45 @@ class FakeSlack(LocalServer):
         async with self._changed:
             self._changed.notify_all()
         return web.Response(text="ok")
+
+
+def _stream_mode(params: dict[str, Any], default: str = "markdown_text") -> str:
+    if params.get("chunks"):
+        return "chunks"
+    return "markdown_text" if params.get("markdown_text") else default
+
+
+def _stream_content_problem(params: dict[str, Any], *, required: bool = False) -> str | None:
+    text, chunks = params.get("markdown_text"), params.get("chunks")
+    if text and chunks:
+        return "cannot_provide_both_markdown_text_and_chunks"
+    if required and not (text or chunks):
+        return "markdown_text_or_chunks_required"
+    if isinstance(text, str) and len(text) > 12_000:
+        return "msg_too_long"
+    return None
+
+
+def _recipient_problem(channel: str, params: dict[str, Any]) -> str | None:
+    """Streaming to a channel (not a DM) names who asks: `recipient_team_id` and `recipient_user_id`."""
+    if not channel:
+        return "channel_not_found"
+    if channel.startswith("D"):
+        return None
+    if not params.get("recipient_team_id"):
+        return "missing_recipient_team_id"
+    if not params.get("recipient_user_id"):
+        return "missing_recipient_user_id"
+    return None
+
+
+def _append_content(message: dict[str, Any], params: dict[str, Any]) -> None:
+    """The streamed text, as the message reads: markdown_text, or the text of markdown_text chunks."""
+    chunks = params.get("chunks")
+    if isinstance(chunks, str):
+        chunks = json.loads(chunks)
+    pieces = [str(c.get("text", "")) for c in chunks or () if c.get("type") == "markdown_text"]
+    message["text"] += str(params.get("markdown_text") or "") + "".join(pieces)
 
 
 def _blocks(raw: Any) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ slack_sdk client → FakeSlack on 127.0.0.1, with the real engine behind the dis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -13,12 +14,14 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.compose import ChatApp, build_service
+from bot.core.feedback import FeedbackVote
 from bot.settings import Settings
 from bot.slack.routes import SlackRoutes
-from rag.answer import Answerer
+from rag.answer import DEFAULT_GROQ_MODEL, Answerer, ExtractiveAnswerer, GroqAnswerer
 from rag.engine import Engine
 from tests.bot.slack import payloads
 from tests.conftest import EngineFactory
+from tests.fakes.groq_server import FakeGroq
 from tests.fakes.slack_server import FakeSlack
 
 KB = f"slack-{payloads.TEAM}"
@@ -36,6 +39,7 @@ class SlackHarness:
     platform: SlackRoutes
     chat: ChatApp
     engine: Engine
+    votes: list[FeedbackVote] = dataclasses.field(default_factory=list)  # as handed to the intake
 
     async def send(
         self,
@@ -73,6 +77,18 @@ class SlackHarness:
 HarnessFactory = Callable[..., Awaitable[SlackHarness]]
 
 
+def groq_answerer(fake: FakeGroq) -> GroqAnswerer:
+    """The real Groq SDK against the Groq fake, quoting the documents when the model fails."""
+    return GroqAnswerer(
+        api_key="test-key",
+        model=DEFAULT_GROQ_MODEL,
+        base_url=fake.base_url,
+        timeout_s=10,
+        max_retries=0,
+        fallback=ExtractiveAnswerer(reason="unavailable"),
+    )
+
+
 @pytest.fixture
 async def make_slack(
     make_engine: EngineFactory, clean_env: pytest.MonkeyPatch
@@ -106,7 +122,17 @@ async def make_slack(
         http = TestClient(TestServer(service.app, host="127.0.0.1"))
         await http.start_server()
         opened.append((fake, http))
-        return SlackHarness(fake, http, routes, service.chat, engine)
+        harness = SlackHarness(fake, http, routes, service.chat, engine)
+        # Votes as the routes hand them on (a reason and words included), then recorded as ever.
+        intake = routes._intake
+        record = intake.feedback
+
+        async def feedback(vote: FeedbackVote) -> None:
+            harness.votes.append(vote)
+            await record(vote)
+
+        routes._intake = dataclasses.replace(intake, feedback=feedback)
+        return harness
 
     yield factory
     for fake, http in opened:

@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM = "T111"
@@ -251,6 +251,67 @@ def block_actions(
         ],
     }
     return "payload=" + quote(json.dumps(payload))
+
+
+def feedback_click(
+    *, value: str, message: dict[str, Any], channel: str = CHANNEL, user: str = USER, trigger_id: str = ""
+) -> str:
+    """A click on Slack's feedback_buttons: block_actions whose action is a `feedback_buttons` one.
+
+    The action's fields follow bolt-js's `FeedbackButtonsAction` (type, action_id, block_id, action_ts,
+    text, value: docs.slack.dev/tools/bolt-js/reference/interfaces/FeedbackButtonsAction); the envelope
+    is block_actions' (interactivity/block_actions.form.txt). No captured body of this action exists in
+    ../shared/fixtures: the envelope is the standard one, the action the documented one.
+    """
+    form = block_actions(
+        action_id="threadwise_feedback_vote", value=value, message=message, channel=channel, user=user
+    )
+    payload = json.loads(unquote(form.removeprefix("payload=")))
+    payload["trigger_id"] = trigger_id or f"{int(time.time())}.222.{uuid.uuid4().hex[:8]}"
+    payload["actions"][0].update(
+        type="feedback_buttons",
+        text={"type": "plain_text", "text": "👎" if value.startswith("down") else "👍"},
+    )
+    return "payload=" + quote(json.dumps(payload))
+
+
+def view_submission(
+    *, view: dict[str, Any], values: dict[str, Any], user: str = USER, team: str = TEAM
+) -> str:
+    """The 👎 form submitted: view_submission as docs.slack.dev/reference/interaction-payloads/
+    view-interactions-payload describes it (type, team, user, api_app_id, trigger_id, view with its
+    `state.values` by block_id then action_id; the radio's `selected_option` per bolt-js
+    RadioButtonsAction, the text input's `value` per api.slack.com/changelog/2020-09-full-state-on-
+    view-submisson-and-block-actions). `view` is the one views.open was given."""
+    payload = {
+        "type": "view_submission",
+        "team": {"id": team, "domain": "workspace-domain"},
+        "user": {"id": user, "username": "primary-owner", "name": "primary-owner", "team_id": team},
+        "api_app_id": "A111",
+        "token": "verification_token",
+        "trigger_id": f"{int(time.time())}.333.{uuid.uuid4().hex[:8]}",
+        "view": {
+            "id": "V0001",
+            "team_id": team,
+            "app_id": "A111",
+            "bot_id": BOT_ID,
+            "hash": "1700000000.abcdef",
+            **view,
+            "state": {"values": values},
+        },
+        "response_urls": [],
+        "is_enterprise_install": False,
+    }
+    return "payload=" + quote(json.dumps(payload))
+
+
+def reason_values(reason: str | None, comment: str | None = None) -> dict[str, Any]:
+    """The form's state.values: the radio button chosen (None: none) and the words typed."""
+    chosen = None if reason is None else {"text": {"type": "plain_text", "text": reason}, "value": reason}
+    return {
+        "reason": {"reason_choice": {"type": "radio_buttons", "selected_option": chosen}},
+        "comment": {"comment_text": {"type": "plain_text_input", "value": comment}},
+    }
 
 
 def signed_headers(

@@ -60,11 +60,14 @@ async def test_a_mention_gets_a_placeholder_in_its_thread_then_the_cited_answer_
     assert "Keychain" in answer["text"]["text"]
     assert sources["text"]["text"].startswith("*Sources*\n[1] <" + PERMALINK + "|vpn.md>")
     assert "Certificates" in sources["text"]["text"]  # the section of the guide
-    assert [b["action_id"] for b in buttons["elements"]] == [
-        "threadwise_feedback_up",
-        "threadwise_feedback_down",
-    ]
-    assert {b["value"] for b in buttons["elements"]} == {body["event_id"]}
+    assert buttons["type"] == "context_actions"  # Slack's own 👍/👎, naming the vote and the answer
+    (votes,) = buttons["elements"]
+    assert votes["type"] == "feedback_buttons" and votes["action_id"] == "threadwise_feedback_vote"
+    ref = body["event_id"]  # the job's id, which is the event's
+    assert (votes["positive_button"]["value"], votes["negative_button"]["value"]) == (
+        f"up:{ref}",
+        f"down:{ref}",
+    )
 
 
 async def test_a_direct_message_is_answered_in_a_thread_under_it(slack: SlackHarness) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
+import pytest
 import structlog
 
 from bot.core import text
+from bot.core.feedback import COMMENT_LIMIT, REASONS
 from bot.slack import text as slack_text
 from tests.bot.scrape import scrape
 from tests.bot.slack import payloads
@@ -78,56 +82,169 @@ async def test_when_the_response_url_fails_the_reply_is_still_private(slack: Sla
 # -- feedback -------------------------------------------------------------------------------------------
 
 
-async def test_a_feedback_click_is_acked_recorded_and_thanked(slack: SlackHarness) -> None:
+async def _answered(slack: SlackHarness) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A question answered in a channel: the answer, its feedback_buttons element, and its ref."""
     await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE)
     question = payloads.app_mention(QUESTION)
     await slack.send(question)
     await slack.settle()
     (answer,) = slack.fake.thread(payloads.CHANNEL, question["event"]["ts"])
-    buttons = answer["blocks"][-1]["elements"]
-    down = next(b for b in buttons if b["action_id"] == "threadwise_feedback_down")
+    (buttons,) = answer["blocks"][-1]["elements"]
+    return answer, buttons, question["event_id"]
+
+
+async def test_a_thumbs_up_is_recorded_once_however_often_it_is_clicked_and_thanked(
+    slack: SlackHarness,
+) -> None:
+    answer, buttons, ref = await _answered(slack)
+    up = buttons["positive_button"]["value"]
 
     with structlog.testing.capture_logs() as logs:
-        response = await slack.send_form(
-            payloads.block_actions(action_id=down["action_id"], value=down["value"], message=answer)
-        )
-        await slack.settle()
-
-    assert response.status == 200
-    metrics = await scrape(slack.http)
-    assert metrics.value("threadwise_feedback_total", platform="slack", kb=KB, vote="down") == 1
-    assert metrics.value("threadwise_feedback_total", vote="up") is None
-    (logged,) = [e for e in logs if e["event"] == "answer_feedback"]
-    assert logged["vote"] == "down" and logged["ref"] == question["event_id"]
-    assert logged["user"] == payloads.USER and logged["kb"] == KB
-    (thanks,) = slack.fake.ephemeral
-    assert thanks["text"] == text.FEEDBACK_THANKS
-    assert thanks["user"] == payloads.USER and thanks["thread_ts"] == question["event"]["ts"]
-
-
-async def test_a_replayed_or_changed_click_never_counts_one_person_twice(slack: SlackHarness) -> None:
-    await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE)
-    question = payloads.app_mention(QUESTION)
-    await slack.send(question)
-    await slack.settle()
-    (answer,) = slack.fake.thread(payloads.CHANNEL, question["event"]["ts"])
-    buttons = {b["action_id"]: b for b in answer["blocks"][-1]["elements"]}
-    up, down = buttons["threadwise_feedback_up"], buttons["threadwise_feedback_down"]
-
-    def click(button: dict[str, str], user: str = payloads.USER) -> str:
-        action, value = button["action_id"], button["value"]
-        return payloads.block_actions(action_id=action, value=value, message=answer, user=user)
-
-    with structlog.testing.capture_logs() as logs:
-        for form in (click(down), click(down), click(down), click(up), click(up, user="W333")):
-            assert (await slack.send_form(form)).status == 200  # each one signed anew, as Slack would
+        for _ in range(2):  # a double click: each one signed anew, as Slack would
+            response = await slack.send_form(payloads.feedback_click(value=up, message=answer))
+            assert response.status == 200
             await slack.settle()
 
     metrics = await scrape(slack.http)
+    assert metrics.value("threadwise_feedback_total", platform="slack", kb=KB, vote="up") == 1
+    (logged,) = [e for e in logs if e["event"] == "answer_feedback"]
+    assert logged["vote"] == "up" and logged["ref"] == ref and logged["user"] == payloads.USER
+    assert [(v.vote, v.ref, v.workspace) for v in slack.votes] == [("up", ref, KB)] * 2
+    assert slack.fake.views == []  # no form for a 👍
+    assert {e["text"] for e in slack.fake.ephemeral} == {text.FEEDBACK_THANKS}
+
+
+async def test_a_thumbs_down_opens_the_form_and_its_reason_is_recorded(slack: SlackHarness) -> None:
+    answer, buttons, ref = await _answered(slack)
+    down = buttons["negative_button"]["value"]
+
+    await slack.send_form(payloads.feedback_click(value=down, message=answer, trigger_id="111.222.down"))
+    await slack.settle()
+    (call,) = slack.fake.calls_to("views.open")
+    assert call.params["trigger_id"] == "111.222.down"
+    (view,) = slack.fake.views
+    reasons = view["blocks"][0]["element"]["options"]
+    assert [o["value"] for o in reasons] == list(REASONS)
+    assert (
+        view["blocks"][1]["optional"] is True and view["blocks"][1]["element"]["type"] == "plain_text_input"
+    )
+
+    words = "The policy changed in March. " * 40  # longer than what is kept
+    response = await slack.send_form(
+        payloads.view_submission(view=view, values=payloads.reason_values("outdated", words))
+    )
+    await slack.settle()
+
+    assert response.status == 200 and await response.text() == ""  # the form closes
+    first, second = slack.votes
+    assert (first.vote, first.ref, first.reason) == ("down", ref, "")
+    assert (second.vote, second.ref, second.reason) == ("down", ref, "outdated")
+    assert second.comment == words.strip()[:COMMENT_LIMIT] and second.user == payloads.USER
+    metrics = await scrape(slack.http)
     assert metrics.value("threadwise_feedback_total", platform="slack", kb=KB, vote="down") == 1
-    assert metrics.value("threadwise_feedback_total", platform="slack", kb=KB, vote="up") == 1  # W333's
-    votes = [(e["user"], e["vote"], e["replaces"]) for e in logs if e["event"] == "answer_feedback"]
-    assert votes == [(payloads.USER, "down", None), (payloads.USER, "up", "down"), ("W333", "up", None)]
+    assert slack.fake.ephemeral == []  # the form was the answer to the click
+
+
+async def test_a_form_sent_without_a_reason_is_shown_again_with_the_error(slack: SlackHarness) -> None:
+    answer, buttons, _ = await _answered(slack)
+    await slack.send_form(payloads.feedback_click(value=buttons["negative_button"]["value"], message=answer))
+    await slack.settle()
+    (view,) = slack.fake.views
+
+    response = await slack.send_form(payloads.view_submission(view=view, values=payloads.reason_values(None)))
+    await slack.settle()
+
+    assert response.status == 200
+    assert await response.json() == {
+        "response_action": "errors",
+        "errors": {"reason": slack_text.REASON_MISSING},
+    }
+    assert [v.reason for v in slack.votes] == [""]  # only the click
+
+
+FORGED_FORMS = {
+    "no private_metadata": ({"callback_id": "threadwise_feedback_reason"}, "wrong"),
+    "metadata not JSON": ({"callback_id": "threadwise_feedback_reason", "private_metadata": "{ref"}, "wrong"),
+    "metadata a list": ({"callback_id": "threadwise_feedback_reason", "private_metadata": "[1]"}, "wrong"),
+    "ref not a string": (
+        {"callback_id": "threadwise_feedback_reason", "private_metadata": '{"ref": 7}'},
+        "wrong",
+    ),
+    "ref too long": (
+        {"callback_id": "threadwise_feedback_reason", "private_metadata": json.dumps({"ref": "x" * 999})},
+        "wrong",
+    ),
+    "reason not ours": (
+        {"callback_id": "threadwise_feedback_reason", "private_metadata": '{"ref": "Ev1"}'},
+        "sabotage",
+    ),
+    "another form": ({"callback_id": "someone_elses_form", "private_metadata": '{"ref": "Ev1"}'}, "wrong"),
+}
+
+
+@pytest.mark.parametrize("view, reason", FORGED_FORMS.values(), ids=FORGED_FORMS)
+async def test_a_forged_or_damaged_form_is_answered_without_a_5xx_and_records_nothing(
+    slack: SlackHarness, view: dict[str, Any], reason: str
+) -> None:
+    response = await slack.send_form(
+        payloads.view_submission(view=view, values=payloads.reason_values(reason))
+    )
+    await slack.settle()
+
+    assert response.status < 500
+    assert slack.votes == []
+
+
+async def test_a_form_whose_state_is_not_slacks_shape_is_answered_without_a_5xx(slack: SlackHarness) -> None:
+    view = {"callback_id": "threadwise_feedback_reason", "private_metadata": '{"ref": "Ev1"}'}
+    for values in ({"reason": "wrong"}, {"reason": {"reason_choice": {"selected_option": "wrong"}}}, []):
+        response = await slack.send_form(payloads.view_submission(view=view, values=values))  # type: ignore[arg-type]
+        assert response.status < 500
+    await slack.settle()
+    assert slack.votes == []
+
+
+FORGED_CLICKS = {
+    "no vote": "Ev1",
+    "a vote not ours": "meh:Ev1",
+    "no ref": "up:",
+    "ref too long": "up:" + "x" * 999,
+}
+
+
+@pytest.mark.parametrize("value", FORGED_CLICKS.values(), ids=FORGED_CLICKS)
+async def test_a_click_whose_value_is_not_ours_is_acked_and_ignored(slack: SlackHarness, value: str) -> None:
+    message = {"ts": payloads.new_ts(), "text": "an answer"}
+
+    response = await slack.send_form(payloads.feedback_click(value=value, message=message))
+    await slack.settle()
+
+    assert response.status == 200
+    assert slack.votes == [] and slack.fake.views == [] and slack.fake.ephemeral == []
+
+
+async def test_the_buttons_of_older_answers_still_count_and_never_count_one_person_twice(
+    slack: SlackHarness,
+) -> None:
+    """Answers posted before Slack's feedback buttons carry two buttons, each naming the question."""
+    answer = {"ts": payloads.new_ts(), "thread_ts": payloads.new_ts(), "text": "an older answer"}
+
+    def click(action: str, user: str = payloads.USER) -> str:
+        return payloads.block_actions(action_id=action, value="EvOLD", message=answer, user=user)
+
+    with structlog.testing.capture_logs() as logs:
+        for form in (
+            click("threadwise_feedback_up"),
+            click("threadwise_feedback_up"),
+            click("threadwise_feedback_down", "W333"),
+        ):
+            assert (await slack.send_form(form)).status == 200
+            await slack.settle()
+
+    votes = [(e["user"], e["vote"], e["ref"]) for e in logs if e["event"] == "answer_feedback"]
+    assert votes == [(payloads.USER, "up", "EvOLD"), ("W333", "down", "EvOLD")]
+    (view,) = slack.fake.views  # the 👎 asks why there too
+    assert json.loads(view["private_metadata"]) == {"ref": "EvOLD"}
 
 
 # -- AI app threads -------------------------------------------------------------------------------------

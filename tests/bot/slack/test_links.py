@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from rag.answer import DEFAULT_GROQ_MODEL, ExtractiveAnswerer, GroqAnswerer
 from tests.bot.slack import payloads
-from tests.bot.slack.conftest import HarnessFactory, SlackHarness
+from tests.bot.slack.conftest import HarnessFactory, SlackHarness, groq_answerer
 from tests.fakes.groq_server import FakeGroq
 
 TARGET = "https://evil.example.net/collect?who=you"
@@ -48,8 +47,8 @@ async def _upload_and_ask(slack: SlackHarness) -> str:
     await slack.send(question)
     await slack.settle()
     (message,) = slack.fake.thread(payloads.CHANNEL, question["event"]["ts"])
-    answer_block = message["blocks"][0]["text"]["text"]
-    assert answer_block == message["text"]
+    if "streaming" not in message:  # a streamed answer's text is all Markdown, Sources in its blocks
+        assert message["blocks"][0]["text"]["text"] == message["text"]
     return str(message["text"])
 
 
@@ -71,24 +70,18 @@ async def test_a_quoted_passage_shows_the_target_of_its_link(slack: SlackHarness
 
 
 async def test_a_link_the_model_writes_shows_its_target(make_slack: HarnessFactory, groq: FakeGroq) -> None:
-    answerer = GroqAnswerer(
-        api_key="test-key",
-        model=DEFAULT_GROQ_MODEL,
-        base_url=groq.base_url,
-        timeout_s=10,
-        max_retries=0,
-        fallback=ExtractiveAnswerer(reason="unavailable"),
-    )
-    slack = await make_slack(answerer=answerer)
+    slack = await make_slack(answerer=groq_answerer(groq))
     groq.enqueue_answer(
         f"Sign in at [the IT portal]({TARGET}) [1], or at [https://it.example.com]({TARGET}) <!here>."
     )
 
     shown = await _upload_and_ask(slack)
 
-    _assert_shown_not_disguised(shown)
-    assert f"https://it.example.com (<{TARGET.replace('&', '&amp;')}>)" in shown  # a URL as text too
-    assert "&lt;!here&gt;" in shown
+    # Streamed as Markdown, which Slack renders itself: the same rule, in Markdown's terms.
+    assert "the IT portal (<https://evil.example.net/collect?who=you>)" in shown
+    assert "](" not in shown  # no [text](target) left
+    assert f"https://it.example.com (<{TARGET}>)" in shown  # a URL as text too
+    assert "\\<!here>" in shown  # escaped: shown as text, never a mention
 
 
 @pytest.mark.parametrize(

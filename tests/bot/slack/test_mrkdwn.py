@@ -69,7 +69,9 @@ def test_a_short_reply_is_one_plain_message_and_an_answer_carries_sources_and_bu
         sources["text"]["text"]
         == "*Sources*\n[1] <https://x.slack.com/files/U1/F1/vpn.md|vpn.md> — p. 3, Certificates"
     )
-    assert [e["value"] for e in actions["elements"]] == ["Ev1", "Ev1"]
+    (votes,) = actions["elements"]
+    assert actions["type"] == "context_actions" and votes["type"] == "feedback_buttons"
+    assert [votes[b]["value"] for b in ("positive_button", "negative_button")] == ["up:Ev1", "down:Ev1"]
 
 
 def test_a_streaming_answer_shows_its_first_piece_with_the_cursor_outside_the_markup() -> None:

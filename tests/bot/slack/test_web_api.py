@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.core import text
+from bot.slack import text as slack_text
 from bot.slack.mrkdwn import SECTION_LIMIT
-from rag.answer import DEFAULT_GROQ_MODEL, ExtractiveAnswerer, GroqAnswerer
 from tests.bot.slack import payloads
-from tests.bot.slack.conftest import KB, VPN_GUIDE, HarnessFactory, SlackHarness
+from tests.bot.slack.conftest import KB, VPN_GUIDE, HarnessFactory, SlackHarness, groq_answerer
 from tests.fakes.groq_server import FakeGroq
 
 QUESTION = "How do I rotate the VPN certificate?"
@@ -22,17 +22,6 @@ QUESTION = "How do I rotate the VPN certificate?"
 async def groq() -> AsyncIterator[FakeGroq]:
     async with FakeGroq() as fake:
         yield fake
-
-
-def _answerer(fake: FakeGroq) -> GroqAnswerer:
-    return GroqAnswerer(
-        api_key="test-key",
-        model=DEFAULT_GROQ_MODEL,
-        base_url=fake.base_url,
-        timeout_s=10,
-        max_retries=0,
-        fallback=ExtractiveAnswerer(reason="unavailable"),
-    )
 
 
 async def test_a_429_from_the_web_api_is_waited_out_as_retry_after_says_and_never_delays_the_ack(
@@ -53,14 +42,15 @@ async def test_a_429_from_the_web_api_is_waited_out_as_retry_after_says_and_neve
     assert len(slack.fake.thread(payloads.CHANNEL, body["event"]["ts"])) == 1  # and the answer replaced it
 
 
-async def test_an_answer_streams_into_the_placeholder_then_lands_as_mrkdwn_with_sources(
+async def test_an_answer_streams_in_its_thread_and_ends_as_one_message_with_sources_and_buttons(
     make_slack: HarnessFactory, groq: FakeGroq
 ) -> None:
-    slack = await make_slack(answerer=_answerer(groq))
+    slack = await make_slack(answerer=groq_answerer(groq))
     await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE, url="https://fake.slack.com/files/W222/F1/vpn.md")
-    groq.enqueue_answer(
+    answer = (
         "## Steps\n\n- Open the **Keychain** app [1]\n- See [the portal](https://it.example.com/?a=1&b=2)"
     )
+    groq.enqueue_answer(answer)
     body = payloads.app_mention(QUESTION)
 
     await slack.send(body)
@@ -68,22 +58,33 @@ async def test_an_answer_streams_into_the_placeholder_then_lands_as_mrkdwn_with_
 
     (placeholder,) = slack.posts()
     assert placeholder["text"] == text.THINKING
-    *streamed, final = slack.updates()
-    assert streamed and {u["ts"] for u in streamed} == {final["ts"]}  # every edit is of the placeholder
-    assert streamed[0]["text"].endswith("▌")  # a partial answer with a cursor
-    (message,) = slack.fake.thread(payloads.CHANNEL, body["event"]["ts"])
-    assert message["ts"] == final["ts"]
-    assert message["text"] == (
-        "*Steps*\n\n• Open the *Keychain* app [1]\n• See the portal (<https://it.example.com/?a=1&amp;b=2>)"
+    (start,) = slack.fake.calls_to("chat.startStream")
+    assert start.params["channel"] == payloads.CHANNEL and start.params["thread_ts"] == body["event"]["ts"]
+    assert (start.params["recipient_team_id"], start.params["recipient_user_id"]) == (
+        payloads.TEAM,
+        payloads.USER,
     )
-    assert message["blocks"][1]["text"]["text"].startswith("*Sources*\n[1] <https://fake.slack.com/files/")
+    (deleted,) = slack.fake.calls_to("chat.delete")  # the placeholder goes once the answer shows
+    assert deleted.params["ts"] != start.params.get("ts")
+    (stop,) = slack.fake.calls_to("chat.stopStream")
+    assert slack.updates() == []  # nothing edited: the stream carried it all
+    (message,) = slack.fake.thread(payloads.CHANNEL, body["event"]["ts"])
+    assert message["ts"] == stop.params["ts"] and message["streaming"] is False
+    # Markdown, which Slack renders itself; the link shows where it leads.
+    assert message["text"] == (
+        "## Steps\n\n- Open the **Keychain** app [1]\n- See the portal (<https://it.example.com/?a=1&b=2>)"
+    )
+    sources, buttons = message["blocks"]
+    assert sources["text"]["text"].startswith("*Sources*\n[1] <https://fake.slack.com/files/")
+    assert buttons["type"] == "context_actions" and buttons["elements"][0]["type"] == "feedback_buttons"
 
 
 async def test_a_long_answer_is_split_into_messages_under_slacks_limits(
     make_slack: HarnessFactory, groq: FakeGroq
 ) -> None:
-    slack = await make_slack(answerer=_answerer(groq))
+    slack = await make_slack(answerer=groq_answerer(groq))
     await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE)
+    slack.fake.refuse_streaming()  # edited in place, as where Slack does not stream
     paragraph = "Open the Keychain app and delete the old certificate before you install the new one [1]. "
     groq.enqueue_answer("\n\n".join(paragraph * 3 for _ in range(25)))  # about 6,800 characters
     body = payloads.app_mention(QUESTION)
@@ -98,7 +99,11 @@ async def test_a_long_answer_is_split_into_messages_under_slacks_limits(
     first, *middle, last = messages
     assert first["edits"] >= 1  # the placeholder became the first part
     assert all(not m["blocks"] for m in [first, *middle])
-    assert [b["type"] for b in last["blocks"]] == ["section", "section", "actions"]  # text, Sources, 👍/👎
+    assert [b["type"] for b in last["blocks"]] == [
+        "section",
+        "section",
+        "context_actions",
+    ]  # text, Sources, 👍/👎
     assert "".join(m["text"] for m in messages).count("[1].") == 75
 
 
@@ -130,10 +135,10 @@ async def test_rate_limited_users_get_a_private_wait_message(make_slack: Harness
     assert ephemeral["text"].startswith("You're sending questions faster than I can keep up.")
 
 
-async def test_in_an_assistant_thread_a_streamed_answer_is_posted_once_then_edited(
+async def test_in_an_assistant_thread_the_status_shows_then_the_answer_streams_without_a_placeholder(
     make_slack: HarnessFactory, groq: FakeGroq
 ) -> None:
-    slack = await make_slack(answerer=_answerer(groq))
+    slack = await make_slack(answerer=groq_answerer(groq))
     await slack.engine.ingest(KB, "vpn.md", VPN_GUIDE)
     groq.enqueue_answer("Open the **Keychain** app and delete the old certificate [1].")
     thread_ts = payloads.new_ts()
@@ -141,9 +146,15 @@ async def test_in_an_assistant_thread_a_streamed_answer_is_posted_once_then_edit
     await slack.send(payloads.dm_message(QUESTION, thread_ts=thread_ts))
     await slack.settle()
 
-    assert len(slack.fake.calls_to("assistant.threads.setStatus")) == 1
-    (first,) = slack.posts()  # the first streamed words, no placeholder before them
-    assert first["text"].endswith("▌") and first["thread_ts"] == thread_ts
+    (status,) = slack.fake.calls_to("assistant.threads.setStatus")
+    assert status.params["loading_messages"] == list(slack_text.LOADING)
+    assert slack.posts() == [] and slack.fake.calls_to("chat.delete") == []  # no placeholder to remove
+    (start,) = slack.fake.calls_to("chat.startStream")
+    assert (start.params["channel"], start.params["thread_ts"]) == (payloads.DM, thread_ts)
+    assert (start.params["recipient_team_id"], start.params["recipient_user_id"]) == (
+        payloads.TEAM,
+        payloads.USER,
+    )
     (message,) = slack.fake.thread(payloads.DM, thread_ts)
-    assert message["text"] == "Open the *Keychain* app and delete the old certificate [1]."
-    assert message["edits"] >= 1
+    assert message["text"] == "Open the **Keychain** app and delete the old certificate [1]."
+    assert message["blocks"][-1]["type"] == "context_actions"
