@@ -143,6 +143,9 @@ async def test_a_thumbs_down_opens_the_form_and_its_reason_is_recorded(slack: Sl
     metrics = await scrape(slack.http)
     assert metrics.value("threadwise_feedback_total", platform="slack", kb=KB, vote="down") == 1
     assert slack.fake.ephemeral == []  # the form was the answer to the click
+    (kept,) = await slack.chat.feedback.book.votes(since=0)  # one vote, the reason kept with it
+    assert (kept.vote, kept.reason, kept.comment) == ("down", "outdated", second.comment)
+    assert kept.note is not None and (kept.note.question, kept.note.documents) == (QUESTION, ("vpn.md",))
 
 
 async def test_a_form_sent_without_a_reason_is_shown_again_with_the_error(slack: SlackHarness) -> None:
