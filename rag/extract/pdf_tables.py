@@ -86,12 +86,17 @@ class OutOfTime(BaseException):
     in pdfminer or pdfplumber takes it for a damaged file and carries on."""
 
 
+REPEAT_S = 0.05  # how soon an interrupt comes again after one that was swallowed
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     """Interrupt the block with OutOfTime once `seconds` have passed (at once when none are left). A
     timer the process had set (the parse child's last alarm) is put back, less the time spent here, and
-    comes first if it is due sooner. Only the main thread can be interrupted: elsewhere the block runs
-    to its end (callers also check their deadline between pages)."""
+    comes first if it is due sooner. The interrupt repeats every REPEAT_S until the block ends: one
+    can land where Python ignores exceptions (a weakref callback of the garbage collector). Only the
+    main thread can be interrupted: elsewhere the block runs to its end (callers also check their
+    deadline between pages)."""
     if seconds <= 0:
         raise OutOfTime
     if threading.current_thread() is not threading.main_thread():
@@ -108,10 +113,12 @@ def time_limit(seconds: float) -> Iterator[None]:
     pending = signal.getitimer(signal.ITIMER_REAL)[0]  # the process's own alarm: seconds to go, or 0
     try:
         signal.signal(signal.SIGALRM, interrupt)
-        signal.setitimer(signal.ITIMER_REAL, min(seconds, pending) if pending else seconds)
+        signal.setitimer(signal.ITIMER_REAL, min(seconds, pending) if pending else seconds, REPEAT_S)
         yield
     finally:
-        armed[0] = False  # first: from here on the handler raises nothing
+        while armed[0]:  # first: from here on the handler raises nothing, even one due right now
+            with contextlib.suppress(OutOfTime):
+                armed[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
         if pending:
