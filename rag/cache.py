@@ -132,8 +132,11 @@ class SemanticCache(Generic[V]):
             self._entries[kb] = (generation, entries)
 
     def invalidate(self, kb: str) -> None:
+        """Forget `kb`'s entries, and those of its namespaces `kb` + newline + … (the engine's, one
+        per visibility)."""
         with self._lock:
-            self._entries.pop(kb, None)
+            for key in [k for k in self._entries if k == kb or k.startswith(kb + "\n")]:
+                del self._entries[key]
 
     def _live(self, kb: str, generation: str) -> list[_Entry[V]]:
         gen, entries = self._entries.get(kb, (generation, []))

@@ -59,7 +59,7 @@ def replacing(upload: Upload, previous: DocumentInfo) -> Upload:
     if not upload.trusted and previous.uploader != upload.uploader:
         raise NotYourDocument(previous.name, previous.uploader)
     uploader = upload.uploader if upload.claim else previous.uploader
-    return replace(upload, name=previous.name, uploader=uploader)
+    return replace(upload, name=previous.name, uploader=uploader, scope=upload.scope or previous.scope)
 
 
 def refuse_look_alike(store: VectorStore, kb: str, upload: Upload) -> None:

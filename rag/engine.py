@@ -26,6 +26,7 @@ from rag.focus import SentenceHighlighter
 from rag.gate import NameLocks, WriteGate, run_to_end
 from rag.ingest import GROUP_CHUNKS, Ingester, IngestOutcome, Progress
 from rag.names import name_key
+from rag.scopes import EVERYTHING, WORKSPACE_ONLY, Visibility
 from rag.search import HybridSearcher, SearchOptions
 from rag.store import LeftoverSweeper, VectorStore, sweep
 from rag.types import Answer, DocumentInfo, EngineLimits, IngestResult, KbStats, Passage, Turn, Upload
@@ -158,9 +159,11 @@ class Engine:
         url: str | None = None,
         trusted: bool = False,
         progress: Progress | None = None,
+        scope: str | None = None,
     ) -> IngestResult:
-        """Raises NotYourDocument when `name` is someone else's and the upload is not `trusted`."""
-        upload = Upload(name, data, uploader, url, trusted=trusted)
+        """Raises NotYourDocument when `name` is someone else's and the upload is not `trusted`.
+        `scope`: who may see it (rag/scopes.py); None keeps a replaced document's (new: workspace)."""
+        upload = Upload(name, data, uploader, url, trusted=trusted, scope=scope)
         (outcome,) = await self.ingest_many(kb, [upload], progress=progress)
         if isinstance(outcome, UserFacingError):
             raise outcome
@@ -185,8 +188,10 @@ class Engine:
     async def knowledge_bases(self) -> list[str]:
         return await asyncio.to_thread(self._store.knowledge_bases)
 
-    async def documents(self, kb: str) -> list[DocumentInfo]:
-        return await asyncio.to_thread(self._store.documents, kb)
+    async def documents(self, kb: str, *, visibility: Visibility = EVERYTHING) -> list[DocumentInfo]:
+        """The documents of `kb` that `visibility` sees (by default all: the operator's view)."""
+        docs = await asyncio.to_thread(self._store.documents, kb)
+        return [d for d in docs if visibility.sees(d.scope)]
 
     async def identities(self, kb: str) -> dict[str, str]:
         """What each document says about itself (title, file-name words, first-page names, codes and
@@ -249,38 +254,56 @@ class Engine:
         return KbStats(kb=kb, documents=len(docs), chunks=sum(d.chunks for d in docs))
 
     # -- ask ---------------------------------------------------------------------------------
+    # Searches and answers read the documents their `visibility` sees (rag/scopes.py): by default
+    # the workspace's only; an operator's command passes EVERYTHING.
     async def search(
-        self, kb: str, query: str, *, top_k: int | None = None, hybrid: bool | None = None
+        self,
+        kb: str,
+        query: str,
+        *,
+        top_k: int | None = None,
+        hybrid: bool | None = None,
+        visibility: Visibility = WORKSPACE_ONLY,
     ) -> list[Passage]:
         with self._embedder.question():  # an ingest in this process pauses its model runs meanwhile
             with self._timed("embed"):
                 vector = await asyncio.to_thread(self._embedder.embed_query, query)
             with self._timed("search"):
-                return await asyncio.to_thread(self._search, kb, query, vector, top_k, hybrid)
+                return await asyncio.to_thread(self._search, kb, query, vector, top_k, hybrid, visibility)
 
-    async def passages(self, kb: str, question: str, *, hybrid: bool | None = None) -> list[Passage]:
+    async def passages(
+        self, kb: str, question: str, *, hybrid: bool | None = None, visibility: Visibility = WORKSPACE_ONLY
+    ) -> list[Passage]:
         """What an answer is written from: twice the configured number of passages searched, and
         the better half kept, the passage whose sentence answers the question first (rag.focus)."""
         with self._embedder.question():
             with self._timed("embed"):
                 vector = await asyncio.to_thread(self._embedder.embed_query, question)
             with self._timed("search"):
-                return await asyncio.to_thread(self._focused, kb, question, vector, hybrid)
+                return await asyncio.to_thread(self._focused, kb, question, vector, hybrid, visibility)
 
-    def _focused(self, kb: str, query: str, vector: np.ndarray, hybrid: bool | None) -> list[Passage]:
+    def _focused(
+        self, kb: str, query: str, vector: np.ndarray, hybrid: bool | None, visibility: Visibility
+    ) -> list[Passage]:
         top_k = self._options.top_k
-        found = self._search(kb, query, vector, top_k * FOCUS_DEPTH, hybrid)
+        found = self._search(kb, query, vector, top_k * FOCUS_DEPTH, hybrid, visibility)
         return self._focus.order(query, found, top_k)
 
     def _search(
-        self, kb: str, query: str, vector: np.ndarray, top_k: int | None, hybrid: bool | None
+        self,
+        kb: str,
+        query: str,
+        vector: np.ndarray,
+        top_k: int | None,
+        hybrid: bool | None,
+        visibility: Visibility,
     ) -> list[Passage]:
         options = self._options
         if top_k is not None:
             options = replace(options, top_k=top_k, candidates=max(options.candidates, top_k * 4))
         if hybrid is not None:
             options = replace(options, hybrid=hybrid)
-        return self._searcher.search(kb, query, vector, options)
+        return self._searcher.search(kb, query, vector, options, visibility)
 
     async def ask(
         self,
@@ -289,6 +312,7 @@ class Engine:
         *,
         history: Sequence[Turn] = (),
         on_delta: Callable[[str], Awaitable[None]] | None = None,
+        visibility: Visibility = WORKSPACE_ONLY,
     ) -> Answer:
         # A follow-up is searched together with the question before it, which it often refers to.
         last_user = next((t.text for t in reversed(history) if t.role == "user"), "")
@@ -296,16 +320,20 @@ class Engine:
         with self._timed("embed"):
             vector = await asyncio.to_thread(self._embedder.embed_query, query)
         generation = await asyncio.to_thread(self._searcher.generation, kb)
+        # Answers are cached per what the asker may see there: never one built from passages another
+        # place sees and this one does not.
+        seen = await asyncio.to_thread(self._searcher.visible, kb, visibility)
+        namespace = f"{kb}\n{seen.key}"
         if not history:
-            cached = await asyncio.to_thread(self._query_cache.get, kb, generation, vector)
+            cached = await asyncio.to_thread(self._query_cache.get, namespace, generation, vector)
             if cached is not None:
                 return Answer(cached.text, cached.citations, cached.mode, cached.language, cached=True)
         with self._timed("search"):
-            passages = await asyncio.to_thread(self._focused, kb, query, vector, None)
+            passages = await asyncio.to_thread(self._focused, kb, query, vector, None, seen)
         with self._timed("llm"):  # the extractive answerer too: the stage is "write the answer"
             answer = await self._answerer.answer(question, passages, history=history, on_delta=on_delta)
         if answer.mode == "llm" and not history:
-            await asyncio.to_thread(self._query_cache.put, kb, generation, vector, answer)
+            await asyncio.to_thread(self._query_cache.put, namespace, generation, vector, answer)
         return answer
 
     def cache_stats(self) -> dict[str, float]:

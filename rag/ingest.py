@@ -20,6 +20,7 @@ from rag.embed import SentenceEmbedder, text_key
 from rag.errors import UserFacingError
 from rag.gate import NameLocks, WriteGate, check_stop, run_stoppable, run_to_end
 from rag.names import normalize_name
+from rag.scopes import WORKSPACE, is_scope
 from rag.store import VectorStore, new_version
 from rag.types import Chunk, DocumentInfo, EngineLimits, IngestResult, IngestStatus, Upload
 
@@ -167,8 +168,14 @@ class Ingester:
         started = time.perf_counter()
         sha = hashlib.sha256(upload.data).hexdigest()
         previous = find_document(self._store, kb, upload.name)
+        if upload.scope is not None and not is_scope(upload.scope):
+            raise ValueError(f"not a scope: {upload.scope!r}")
         if previous is not None and previous.sha256 == sha:
-            return IngestResult(previous.name, "unchanged", previous.chunks, time.perf_counter() - started)
+            if upload.scope in (None, previous.scope):
+                return IngestResult(
+                    previous.name, "unchanged", previous.chunks, time.perf_counter() - started
+                )
+            return self._rescope(kb, replacing(upload, previous), previous, started)
         if previous is not None:
             upload = replacing(upload, previous)
         elif not upload.trusted:
@@ -186,6 +193,17 @@ class Ingester:
         # The bytes are not kept: a group of big files with little text must not fill the memory.
         bare = replace(upload, data=b"")
         return _Prepared(bare, len(upload.data), sha, previous, doc.kind, chunks, started)
+
+    def _rescope(self, kb: str, upload: Upload, previous: DocumentInfo, started: float) -> IngestResult:
+        """The same bytes with another scope: the chunks and the manifest entry say it, nothing is
+        embedded again. Chunks first: until the manifest changes, searches read it as it was."""
+        scope = upload.scope or previous.scope
+        with self._writes.shared():
+            self._store.set_scope(kb, previous.version, scope)
+            self._store.activate(kb, replace(previous, scope=scope, uploader=upload.uploader))
+        self._changed(kb)
+        log.info("rescoped", kb=kb, document=previous.name, scope=scope)
+        return IngestResult(previous.name, "rescoped", previous.chunks, time.perf_counter() - started)
 
     def _commit(
         self, kb: str, group: list[_Prepared], progress: Progress | None, stop: threading.Event | None = None
@@ -208,6 +226,7 @@ class Ingester:
             try:
                 check_stop(stop)
                 with self._timed("store"):
+                    scope = upload.scope or WORKSPACE
                     self._store.add_chunks(
                         kb,
                         document=upload.name,
@@ -215,6 +234,7 @@ class Ingester:
                         chunks=prepared.chunks,
                         embeddings=vectors,
                         url=upload.url,
+                        scope=scope,
                     )
                     info = DocumentInfo(
                         name=upload.name,
@@ -226,6 +246,7 @@ class Ingester:
                         size=prepared.size,
                         kind=prepared.kind,
                         url=upload.url,
+                        scope=scope,
                     )
                     check_stop(stop)  # the last moment a stop leaves the knowledge base as it was
                     self._store.activate(kb, info)

@@ -108,11 +108,14 @@ class KeywordIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, *, rows: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The `k` best chunks for `query`; `rows`: a mask of the chunks that may be returned."""
         cols = sorted({c for c in map(self._column, tokenize(query)) if c is not None})
         if not cols or not self.ids:
             return []
         scores = np.asarray(self._weights[:, cols].sum(axis=1)).ravel()
+        if rows is not None:
+            scores = np.where(rows, scores, 0.0)
         k = min(k, int(np.count_nonzero(scores)))
         if k <= 0:
             return []

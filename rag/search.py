@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
 from rag.identity import names, question_terms, words_of
 from rag.keyword import Encoded, KeywordIndex, Vocabulary, is_identifier, tokenize
+from rag.scopes import Visibility
 from rag.store import StoredChunk, VectorStore, version_of
 from rag.types import DocumentInfo, Passage
 
@@ -45,6 +46,30 @@ class _KbView:
     encoded: dict[str, Encoded]  # terms per chunk id, kept so a change encodes only new chunks
     identities: dict[str, str]  # each version's identity: the first line of its passages
     identity_index: KeywordIndex | None  # over `identities`, to rank documents
+    masks: dict[str, np.ndarray] = field(default_factory=dict)  # keyword rows a visibility may read
+    row_scopes: np.ndarray | None = None  # per keyword row, the number of its document's scope
+    scope_numbers: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def scopes(self) -> set[str]:
+        return {d.scope for d in self.documents.values()}
+
+    def rows(self, seen: Visibility) -> np.ndarray | None:
+        """The keyword index's rows of documents `seen` sees (None: all of them). Made once per
+        visibility and view, with numpy: a thousand channels' first questions each pay ~1 ms."""
+        if self.keywords is None or seen.everything:
+            return None
+        mask = self.masks.get(seen.key)
+        if mask is None:
+            if self.row_scopes is None:
+                numbers = self.scope_numbers
+                of_version = {v: numbers.setdefault(d.scope, len(numbers)) for v, d in self.documents.items()}
+                rows = (of_version.get(version_of(cid), -1) for cid in self.keywords.ids)
+                self.row_scopes = np.fromiter(rows, np.int32, len(self.keywords.ids))
+            allowed = [n for scope, n in self.scope_numbers.items() if seen.sees(scope)]
+            mask = np.isin(self.row_scopes, allowed)
+            self.masks[seen.key] = mask
+        return mask
 
 
 class HybridSearcher:
@@ -62,22 +87,33 @@ class HybridSearcher:
     def generation(self, kb: str) -> str:
         return self._store.generation(kb)
 
-    def search(self, kb: str, query: str, vector: np.ndarray, options: SearchOptions) -> list[Passage]:
-        """The passages to answer from. Candidates are ranked by id alone (a chunk's id starts with
-        its version, which names its document); only the chunks finally kept are read from the store."""
+    def visible(self, kb: str, visibility: Visibility) -> Visibility:
+        """`visibility` narrowed to the scopes the knowledge base holds now (Visibility.among)."""
+        return visibility.among(self._view(kb, hybrid=False).scopes)
+
+    def search(
+        self, kb: str, query: str, vector: np.ndarray, options: SearchOptions, visibility: Visibility
+    ) -> list[Passage]:
+        """The passages to answer from, of the documents `visibility` sees: the store and the keyword
+        index filter by scope, so other places' documents take no candidate's place. Candidates are
+        ranked by id alone (a chunk's id starts with its version, which names its document); only
+        the chunks finally kept are read from the store."""
         view = self._view(kb, options.hybrid)
-        if not view.documents:
+        seen = visibility.among(view.scopes)
+        active = {v: d for v, d in view.documents.items() if seen.sees(d.scope)}
+        if not active:
             return []
-        n = min(options.candidates, max(1, sum(d.chunks for d in view.documents.values())))
-        active = view.documents
-        nearest = self._store.nearest(kb, vector, n)
+        n = min(options.candidates, max(1, sum(d.chunks for d in active.values())))
+        whole = len(active) == len(view.documents)  # nothing to filter out
+        nearest = self._store.nearest(kb, vector, n, scopes=None if whole else seen.scopes)
         vector_hits = [(cid, sim) for cid, sim in nearest if version_of(cid) in active]
         rankings = [[cid for cid, _ in vector_hits]]
         named: set[str] = set()  # versions of the documents whose identity the question names
         if options.hybrid and view.keywords is not None:
-            keyword_hits = view.keywords.search(query, options.candidates)
+            rows = None if whole else view.rows(seen)
+            keyword_hits = view.keywords.search(query, options.candidates, rows=rows)
             rankings.append([cid for cid, _ in keyword_hits])
-            by_document, named = _by_document(view, query, fuse(rankings), options.candidates)
+            by_document, named = _by_document(view, active, query, fuse(rankings), options.candidates, rows)
             rankings.append(by_document)
         scores = fuse(rankings, weights=[1.0, 1.0, DOCUMENT_WEIGHT][: len(rankings)])
         ordered = sorted(scores, key=scores.__getitem__, reverse=True)
@@ -165,7 +201,12 @@ def _per_document(query: str, named: set[str], options: SearchOptions) -> int:
 
 
 def _by_document(
-    view: _KbView, query: str, passage_scores: dict[str, float], n: int
+    view: _KbView,
+    active: dict[str, DocumentInfo],
+    query: str,
+    passage_scores: dict[str, float],
+    n: int,
+    rows: np.ndarray | None,
 ) -> tuple[list[str], set[str]]:
     """Passages of the documents the question names, best documents first, then by passage rank; and
     the versions of those documents.
@@ -179,7 +220,7 @@ def _by_document(
     if not terms or view.identity_index is None or view.keywords is None:
         return [], set()
     query_terms = " ".join(terms).replace("|", " ")
-    scored = view.identity_index.search(query_terms, len(view.identities))
+    scored = [(v, s) for v, s in view.identity_index.search(query_terms, len(view.identities)) if v in active]
     stated = {v: {t for t in terms if names(words_of(view.identities[v]), t)} for v, _ in scored}
     holders = {t: sum(t in s for s in stated.values()) for t in terms}
     most = max((len(s) for s in stated.values()), default=0)
@@ -188,12 +229,12 @@ def _by_document(
         for version, score in scored
         if len(stated[version]) == most and (most >= 2 or any(holders[t] == 1 for t in stated[version]))
     }
-    if not best or len(best) > max(2, len(view.documents) // 2):
+    if not best or len(best) > max(2, len(active) // 2):
         return [], set()  # named by none, or by terms most documents share
     # The named documents' passages among the candidates, and their passages that state the terms.
     # In the passage ranking's order, then the keyword hits': a tie below keeps that order, the same
     # in every process (a set's order changes with the interpreter's string hashing).
-    stating = [cid for cid, _ in view.keywords.search(query_terms, n * 4)]
+    stating = [cid for cid, _ in view.keywords.search(query_terms, n * 4, rows=rows)]
     candidates = dict.fromkeys([*passage_scores, *stating])
     ranked = [cid for cid in candidates if cid.split(":", 1)[0] in best]
     ranked.sort(key=lambda cid: (-best[cid.split(":", 1)[0]], -passage_scores.get(cid, 0.0)))

@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from rag.scopes import WORKSPACE
 from rag.types import Chunk, DocumentInfo
 
 Metadata = dict[str, Any]
@@ -94,10 +95,15 @@ class VectorStore(Protocol):
         chunks: Sequence[Chunk],
         embeddings: np.ndarray,
         url: str | None,
+        scope: str = WORKSPACE,
     ) -> None:
-        """Write a version's chunks; the chunk of index i gets the id `version:i` (see version_of)."""
+        """Write a version's chunks; the chunk of index i gets the id `version:i` (see version_of).
+        `scope` is its document's (rag/scopes.py), kept on each chunk so searches filter by it."""
 
     def delete_version(self, kb: str, version: str) -> None: ...
+
+    def set_scope(self, kb: str, version: str, scope: str) -> None:
+        """Give a version's chunks another scope (the manifest entry is the caller's to activate)."""
 
     def embeddings_by_hash(self, kb: str, version: str) -> dict[str, np.ndarray]:
         """A version's vectors by the SHA-256 of their chunk's text (reused by the next version)."""
@@ -107,8 +113,11 @@ class VectorStore(Protocol):
 
     def chunk_count(self, kb: str) -> int: ...
 
-    def nearest(self, kb: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
-        """The `n` chunks nearest to `vector`: (id, cosine similarity), nearest first."""
+    def nearest(
+        self, kb: str, vector: np.ndarray, n: int, *, scopes: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """The `n` chunks nearest to `vector`, of these scopes only (None: any), filtered inside the
+        store: (id, cosine similarity), nearest first."""
 
     def chunks_by_id(self, kb: str, ids: Sequence[str]) -> list[StoredChunk]: ...
 

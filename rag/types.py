@@ -107,9 +107,10 @@ class DocumentInfo:
     size: int
     kind: str
     url: str | None = None
+    scope: str = "workspace"  # who may see it: rag/scopes.py
 
 
-IngestStatus = Literal["added", "replaced", "unchanged"]
+IngestStatus = Literal["added", "replaced", "unchanged", "rescoped"]
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ class Upload:
 
     A document of the same name is replaced only when `uploader` uploaded it or the upload is
     `trusted` (an admin, the operator's `threadwise ingest`). A replaced document keeps its
-    uploader unless `claim` says the upload takes it over (`threadwise ingest --uploader`).
+    uploader unless `claim` says the upload takes it over (`threadwise ingest --uploader`). `scope`:
+    who may see it (rag/scopes.py); None keeps a replaced document's scope (a new one: workspace).
     """
 
     name: str
@@ -127,6 +129,7 @@ class Upload:
     url: str | None = None
     trusted: bool = False
     claim: bool = False
+    scope: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from bot.commands.ingest import ingest_paths
 from bot.settings import Settings
 from rag.engine import Engine
 from rag.names import name_key
+from rag.scopes import EVERYTHING
 from rag.types import Passage
 
 K = 5
@@ -100,11 +101,11 @@ async def evaluate(engine: Engine, kb: str, questions: list[Question], *, hybrid
     latencies = []
     for q in questions:
         started = time.perf_counter()
-        top = (await engine.passages(kb, q.text, hybrid=hybrid))[:K]
+        top = (await engine.passages(kb, q.text, hybrid=hybrid, visibility=EVERYTHING))[:K]
         latencies.append((time.perf_counter() - started) * 1000)
         # The top 5 are what an answer is written from (searched and ordered by sentence); the top
         # 10 are a search of their own.
-        wide = await engine.search(kb, q.text, top_k=COVERAGE_K, hybrid=hybrid)
+        wide = await engine.search(kb, q.text, top_k=COVERAGE_K, hybrid=hybrid, visibility=EVERYTHING)
         ranks = [i for i, p in enumerate(top) if p.document in q.sources]
         if ranks:
             found_1 += ranks[0] == 0

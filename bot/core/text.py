@@ -92,6 +92,10 @@ def ingest_summary(results: Sequence[IngestResult], errors: Sequence[str]) -> st
     for r in results:
         if r.status == "unchanged":
             lines.append(f"✅ *{short(r.document)}* is already in the knowledge base, unchanged.")
+        elif r.status == "rescoped":
+            lines.append(
+                f"✅ *{short(r.document)}* is already in the knowledge base: who may see it changed."
+            )
         else:
             verb = "Replaced" if r.status == "replaced" else "Added"
             passages = plural(r.chunks, "passage")

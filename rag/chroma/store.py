@@ -10,8 +10,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from rag.chroma.client import open_client
 from rag.chroma.files import release_directory
+from rag.scopes import WORKSPACE
 from rag.store import Metadata, Records, StoredChunk
 from rag.types import Chunk, DocumentInfo
 
@@ -80,7 +81,25 @@ class ChromaStore:
 
     # -- collections -------------------------------------------------------------------------
     def _chunks(self, kb: str) -> Any:
-        return self._collection(collection_base(self._prefix, kb), "cosine")
+        name = collection_base(self._prefix, kb)
+        fresh = name not in self._collections
+        col = self._collection(name, "cosine")
+        if fresh:
+            self._scope_old_chunks(kb, col)
+        return col
+
+    def _scope_old_chunks(self, kb: str, col: Any, *, always: bool = False) -> None:
+        """Chunks written before scopes existed (or restored from then) get their document's scope,
+        workspace for all of those, so a search filtered by scope finds them. Once per collection:
+        it is marked scoped when done."""
+        if not always and (col.metadata or {}).get("scoped"):
+            return
+        scope_of = {d.version: d.scope for d in self.documents(kb)}
+        got = _get_all(col, include=["metadatas"])
+        old = [(cid, m) for cid, m in zip(got["ids"], got["metadatas"], strict=True) if "scope" not in m]
+        ids, metas = [cid for cid, _ in old], [m for _, m in old]
+        _rescope(col, ids, metas, lambda m: scope_of.get(str(m["version"]), WORKSPACE))
+        col.modify(metadata={"scoped": 1})
 
     def _docs(self, kb: str) -> Any:
         return self._collection(collection_base(self._prefix, kb) + ".docs", "l2")
@@ -170,6 +189,7 @@ class ChromaStore:
         chunks: Sequence[Chunk],
         embeddings: np.ndarray,
         url: str | None,
+        scope: str = WORKSPACE,
     ) -> None:
         col = self._chunks(kb)
         for start in range(0, len(chunks), _WRITE_BATCH):
@@ -178,11 +198,16 @@ class ChromaStore:
                 ids=[f"{version}:{c.index}" for c in part],
                 embeddings=embeddings[start : start + len(part)],
                 documents=[c.text for c in part],
-                metadatas=[_chunk_meta(c, document, version, url) for c in part],
+                metadatas=[_chunk_meta(c, document, version, url, scope) for c in part],
             )
 
     def delete_version(self, kb: str, version: str) -> None:
         self._chunks(kb).delete(where={"version": version})
+
+    def set_scope(self, kb: str, version: str, scope: str) -> None:
+        col = self._chunks(kb)
+        got = _get_all(col, where={"version": version}, include=["metadatas"])
+        _rescope(col, got["ids"], got["metadatas"], lambda _: scope)
 
     def embeddings_by_hash(self, kb: str, version: str) -> dict[str, np.ndarray]:
         got = _get_all(self._chunks(kb), where={"version": version}, include=["embeddings", "metadatas"])
@@ -198,12 +223,16 @@ class ChromaStore:
     def chunk_count(self, kb: str) -> int:
         return int(self._chunks(kb).count())
 
-    def nearest(self, kb: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+    def nearest(
+        self, kb: str, vector: np.ndarray, n: int, *, scopes: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
         """The `n` chunks nearest to `vector`: (id, cosine similarity), nearest first. Ids only: a
         search reads the texts of the few chunks it keeps, not of every candidate."""
-        if n <= 0:
+        if n <= 0 or (scopes is not None and not scopes):
             return []
-        got = self._chunks(kb).query(query_embeddings=[vector], n_results=n, include=["distances"])
+        where = {"scope": {"$in": sorted(scopes)}} if scopes is not None else None
+        col = self._chunks(kb)
+        got = col.query(query_embeddings=[vector], n_results=n, where=where, include=["distances"])
         pairs = zip(got["ids"][0], got["distances"][0], strict=True)
         return [(cid, 1.0 - float(dist)) for cid, dist in pairs]
 
@@ -255,8 +284,9 @@ class ChromaStore:
     ) -> None:
         # The collections are kept, not recreated, so running processes that hold them go on working.
         docs, col = self._current_docs(kb), self._chunks(kb)
-        for records in chunks:  # not searchable yet
-            col.upsert(**_upsert(records))
+        for records in chunks:  # not searchable yet; an archive from before scopes holds workspace ones
+            scoped = [{"scope": WORKSPACE, **m} for m in records.metadatas]
+            col.upsert(**_upsert(replace(records, metadatas=scoped)))
         wanted: set[str] = set()
         active: set[str] = set()
         for records in manifest:  # now they are
@@ -343,10 +373,20 @@ def _doc_id(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
 
 
-def _chunk_meta(chunk: Chunk, document: str, version: str, url: str | None) -> dict[str, str | int]:
+def _rescope(col: Any, ids: Sequence[str], metas: Sequence[Any], scope_of: Callable[[Any], str]) -> None:
+    """Set each chunk's scope (`scope_of` its metadata), the rest of its metadata as it was."""
+    for start in range(0, len(ids), _WRITE_BATCH):
+        part = slice(start, start + _WRITE_BATCH)
+        col.update(ids=list(ids[part]), metadatas=[{**m, "scope": scope_of(m)} for m in metas[part]])
+
+
+def _chunk_meta(
+    chunk: Chunk, document: str, version: str, url: str | None, scope: str
+) -> dict[str, str | int]:
     meta: dict[str, str | int] = {
         "document": document,
         "version": version,
+        "scope": scope,
         "index": chunk.index,
         "locator": chunk.locator(),
         "hash": hashlib.sha256(chunk.text.encode("utf-8")).hexdigest(),
@@ -382,4 +422,5 @@ def _info_from_meta(meta: Any) -> DocumentInfo:
         size=int(meta.get("size", 0)),
         kind=str(meta.get("kind", "")),
         url=str(meta["url"]) if meta.get("url") else None,
+        scope=str(meta.get("scope") or WORKSPACE),
     )

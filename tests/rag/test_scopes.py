@@ -1,0 +1,183 @@
+"""Scopes in the engine: a question reads only the documents its place may see, filtered inside the
+store and the keyword index (never crowded out by documents it may not see); answers are cached per
+visibility; a new scope for the same bytes is written without embedding again; documents stored
+before scopes are workspace documents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.answer import DeltaCallback
+from rag.chroma import ChromaStore
+from rag.chroma.store import collection_base
+from rag.keyword import KeywordIndex
+from rag.prompt import citations_for
+from rag.scopes import EVERYTHING, WORKSPACE, Visibility, channel_scope, private_scope
+from rag.store import new_version
+from rag.types import Answer, DocumentInfo, Passage, Turn, Upload
+from tests.conftest import EngineFactory
+
+KB = "kb-scopes"
+C1, C2 = channel_scope("C1"), channel_scope("C2")
+MINE = private_scope("U1")
+QUESTION = "How many vacation days do new employees get?"
+
+
+def policy(who: str, days: int) -> bytes:
+    text = f"# Vacation policy of {who}\n\nNew employees get {days} vacation days in their first year.\n"
+    return text.encode()
+
+
+async def _three_places(engine: object) -> None:
+    uploads = [
+        Upload("workspace.md", policy("the company", 25), uploader="U9"),
+        Upload("sales.md", policy("the sales team", 30), uploader="U9", scope=C1),
+        Upload("mine.md", policy("my own draft", 99), uploader="U1", scope=MINE),
+    ]
+    await engine.ingest_many(KB, uploads)  # type: ignore[attr-defined]
+
+
+async def test_a_question_reads_only_what_its_place_may_see(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    await _three_places(engine)
+
+    async def seen(visibility: Visibility) -> set[str]:
+        return {p.document for p in await engine.search(KB, QUESTION, top_k=10, visibility=visibility)}
+
+    assert await seen(Visibility()) == {"workspace.md"}  # the default: the workspace's only
+    assert await seen(Visibility.of(C1)) == {"workspace.md", "sales.md"}
+    assert await seen(Visibility.of(C2)) == {"workspace.md"}
+    assert await seen(Visibility.of(MINE)) == {"workspace.md", "mine.md"}
+    assert await seen(EVERYTHING) == {"workspace.md", "sales.md", "mine.md"}
+    answer = await engine.ask(KB, QUESTION, visibility=Visibility.of(C2))
+    assert "99" not in answer.text and "30" not in answer.text
+    assert {c.document for c in answer.citations} == {"workspace.md"}
+    listed = await engine.documents(KB, visibility=Visibility.of(MINE))
+    assert [(d.name, d.scope) for d in listed] == [("mine.md", MINE), ("workspace.md", WORKSPACE)]
+
+
+async def test_documents_a_place_may_not_see_never_crowd_out_the_ones_it_may(
+    make_engine: EngineFactory, store: ChromaStore
+) -> None:
+    """Seventy channel documents, more than a search's candidates, all nearer the question than the
+    one workspace document about it: a search from another place still finds the workspace
+    document, because the store filters before it ranks (filtering after would leave nothing)."""
+    engine = make_engine()
+    await engine.ingest(KB, "handbook.md", b"# Handbook\n\nThe office wifi password rotates monthly.\n")
+    text = "What does ERR_VPN_77 mean? ERR_VPN_77 means the VPN gateway rejected the client certificate."
+    for n in range(70):
+        await engine.ingest(KB, f"c{n}.md", f"# Note {n}\n\n{text}\n".encode(), scope=channel_scope(f"C{n}"))
+    far = "Printer log: code ERR_VPN_77 shows up on the third floor printer after a power cut."
+    await engine.ingest(KB, "wifi.md", f"# Wifi\n\n{far}\n".encode())
+
+    elsewhere = Visibility.of(channel_scope("C99"))
+    question = "What does ERR_VPN_77 mean?"
+    found = await engine.search(KB, question, top_k=3, visibility=elsewhere)
+    by_vector = await engine.search(KB, question, top_k=3, hybrid=False, visibility=elsewhere)
+
+    assert {p.document for p in found} <= {"handbook.md", "wifi.md"} and found[0].document == "wifi.md"
+    assert by_vector and by_vector[0].document == "wifi.md"
+    near = await engine.search(
+        KB, "What does ERR_VPN_77 mean?", top_k=3, visibility=Visibility.of("channel:C7")
+    )
+    assert {p.document for p in near} == {"c7.md", "wifi.md", "handbook.md"}  # its own, no other channel's
+
+
+class _Model:
+    """A language model that cites every passage it is given."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def answer(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        *,
+        history: Sequence[Turn] = (),
+        on_delta: DeltaCallback | None = None,
+    ) -> Answer:
+        self.calls += 1
+        return Answer(f"Answer {self.calls} [1]", citations_for(passages), "llm")
+
+
+async def test_an_answer_is_cached_per_visibility_and_never_served_to_a_place_that_may_not_see_it(
+    make_engine: EngineFactory,
+) -> None:
+    model = _Model()
+    engine = make_engine(answerer=model)
+    await _three_places(engine)
+
+    in_sales = await engine.ask(KB, QUESTION, visibility=Visibility.of(C1))
+    elsewhere = await engine.ask(KB, QUESTION, visibility=Visibility.of(C2))
+    again = await engine.ask(KB, QUESTION, visibility=Visibility.of(C1))
+
+    assert "sales.md" in {c.document for c in in_sales.citations}
+    assert not elsewhere.cached and "sales.md" not in {c.document for c in elsewhere.citations}
+    assert again.cached and again.text == in_sales.text
+    # A place that sees what the workspace sees (no channel documents of its own) shares its cache.
+    assert (await engine.ask(KB, QUESTION, visibility=Visibility.of("channel:C3"))).cached
+    assert model.calls == 2
+
+
+async def test_the_same_bytes_with_another_scope_change_it_without_embedding_again(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine()
+    first = await engine.ingest(KB, "sales.md", policy("the sales team", 30), uploader="U1", scope=C1)
+    (before,) = await engine.documents(KB)
+
+    again = await engine.ingest(KB, "sales.md", policy("the sales team", 30), uploader="U1")  # scope kept
+    moved = await engine.ingest(KB, "sales.md", policy("the sales team", 30), uploader="U1", scope=WORKSPACE)
+
+    (after,) = await engine.documents(KB)
+    assert first.status == "added" and again.status == "unchanged" and moved.status == "rescoped"
+    assert moved.embedded == 0 and after.version == before.version and after.scope == WORKSPACE
+    found = await engine.search(KB, QUESTION, visibility=Visibility())
+    assert [p.document for p in found] == ["sales.md"]
+
+
+async def test_documents_stored_before_scopes_are_workspace_documents(
+    make_engine: EngineFactory, store: ChromaStore, tmp_path: object
+) -> None:
+    """A store written by the version before scopes: chunks and manifest entries without a scope."""
+    engine = make_engine()
+    await engine.ingest(KB, "warm.md", b"# Warm\n\nThe kitchen closes at three.\n")  # the collections exist
+    version = new_version()
+    vector = np.asarray(await _vector(engine, "New employees get 25 vacation days."), dtype=np.float32)
+    chunks = store._client.get_collection(collection_base("test", KB))
+    chunks.add(
+        ids=[f"{version}:0"],
+        embeddings=vector[None, :],
+        documents=["# Old policy\nNew employees get 25 vacation days."],
+        metadatas=[{"document": "old.md", "version": version, "index": 0, "locator": "", "hash": "x"}],
+    )
+    info = DocumentInfo("old.md", "sha", version, 1, "U9", 1.0, 10, "text")
+    store.activate(KB, info)
+    docs = store._client.get_collection(collection_base("test", KB) + ".docs")
+    got = docs.get(include=["metadatas"])
+    docs.update(
+        ids=got["ids"], metadatas=[{k: v for k, v in m.items() if k != "scope"} for m in got["metadatas"]]
+    )
+    chunks.modify(metadata={"legacy": 1})  # as the version before left it: not marked scoped
+
+    fresh = make_engine(
+        store=ChromaStore(store._client, prefix="test")
+    )  # a process started after the upgrade
+    found = await fresh.search(KB, QUESTION, visibility=Visibility.of(C1))
+
+    assert "old.md" in {p.document for p in found}
+    assert {d.name: d.scope for d in await fresh.documents(KB)}["old.md"] == WORKSPACE
+
+
+async def _vector(engine: object, text: str) -> np.ndarray:
+    return engine._embedder.embed_query(text)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_the_keyword_index_ranks_only_the_rows_it_may_return() -> None:
+    index = KeywordIndex.from_texts(["a:0", "b:0", "c:0"], ["vpn vpn vpn error", "vpn error", "kitchen"])
+    assert [cid for cid, _ in index.search("vpn error", 1)] == ["a:0"]
+    assert [cid for cid, _ in index.search("vpn error", 1, rows=np.array([False, True, True]))] == ["b:0"]
+    assert index.search("vpn", 5, rows=np.array([False, False, True])) == []
