@@ -8,7 +8,8 @@ asked the first `--questions` of qa.jsonl, the synthetic KB the next `--question
 
 With `--scopes N` the synthetic knowledge base's chunks are spread over N channels (a document of
 chunks/N chunks in each), and it is asked twice, with new questions each time: from the operator's
-view (no filter) and from one channel each (the store and the keyword index filter by scope).
+view (no filter) and from one channel each (the store and the keyword index search that
+channel's documents only).
 
 The synthetic knowledge base is built from covidqa's real chunks and vectors: each chunk is copied
 with a little noise added to its vector and a distinct tag added to its text, until there are
@@ -65,9 +66,7 @@ def build_synthetic(
         chunks = [Chunk(text=f"{texts[i]} [copy {made + j}]", index=j) for j, i in enumerate(pick)]
         version = new_version()
         name = f"synthetic-{doc:04d}.txt"
-        store.add_chunks(
-            kb, document=name, version=version, chunks=chunks, embeddings=noisy, url=None, scope=scope
-        )
+        store.add_chunks(kb, document=name, version=version, chunks=chunks, embeddings=noisy, url=None)
         store.activate(
             kb,
             DocumentInfo(

@@ -195,11 +195,9 @@ class Ingester:
         return _Prepared(bare, len(upload.data), sha, previous, doc.kind, chunks, started)
 
     def _rescope(self, kb: str, upload: Upload, previous: DocumentInfo, started: float) -> IngestResult:
-        """The same bytes with another scope: the chunks and the manifest entry say it, nothing is
-        embedded again. Chunks first: until the manifest changes, searches read it as it was."""
+        """The same bytes with another scope: one manifest write, nothing embedded or written again."""
         scope = upload.scope or previous.scope
         with self._writes.shared():
-            self._store.set_scope(kb, previous.version, scope)
             self._store.activate(kb, replace(previous, scope=scope, uploader=upload.uploader))
         self._changed(kb)
         log.info("rescoped", kb=kb, document=previous.name, scope=scope)
@@ -226,7 +224,6 @@ class Ingester:
             try:
                 check_stop(stop)
                 with self._timed("store"):
-                    scope = upload.scope or WORKSPACE
                     self._store.add_chunks(
                         kb,
                         document=upload.name,
@@ -234,7 +231,6 @@ class Ingester:
                         chunks=prepared.chunks,
                         embeddings=vectors,
                         url=upload.url,
-                        scope=scope,
                     )
                     info = DocumentInfo(
                         name=upload.name,
@@ -246,7 +242,7 @@ class Ingester:
                         size=prepared.size,
                         kind=prepared.kind,
                         url=upload.url,
-                        scope=scope,
+                        scope=upload.scope or WORKSPACE,
                     )
                     check_stop(stop)  # the last moment a stop leaves the knowledge base as it was
                     self._store.activate(kb, info)

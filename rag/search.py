@@ -105,7 +105,8 @@ class HybridSearcher:
             return []
         n = min(options.candidates, max(1, sum(d.chunks for d in active.values())))
         whole = len(active) == len(view.documents)  # nothing to filter out
-        nearest = self._store.nearest(kb, vector, n, scopes=None if whole else seen.scopes)
+        within = None if whole else {v: d.chunks for v, d in active.items()}
+        nearest = self._store.nearest(kb, vector, n, within=within)
         vector_hits = [(cid, sim) for cid, sim in nearest if version_of(cid) in active]
         rankings = [[cid for cid, _ in vector_hits]]
         named: set[str] = set()  # versions of the documents whose identity the question names

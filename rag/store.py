@@ -8,7 +8,9 @@ Atomic replacement, which every implementation keeps: a new version's chunks are
 version id while the manifest still names the old version, so searches (which keep only chunks of
 active versions) see the old document; one manifest write (`activate`) then makes the new version the
 active one, and only after that are the old version's chunks deleted. A failed ingest deletes its own
-chunks and never touches the manifest.
+chunks and never touches the manifest. Who may see a document (its scope, rag/scopes.py) is its
+manifest entry's alone: a new scope is one manifest write, and searches restrict themselves to the
+versions their place may see (`nearest(within=…)`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from rag.scopes import WORKSPACE
 from rag.types import Chunk, DocumentInfo
 
 Metadata = dict[str, Any]
@@ -95,15 +96,10 @@ class VectorStore(Protocol):
         chunks: Sequence[Chunk],
         embeddings: np.ndarray,
         url: str | None,
-        scope: str = WORKSPACE,
     ) -> None:
-        """Write a version's chunks; the chunk of index i gets the id `version:i` (see version_of).
-        `scope` is its document's (rag/scopes.py), kept on each chunk so searches filter by it."""
+        """Write a version's chunks; the chunk of index i gets the id `version:i` (see version_of)."""
 
     def delete_version(self, kb: str, version: str) -> None: ...
-
-    def set_scope(self, kb: str, version: str, scope: str) -> None:
-        """Give a version's chunks another scope (the manifest entry is the caller's to activate)."""
 
     def embeddings_by_hash(self, kb: str, version: str) -> dict[str, np.ndarray]:
         """A version's vectors by the SHA-256 of their chunk's text (reused by the next version)."""
@@ -114,10 +110,11 @@ class VectorStore(Protocol):
     def chunk_count(self, kb: str) -> int: ...
 
     def nearest(
-        self, kb: str, vector: np.ndarray, n: int, *, scopes: Collection[str] | None = None
+        self, kb: str, vector: np.ndarray, n: int, *, within: Mapping[str, int] | None = None
     ) -> list[tuple[str, float]]:
-        """The `n` chunks nearest to `vector`, of these scopes only (None: any), filtered inside the
-        store: (id, cosine similarity), nearest first."""
+        """The `n` chunks nearest to `vector`: (id, cosine similarity), nearest first. `within`: only
+        chunks of these document versions (version -> its number of chunks), searched inside the
+        store, so that the chunks of other documents take no place among the `n`."""
 
     def chunks_by_id(self, kb: str, ids: Sequence[str]) -> list[StoredChunk]: ...
 

@@ -86,6 +86,7 @@ class Dispatcher:
             files=msg.files,
             is_admin=msg.user in self._admins,
             handle=handle,
+            place=msg.place,
         )
         await self._runner.submit(job)
         bound.info("job_submitted", kind=kind, job_id=job.id)

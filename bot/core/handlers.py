@@ -20,6 +20,7 @@ from rag.documents import NoSuchDocument, NotYourDocument
 from rag.engine import Engine
 from rag.errors import RetryableError, UserFacingError
 from rag.names import normalize_name
+from rag.scopes import EVERYTHING, WORKSPACE_ONLY, Visibility
 from rag.types import Answer, IngestResult, Turn
 
 log = structlog.get_logger(__name__)
@@ -148,7 +149,10 @@ class JobHandler:
                 last[0] = now
                 await messages.update(PartialAnswer(partial))
 
-        answer = await self._engine.ask(job.kb, job.text, history=history, on_delta=on_delta)
+        visibility = _visibility(job)
+        answer = await self._engine.ask(
+            job.kb, job.text, history=history, on_delta=on_delta, visibility=visibility
+        )
         await self._memory.append(job.thread, Turn("user", job.text), Turn("assistant", answer.text))
         return answer_reply(answer, ref=job.id)
 
@@ -191,7 +195,8 @@ class JobHandler:
         command = parse_command(job.text)
         name = command.name if command else "help"
         if name == "docs":
-            return Reply(text.documents_list(await self._engine.documents(job.kb)), ephemeral=True)
+            listed = await self._engine.documents(job.kb, visibility=_listing(job))
+            return Reply(text.documents_list(listed), ephemeral=True)
         if name == "stats":
             return Reply(text.stats_text(await self._engine.stats(job.kb)), ephemeral=True)
         if name == "forget":
@@ -204,9 +209,9 @@ class JobHandler:
             return Reply(text.FORGET_USAGE, kind="error", ephemeral=True)
         for candidate in name_candidates(argument):
             found = await self._engine.document(job.kb, candidate)
-            if found is not None:
+            if found is not None and _listing(job).sees(found.scope):
                 break
-        else:
+        else:  # none by that name here (another place's is not said to exist)
             return Reply(text.NO_SUCH_DOCUMENT.format(name=text.literal(text.short(argument))), kind="error")
         try:
             info = await self._engine.forget(job.kb, found.name, user=None if job.is_admin else job.user)
@@ -217,6 +222,16 @@ class JobHandler:
             return Reply(text.NO_SUCH_DOCUMENT.format(name=text.literal(text.short(argument))), kind="error")
         passages = text.plural(info.chunks, "passage")
         return Reply(text.FORGOTTEN.format(name=text.short(info.name), passages=passages))
+
+
+def _visibility(job: Job) -> Visibility:
+    """What a question may read where it was asked: the workspace's documents and the place's own."""
+    return Visibility.of(job.place) if job.place else WORKSPACE_ONLY
+
+
+def _listing(job: Job) -> Visibility:
+    """What `docs` and `forget` may name: an admin's, everything; anyone else's, the question's."""
+    return EVERYTHING if job.is_admin else _visibility(job)
 
 
 def _who(uploader: str) -> str:

@@ -99,6 +99,9 @@ class Incoming:
     # Set when the platform refuses the sender (Slack Connect: another organisation): the dispatcher
     # replies this instead of running a job, once per message.
     refusal: str = ""
+    # Where it was said, as a scope (rag/scopes.py): `channel:<id>` for a channel or group chat (and
+    # its threads), `private:<user>` for a direct message. What a question there may read follows.
+    place: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class Job:
     files: tuple[FileRef, ...] = ()
     is_admin: bool = False
     handle: Handle | None = None  # the "working…" message the dispatcher showed, to be replaced
+    place: str = ""  # Incoming.place
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, as a queue carries it."""

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from bot.core.feedback import COMMENT_LIMIT, REASONS
 from bot.core.model import FileRef, Incoming
 from bot.slack.address import SlackAddress
+from rag.scopes import channel_scope, private_scope
 
 PLATFORM = "slack"
 FEEDBACK_ACTION_PREFIX = "threadwise_feedback_"
@@ -179,6 +180,7 @@ def _incoming(
         mentioned=mentioned,
         addressed=direct or mentioned,
         in_thread=in_thread,
+        place=private_scope(user) if direct else channel_scope(channel),
     )
 
 
@@ -230,6 +232,7 @@ def command_from_form(form: Mapping[str, Any]) -> Incoming | None:
             dm=str(channel).startswith("D"),
             response_url=str(form.get("response_url") or ""),
         ),
+        place=private_scope(str(user)) if str(channel).startswith("D") else channel_scope(str(channel)),
     )
 
 

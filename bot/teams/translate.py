@@ -19,6 +19,7 @@ from bot.core.feedback import COMMENT_LIMIT
 from bot.core.model import FileRef, Incoming
 from bot.teams import text as teams_text
 from bot.teams.address import TeamsAddress
+from rag.scopes import channel_scope, private_scope
 
 PLATFORM = "teams"
 FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
@@ -133,6 +134,7 @@ def _message(activity: Activity) -> Message | Notice | None:
         # channel is refused whether or not the bot is named.
         addressed=addressed,
         in_thread=kind == "channel",  # a group chat is one conversation, not threads
+        place=place_of(activity, kind),
     )
     return Message(incoming, kind)
 
@@ -231,6 +233,15 @@ def conversation_id(activity: Activity) -> str:
     if is_post and conversation_kind(activity) == "channel" and ";messageid=" not in cid:
         cid = f"{cid};messageid={activity['id']}"
     return cid
+
+
+def place_of(activity: Activity, kind: ConversationKind) -> str:
+    """The scope of where it was said: the user's own in a personal chat, else the conversation's
+    (a channel's threads are the channel: its id without `;messageid=`)."""
+    if kind == "personal":
+        return private_scope(user_of(activity))
+    cid = str(_dict(activity.get("conversation")).get("id") or "")
+    return channel_scope(cid.split(";messageid=", 1)[0])
 
 
 def thread_of(activity: Activity) -> str:

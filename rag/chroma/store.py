@@ -10,18 +10,21 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 
 from rag.chroma.client import open_client
 from rag.chroma.files import release_directory
 from rag.scopes import WORKSPACE
-from rag.store import Metadata, Records, StoredChunk
+from rag.store import Metadata, Records, StoredChunk, version_of
 from rag.types import Chunk, DocumentInfo
+
+log = structlog.get_logger(__name__)
 
 _WRITE_BATCH = 1000
 _VECTOR = np.dtype("<f4")
@@ -81,25 +84,7 @@ class ChromaStore:
 
     # -- collections -------------------------------------------------------------------------
     def _chunks(self, kb: str) -> Any:
-        name = collection_base(self._prefix, kb)
-        fresh = name not in self._collections
-        col = self._collection(name, "cosine")
-        if fresh:
-            self._scope_old_chunks(kb, col)
-        return col
-
-    def _scope_old_chunks(self, kb: str, col: Any, *, always: bool = False) -> None:
-        """Chunks written before scopes existed (or restored from then) get their document's scope,
-        workspace for all of those, so a search filtered by scope finds them. Once per collection:
-        it is marked scoped when done."""
-        if not always and (col.metadata or {}).get("scoped"):
-            return
-        scope_of = {d.version: d.scope for d in self.documents(kb)}
-        got = _get_all(col, include=["metadatas"])
-        old = [(cid, m) for cid, m in zip(got["ids"], got["metadatas"], strict=True) if "scope" not in m]
-        ids, metas = [cid for cid, _ in old], [m for _, m in old]
-        _rescope(col, ids, metas, lambda m: scope_of.get(str(m["version"]), WORKSPACE))
-        col.modify(metadata={"scoped": 1})
+        return self._collection(collection_base(self._prefix, kb), "cosine")
 
     def _docs(self, kb: str) -> Any:
         return self._collection(collection_base(self._prefix, kb) + ".docs", "l2")
@@ -189,7 +174,6 @@ class ChromaStore:
         chunks: Sequence[Chunk],
         embeddings: np.ndarray,
         url: str | None,
-        scope: str = WORKSPACE,
     ) -> None:
         col = self._chunks(kb)
         for start in range(0, len(chunks), _WRITE_BATCH):
@@ -198,16 +182,11 @@ class ChromaStore:
                 ids=[f"{version}:{c.index}" for c in part],
                 embeddings=embeddings[start : start + len(part)],
                 documents=[c.text for c in part],
-                metadatas=[_chunk_meta(c, document, version, url, scope) for c in part],
+                metadatas=[_chunk_meta(c, document, version, url) for c in part],
             )
 
     def delete_version(self, kb: str, version: str) -> None:
         self._chunks(kb).delete(where={"version": version})
-
-    def set_scope(self, kb: str, version: str, scope: str) -> None:
-        col = self._chunks(kb)
-        got = _get_all(col, where={"version": version}, include=["metadatas"])
-        _rescope(col, got["ids"], got["metadatas"], lambda _: scope)
 
     def embeddings_by_hash(self, kb: str, version: str) -> dict[str, np.ndarray]:
         got = _get_all(self._chunks(kb), where={"version": version}, include=["embeddings", "metadatas"])
@@ -224,17 +203,42 @@ class ChromaStore:
         return int(self._chunks(kb).count())
 
     def nearest(
-        self, kb: str, vector: np.ndarray, n: int, *, scopes: Collection[str] | None = None
+        self, kb: str, vector: np.ndarray, n: int, *, within: Mapping[str, int] | None = None
     ) -> list[tuple[str, float]]:
         """The `n` chunks nearest to `vector`: (id, cosine similarity), nearest first. Ids only: a
-        search reads the texts of the few chunks it keeps, not of every candidate."""
-        if n <= 0 or (scopes is not None and not scopes):
+        search reads the texts of the few chunks it keeps, not of every candidate.
+
+        `within` (a place's documents), by how much of the collection they are — Chroma's filtered
+        graph search slows down the smaller the share it may return (100 of 100k chunks: ~90 ms):
+        - a few hundred chunks: their vectors are compared one by one;
+        - most of the collection: all of it is searched a little deeper, and their chunks kept;
+        - in between: the graph search is given their chunk ids (`version:i`)."""
+        if n <= 0:
             return []
-        where = {"scope": {"$in": sorted(scopes)}} if scopes is not None else None
         col = self._chunks(kb)
-        got = col.query(query_embeddings=[vector], n_results=n, where=where, include=["distances"])
-        pairs = zip(got["ids"][0], got["distances"][0], strict=True)
-        return [(cid, 1.0 - float(dist)) for cid, dist in pairs]
+        if within is None:
+            return _pairs(col.query(query_embeddings=[vector], n_results=n, include=["distances"]))
+        wanted = sum(within.values())
+        if wanted <= EXACT_MAX:
+            ids = [f"{version}:{i}" for version, count in within.items() for i in range(count)]
+            return _exact(col.get(ids=ids, include=["embeddings"]), vector, n) if ids else []
+        total = max(col.count(), 1)
+        if wanted >= BROAD_SHARE * total:
+            deeper = min(total, n * total // wanted + n)
+            got = col.query(query_embeddings=[vector], n_results=deeper, include=["distances"])
+            return [(cid, s) for cid, s in _pairs(got) if version_of(cid) in within][:n]
+        return self._nearest_among(col, vector, n, within, wanted)
+
+    def _nearest_among(
+        self, col: Any, vector: np.ndarray, n: int, within: Mapping[str, int], wanted: int
+    ) -> list[tuple[str, float]]:
+        ids = [f"{version}:{i}" for version, count in within.items() for i in range(count)]
+        query = {"query_embeddings": [vector], "n_results": min(n, wanted), "include": ["distances"]}
+        try:
+            return _pairs(col.query(ids=ids, **query))
+        except Exception as exc:  # chromadb.errors.InternalError: a version deleted since it was listed
+            log.info("chroma_ids_search_failed", error=type(exc).__name__)
+            return _pairs(col.query(where={"version": {"$in": sorted(within)}}, **query))
 
     def chunks_by_id(self, kb: str, ids: Sequence[str]) -> list[StoredChunk]:
         if not ids:
@@ -284,9 +288,8 @@ class ChromaStore:
     ) -> None:
         # The collections are kept, not recreated, so running processes that hold them go on working.
         docs, col = self._current_docs(kb), self._chunks(kb)
-        for records in chunks:  # not searchable yet; an archive from before scopes holds workspace ones
-            scoped = [{"scope": WORKSPACE, **m} for m in records.metadatas]
-            col.upsert(**_upsert(replace(records, metadatas=scoped)))
+        for records in chunks:  # not searchable yet
+            col.upsert(**_upsert(records))
         wanted: set[str] = set()
         active: set[str] = set()
         for records in manifest:  # now they are
@@ -315,6 +318,24 @@ _PAGE = 5000  # Chroma's SQLite backend refuses a statement with too many variab
 
 
 _EVERYTHING = ["embeddings", "documents", "metadatas"]
+EXACT_MAX = 600  # a search within this many chunks compares their vectors one by one
+BROAD_SHARE = 0.3  # a search within this share of a collection searches all of it, deeper
+
+
+def _pairs(got: dict[str, Any]) -> list[tuple[str, float]]:
+    """A query's ids and cosine distances as (id, cosine similarity)."""
+    return [(cid, 1.0 - float(dist)) for cid, dist in zip(got["ids"][0], got["distances"][0], strict=True)]
+
+
+def _exact(got: dict[str, Any], vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+    """The `n` of these chunks most similar to `vector`, by cosine, nearest first."""
+    if not got["ids"]:
+        return []
+    vectors = np.asarray(got["embeddings"], dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
+    similarity = vectors @ vector.astype(np.float32) / np.maximum(norms, 1e-12)
+    best = np.argsort(-similarity, kind="stable")[:n]
+    return [(str(got["ids"][i]), float(similarity[i])) for i in best]
 
 
 def _pages(collection: Any, page: int, **query: Any) -> Iterator[dict[str, Any]]:
@@ -373,20 +394,10 @@ def _doc_id(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
 
 
-def _rescope(col: Any, ids: Sequence[str], metas: Sequence[Any], scope_of: Callable[[Any], str]) -> None:
-    """Set each chunk's scope (`scope_of` its metadata), the rest of its metadata as it was."""
-    for start in range(0, len(ids), _WRITE_BATCH):
-        part = slice(start, start + _WRITE_BATCH)
-        col.update(ids=list(ids[part]), metadatas=[{**m, "scope": scope_of(m)} for m in metas[part]])
-
-
-def _chunk_meta(
-    chunk: Chunk, document: str, version: str, url: str | None, scope: str
-) -> dict[str, str | int]:
+def _chunk_meta(chunk: Chunk, document: str, version: str, url: str | None) -> dict[str, str | int]:
     meta: dict[str, str | int] = {
         "document": document,
         "version": version,
-        "scope": scope,
         "index": chunk.index,
         "locator": chunk.locator(),
         "hash": hashlib.sha256(chunk.text.encode("utf-8")).hexdigest(),

@@ -15,8 +15,7 @@ from rag.chroma.store import collection_base
 from rag.keyword import KeywordIndex
 from rag.prompt import citations_for
 from rag.scopes import EVERYTHING, WORKSPACE, Visibility, channel_scope, private_scope
-from rag.store import new_version
-from rag.types import Answer, DocumentInfo, Passage, Turn, Upload
+from rag.types import Answer, Passage, Turn, Upload
 from tests.conftest import EngineFactory
 
 KB = "kb-scopes"
@@ -140,40 +139,25 @@ async def test_the_same_bytes_with_another_scope_change_it_without_embedding_aga
 
 
 async def test_documents_stored_before_scopes_are_workspace_documents(
-    make_engine: EngineFactory, store: ChromaStore, tmp_path: object
+    make_engine: EngineFactory, store: ChromaStore
 ) -> None:
-    """A store written by the version before scopes: chunks and manifest entries without a scope."""
+    """A manifest written by the version before scopes: its entries have no scope."""
     engine = make_engine()
-    await engine.ingest(KB, "warm.md", b"# Warm\n\nThe kitchen closes at three.\n")  # the collections exist
-    version = new_version()
-    vector = np.asarray(await _vector(engine, "New employees get 25 vacation days."), dtype=np.float32)
-    chunks = store._client.get_collection(collection_base("test", KB))
-    chunks.add(
-        ids=[f"{version}:0"],
-        embeddings=vector[None, :],
-        documents=["# Old policy\nNew employees get 25 vacation days."],
-        metadatas=[{"document": "old.md", "version": version, "index": 0, "locator": "", "hash": "x"}],
-    )
-    info = DocumentInfo("old.md", "sha", version, 1, "U9", 1.0, 10, "text")
-    store.activate(KB, info)
+    await engine.ingest(KB, "old.md", policy("the company", 25))
     docs = store._client.get_collection(collection_base("test", KB) + ".docs")
     got = docs.get(include=["metadatas"])
-    docs.update(
-        ids=got["ids"], metadatas=[{k: v for k, v in m.items() if k != "scope"} for m in got["metadatas"]]
-    )
-    chunks.modify(metadata={"legacy": 1})  # as the version before left it: not marked scoped
+    docs.delete(ids=got["ids"])  # written again without the key (an update would keep it)
+    unscoped = [{k: v for k, v in m.items() if k != "scope"} for m in got["metadatas"]]
+    docs.add(ids=got["ids"], embeddings=[[1.0]] * len(unscoped), metadatas=unscoped)
+    assert all("scope" not in m for m in docs.get(include=["metadatas"])["metadatas"])
 
-    fresh = make_engine(
-        store=ChromaStore(store._client, prefix="test")
-    )  # a process started after the upgrade
+    fresh = make_engine(store=ChromaStore(store._client, prefix="test"))  # started after the upgrade
     found = await fresh.search(KB, QUESTION, visibility=Visibility.of(C1))
 
-    assert "old.md" in {p.document for p in found}
-    assert {d.name: d.scope for d in await fresh.documents(KB)}["old.md"] == WORKSPACE
-
-
-async def _vector(engine: object, text: str) -> np.ndarray:
-    return engine._embedder.embed_query(text)  # type: ignore[attr-defined,no-any-return]
+    assert [p.document for p in found] == ["old.md"]
+    assert [(d.name, d.scope) for d in await fresh.documents(KB, visibility=Visibility())] == [
+        ("old.md", WORKSPACE)
+    ]
 
 
 def test_the_keyword_index_ranks_only_the_rows_it_may_return() -> None:

@@ -244,3 +244,18 @@ def test_ignored_activities() -> None:
 
     assert translate(typing) is None
     assert translate(reaction) is None
+
+
+def test_a_message_says_where_it_was_said_as_a_scope() -> None:
+    """The scope of the place a question was asked, which decides the documents it may read: a
+    channel's threads are the channel, a group chat is its conversation, a personal chat its user's."""
+    url = "https://smba.trafficmanager.net/amer/"
+    in_thread = translate(build.channel_mention("q", service_url=url))
+    new_post = translate(build.channel_mention("q", service_url=url, root=None))
+    group = translate(build.group_chat_mention("q", service_url=url))
+    personal = translate(build.personal_message("q", service_url=url, user_aad="aad-1"))
+    assert isinstance(in_thread, Message) and isinstance(new_post, Message)
+    assert in_thread.incoming.place == new_post.incoming.place
+    assert in_thread.incoming.place.startswith("channel:") and ";messageid=" not in in_thread.incoming.place
+    assert isinstance(group, Message) and group.incoming.place == f"channel:{build.GROUP_CHAT}"
+    assert isinstance(personal, Message) and personal.incoming.place == "private:aad-1"
