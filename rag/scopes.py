@@ -26,6 +26,16 @@ def is_scope(value: str) -> bool:
     return value == WORKSPACE or (kind in ("channel", "private") and bool(owner))
 
 
+def describe(scope: str) -> str:
+    """Who may see a document of this scope, as a listing says it."""
+    kind, _, owner = (scope or WORKSPACE).partition(":")
+    if kind == "channel":
+        return f"only in channel {owner}"
+    if kind == "private":
+        return f"private to {owner}"
+    return "the whole workspace"
+
+
 @dataclass(frozen=True)
 class Visibility:
     """The scopes a question (or a listing) may read; `everything` for an operator's view."""

@@ -27,6 +27,15 @@ def add(
     return parser
 
 
+def scope_argument(value: str) -> str:
+    """A scope as `--scope` takes it: workspace, channel:ID or private:USER (rag/scopes.py)."""
+    from rag.scopes import is_scope
+
+    if not is_scope(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a scope: workspace, channel:ID or private:USER")
+    return value
+
+
 def with_kb(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--kb", default=LOCAL_KB, help="knowledge base id (default: local)")
     return parser

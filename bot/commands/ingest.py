@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bot.commands.base import SubParsers, add, open_engine, with_kb
+from bot.commands.base import SubParsers, add, open_engine, scope_argument, with_kb
 from bot.settings import Settings
 from rag.engine import Engine
 from rag.errors import UserFacingError
@@ -27,13 +27,23 @@ def register(sub: SubParsers) -> None:
         metavar="ID",
         help="who uploaded the files (default: your login name; a replaced document keeps its own)",
     )
+    parser.add_argument(
+        "--scope",
+        type=scope_argument,
+        default=None,
+        metavar="SCOPE",
+        help="who may see them: workspace, channel:ID or private:USER (default: new documents the "
+        "workspace; a document already there keeps its own, and the same file with another scope "
+        "changes only that)",
+    )
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = await open_engine(settings, sweep=True)
     paths = [Path(p) for p in args.paths]
     uploader = args.uploader or args.login
-    return await ingest_paths(engine, args.kb, paths, uploader=uploader, claim=args.uploader is not None)
+    claim = args.uploader is not None
+    return await ingest_paths(engine, args.kb, paths, uploader=uploader, claim=claim, scope=args.scope)
 
 
 def collect(paths: Sequence[Path]) -> list[tuple[str, Path]]:
@@ -52,7 +62,13 @@ def collect(paths: Sequence[Path]) -> list[tuple[str, Path]]:
 
 
 async def ingest_paths(
-    engine: Engine, kb: str, paths: Sequence[Path], *, uploader: str, claim: bool = False
+    engine: Engine,
+    kb: str,
+    paths: Sequence[Path],
+    *,
+    uploader: str,
+    claim: bool = False,
+    scope: str | None = None,
 ) -> int:
     """Every file into `kb`, several files' chunks embedded together (Engine.ingest_many).
 
@@ -77,7 +93,7 @@ async def ingest_paths(
                 bar.update()
                 bar.write(f"skipped: {name}: {exc.strerror or exc}", file=sys.stderr)
                 continue
-            yield Upload(name, data, uploader=uploader, trusted=True, claim=claim)
+            yield Upload(name, data, uploader=uploader, trusted=True, claim=claim, scope=scope)
 
     def progress(done: int, total: int) -> None:
         bar.set_postfix_str(f"embedding {done}/{total} chunks", refresh=True)

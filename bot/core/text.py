@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from bot.core.model import Working
 from rag.names import shown
+from rag.scopes import WORKSPACE, describe
 from rag.types import Citation, DocumentInfo, IngestResult, KbStats
 
 THINKING = "_Searching your documents…_"
@@ -70,7 +71,8 @@ def documents_list(docs: Sequence[DocumentInfo], identities: Mapping[str, str] |
     for d in docs:
         when = dt.datetime.fromtimestamp(d.uploaded_at, dt.UTC).strftime("%Y-%m-%d")
         who = f", by {d.uploader}" if d.uploader else ""
-        lines.append(f"• {literal(d.name)} — {plural(d.chunks, 'passage')}{who}, {when}")
+        seen = "" if d.scope == WORKSPACE else f" ({describe(d.scope)})"
+        lines.append(f"• {literal(d.name)} — {plural(d.chunks, 'passage')}{who}, {when}{seen}")
         if identities is not None:
             lines.append(f"    about: {identities.get(d.name) or '(nothing stated)'}")
     return "\n".join(lines)

@@ -165,3 +165,25 @@ def test_the_keyword_index_ranks_only_the_rows_it_may_return() -> None:
     assert [cid for cid, _ in index.search("vpn error", 1)] == ["a:0"]
     assert [cid for cid, _ in index.search("vpn error", 1, rows=np.array([False, True, True]))] == ["b:0"]
     assert index.search("vpn", 5, rows=np.array([False, False, True])) == []
+
+
+async def test_a_new_scope_takes_effect_at_once_in_another_process(
+    make_engine: EngineFactory, store: ChromaStore
+) -> None:
+    """Two engines on one store, as a worker and a serve on one Chroma: a scope changed by one is
+    what the other's next question sees, its keyword index, views and query cache included."""
+    model = _Model()
+    here, there = make_engine(), make_engine(store=ChromaStore(store._client, prefix="test"), answerer=model)
+    await here.ingest(KB, "sales.md", policy("the sales team", 30), uploader="U1", scope=C1)
+    elsewhere = Visibility.of(C2)
+    assert await there.search(KB, QUESTION, visibility=elsewhere) == []
+    assert not (await there.ask(KB, QUESTION, visibility=elsewhere)).citations  # nothing to cite
+
+    await here.ingest(KB, "sales.md", policy("the sales team", 30), uploader="U1", scope=WORKSPACE)
+
+    assert [p.document for p in await there.search(KB, QUESTION, visibility=elsewhere)] == ["sales.md"]
+    answer = await there.ask(KB, QUESTION, visibility=elsewhere)
+    assert not answer.cached and [c.document for c in answer.citations] == ["sales.md"]
+    await here.ingest(KB, "sales.md", policy("the sales team", 30), uploader="U1", scope=MINE)
+    assert await there.search(KB, QUESTION, visibility=elsewhere) == []
+    assert not (await there.ask(KB, QUESTION, visibility=elsewhere)).citations  # no cached answer either

@@ -1,0 +1,70 @@
+"""Who sees what, through Teams' real endpoint: a team channel's documents answer in that channel
+(any of its threads) only, a person's private documents only in their personal chat with the bot."""
+
+from __future__ import annotations
+
+from rag.scopes import channel_scope, private_scope
+from tests.bot.teams.activities import (
+    CHANNEL,
+    USER_AAD,
+    channel_mention,
+    group_chat_mention,
+    personal_message,
+)
+from tests.bot.teams.conftest import KB, TeamsBot, TeamsBotFactory
+from tests.fakes.bot_connector import FakeBotConnector
+
+QUESTION = "How many vacation days do new employees get?"
+OTHER_AAD = "0b0b0b0b-0000-4000-8000-000000000001"
+
+
+def policy(who: str, days: int) -> bytes:
+    return f"# Vacation policy of {who}\n\nNew employees get {days} vacation days a year.\n".encode()
+
+
+async def _bot(make_teams_bot: TeamsBotFactory) -> TeamsBot:
+    bot = await make_teams_bot()
+    engine = bot.engine
+    await engine.ingest(KB, "company.md", policy("the company", 25))
+    await engine.ingest(KB, "team.md", policy("the channel's team", 30), scope=channel_scope(CHANNEL))
+    await engine.ingest(
+        KB, "draft.md", policy("my draft", 99), uploader=USER_AAD, scope=private_scope(USER_AAD)
+    )
+    return bot
+
+
+def _last_answer(fake: FakeBotConnector) -> str:
+    answer = fake.activities(type="message")[-1]
+    return str(answer.text) + str(answer.body.get("entities", ""))
+
+
+async def test_a_channels_documents_answer_in_its_threads_and_not_in_a_group_chat(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector
+) -> None:
+    bot = await _bot(make_teams_bot)
+
+    await bot.post(channel_mention(QUESTION, service_url=fake.service_url))
+    in_channel = _last_answer(fake)
+    await bot.post(channel_mention(QUESTION, service_url=fake.service_url, root="1759990000000"))
+    other_thread = _last_answer(fake)
+    await bot.post(group_chat_mention(QUESTION, service_url=fake.service_url))
+    in_group = _last_answer(fake)
+
+    assert "team.md" in in_channel and "team.md" in other_thread
+    assert "company.md" in in_group
+    for hidden in ("team.md", "30 vacation", "draft.md", "99"):
+        assert hidden not in in_group
+
+
+async def test_a_private_document_answers_only_its_owner_in_their_personal_chat(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector
+) -> None:
+    bot = await _bot(make_teams_bot)
+
+    await bot.post(personal_message(QUESTION, service_url=fake.service_url, user_aad=USER_AAD))
+    mine = _last_answer(fake)
+    await bot.post(personal_message(QUESTION, service_url=fake.service_url, user_aad=OTHER_AAD))
+    theirs = _last_answer(fake)
+
+    assert "draft.md" in mine
+    assert "draft.md" not in theirs and "99" not in theirs and "team.md" not in theirs
