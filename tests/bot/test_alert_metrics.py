@@ -8,14 +8,22 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from bot.compose import build_engine
 from bot.core.model import Job
 from bot.core.runner import InProcessRunner
 from bot.infra.backup_record import RedisBackupRecord, note_backup
 from bot.infra.memlimit import memory_limit_bytes
+from bot.infra.metrics import Metrics
+from bot.settings import load_settings
 from rag.backup import newest_backup
+from rag.chroma import ChromaStore
 from tests.bot.test_runner import job
+from tests.conftest import EngineFactory
+from tests.fakes.groq_server import FakeGroq
 from tests.redisdb import REDIS_URL, sync_client
 
 
@@ -66,3 +74,39 @@ async def test_a_backup_noted_in_redis_is_what_every_process_exports() -> None:
         taken = datetime(2026, 1, 7, 2, 0, tzinfo=UTC)
         await note_backup(REDIS_URL, taken)
         assert await record.last_success() == taken.timestamp()
+
+
+async def test_a_failing_model_and_a_failing_store_are_counted_by_stage(
+    make_engine: EngineFactory, store: ChromaStore
+) -> None:
+    """threadwise_stage_errors_total{stage}: the model failing (the answer is then quoted from the
+    passages) and the store failing under a search, as the engine the composition root builds."""
+    metrics = Metrics(registry=CollectorRegistry())
+    async with FakeGroq() as fake:
+        fake.enqueue_status(500)
+        settings = load_settings(
+            llm_provider="groq", groq_api_key="gsk-test", groq_base_url=fake.base_url, llm_max_retries=0
+        )
+        engine = build_engine(
+            settings,
+            stage_observer=metrics.stage,
+            failure_observer=metrics.stage_failed,
+            embedder=make_engine().embedder,
+            store=store,
+        )
+        await engine.ingest("kb", "vpn.md", b"# VPN\n\nThe VPN certificate expires every 90 days.\n")
+        answer = await engine.ask("kb", "How often does the VPN certificate expire?")
+        assert answer.mode == "extractive"  # the model failed: the passages are quoted
+
+        def broken(*args: object, **kwargs: object) -> object:
+            raise ConnectionError("the store went away")
+
+        store.nearest = broken  # type: ignore[method-assign]
+        with pytest.raises(ConnectionError):
+            await engine.search("kb", "When does the certificate expire?")
+
+    errors = {
+        stage: metrics.registry.get_sample_value("threadwise_stage_errors_total", {"stage": stage})
+        for stage in ("llm", "search", "embed")
+    }
+    assert errors == {"llm": 1.0, "search": 1.0, "embed": 0.0}
