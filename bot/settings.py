@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # People and knowledge bases
     admin_user_ids: CommaList = Field(default_factory=list)
     kb_aliases: CommaList = Field(default_factory=list)
+    # Who may see a document sent to the bot in a direct message (the whole workspace, or only its
+    # sender), and whether files shared with the bot in a channel are read (for that channel only).
+    default_upload_scope: Literal["workspace", "private"] = "workspace"
+    channel_uploads: Literal["on", "off"] = "on"
 
     @field_validator("allowed_file_types", "admin_user_ids", "kb_aliases", "teams_file_hosts", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from rag.focus import SentenceHighlighter
 from rag.gate import NameLocks, WriteGate, run_to_end
 from rag.ingest import GROUP_CHUNKS, Ingester, IngestOutcome, Progress
 from rag.names import name_key
-from rag.scopes import EVERYTHING, WORKSPACE_ONLY, Visibility
+from rag.scopes import EVERYTHING, WORKSPACE, WORKSPACE_ONLY, Visibility
 from rag.search import HybridSearcher, SearchOptions
 from rag.store import LeftoverSweeper, VectorStore, sweep
 from rag.types import Answer, DocumentInfo, EngineLimits, IngestResult, KbStats, Passage, Turn, Upload
@@ -160,10 +160,12 @@ class Engine:
         trusted: bool = False,
         progress: Progress | None = None,
         scope: str | None = None,
+        new_scope: str = WORKSPACE,
     ) -> IngestResult:
         """Raises NotYourDocument when `name` is someone else's and the upload is not `trusted`.
-        `scope`: who may see it (rag/scopes.py); None keeps a replaced document's (new: workspace)."""
-        upload = Upload(name, data, uploader, url, trusted=trusted, scope=scope)
+        `scope`: who may see it (rag/scopes.py); None keeps a replaced document's, and gives a new
+        one `new_scope`."""
+        upload = Upload(name, data, uploader, url, trusted=trusted, scope=scope, new_scope=new_scope)
         (outcome,) = await self.ingest_many(kb, [upload], progress=progress)
         if isinstance(outcome, UserFacingError):
             raise outcome

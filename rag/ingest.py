@@ -20,7 +20,7 @@ from rag.embed import SentenceEmbedder, text_key
 from rag.errors import UserFacingError
 from rag.gate import NameLocks, WriteGate, check_stop, run_stoppable, run_to_end
 from rag.names import normalize_name
-from rag.scopes import WORKSPACE, is_scope
+from rag.scopes import is_scope
 from rag.store import VectorStore, new_version
 from rag.types import Chunk, DocumentInfo, EngineLimits, IngestResult, IngestStatus, Upload
 
@@ -168,12 +168,14 @@ class Ingester:
         started = time.perf_counter()
         sha = hashlib.sha256(upload.data).hexdigest()
         previous = find_document(self._store, kb, upload.name)
-        if upload.scope is not None and not is_scope(upload.scope):
-            raise ValueError(f"not a scope: {upload.scope!r}")
+        for scope in (upload.scope, upload.new_scope):
+            if scope is not None and not is_scope(scope):
+                raise ValueError(f"not a scope: {scope!r}")
         if previous is not None and previous.sha256 == sha:
             if upload.scope in (None, previous.scope):
+                seconds = time.perf_counter() - started
                 return IngestResult(
-                    previous.name, "unchanged", previous.chunks, time.perf_counter() - started
+                    previous.name, "unchanged", previous.chunks, seconds, scope=previous.scope
                 )
             return self._rescope(kb, replacing(upload, previous), previous, started)
         if previous is not None:
@@ -201,7 +203,8 @@ class Ingester:
             self._store.activate(kb, replace(previous, scope=scope, uploader=upload.uploader))
         self._changed(kb)
         log.info("rescoped", kb=kb, document=previous.name, scope=scope)
-        return IngestResult(previous.name, "rescoped", previous.chunks, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return IngestResult(previous.name, "rescoped", previous.chunks, seconds, scope=scope)
 
     def _commit(
         self, kb: str, group: list[_Prepared], progress: Progress | None, stop: threading.Event | None = None
@@ -242,7 +245,7 @@ class Ingester:
                         size=prepared.size,
                         kind=prepared.kind,
                         url=upload.url,
-                        scope=upload.scope or WORKSPACE,
+                        scope=upload.scope or upload.new_scope,
                     )
                     check_stop(stop)  # the last moment a stop leaves the knowledge base as it was
                     self._store.activate(kb, info)
@@ -263,7 +266,7 @@ class Ingester:
             seconds=round(seconds, 2),
         )
         status: IngestStatus = "replaced" if previous is not None else "added"
-        return IngestResult(upload.name, status, chunks, seconds, embedded)
+        return IngestResult(upload.name, status, chunks, seconds, embedded, scope=info.scope)
 
     def _vectors(
         self, kb: str, group: list[_Prepared], progress: Progress | None

@@ -120,7 +120,8 @@ class Upload:
     A document of the same name is replaced only when `uploader` uploaded it or the upload is
     `trusted` (an admin, the operator's `threadwise ingest`). A replaced document keeps its
     uploader unless `claim` says the upload takes it over (`threadwise ingest --uploader`). `scope`:
-    who may see it (rag/scopes.py); None keeps a replaced document's scope (a new one: workspace).
+    who may see it (rag/scopes.py); None keeps a replaced document's scope, and gives a new one
+    `new_scope`.
     """
 
     name: str
@@ -130,6 +131,7 @@ class Upload:
     trusted: bool = False
     claim: bool = False
     scope: str | None = None
+    new_scope: str = "workspace"
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class IngestResult:
     chunks: int
     seconds: float
     embedded: int = 0  # chunks whose vectors had to be computed (not reused)
+    scope: str = "workspace"  # who may see the document now (rag/scopes.py)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ def build_handler(
         platforms=platforms,
         memory=memory,
         max_file_mb=settings.max_file_size_mb,
+        private_uploads=settings.default_upload_scope == "private",
         telemetry=metrics,
         feedback=feedback,
     )
@@ -103,6 +104,7 @@ def build_chat_app(
         memory=memory,
         kb_for=settings.kb_for,
         admins=settings.admin_user_ids,
+        channel_uploads=settings.channel_uploads == "on",
         telemetry=metrics,
     )
     metrics.watch_engine(engine)

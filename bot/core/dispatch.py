@@ -38,6 +38,7 @@ class Dispatcher:
         kb_for: Callable[[str], str],
         admins: Collection[str],
         telemetry: Telemetry | None = None,
+        channel_uploads: bool = True,
     ) -> None:
         self._runner = runner
         self._platforms = platforms
@@ -47,6 +48,7 @@ class Dispatcher:
         self._kb_for = kb_for
         self._admins = set(admins)
         self._telemetry = telemetry or NullTelemetry()
+        self._channel_uploads = channel_uploads
 
     async def handle(self, msg: Incoming) -> Job | None:
         """Returns the job submitted, or None when the message was not for the bot, a duplicate or
@@ -64,9 +66,10 @@ class Dispatcher:
         if msg.refusal:
             await sender.finish(msg.address, None, Reply(msg.refusal, kind="error", ephemeral=True))
             return None
-        if kind == "ingest" and not (msg.is_direct or msg.mentioned):
+        if kind == "ingest" and not (msg.is_direct or (msg.mentioned and self._channel_uploads)):
             self._telemetry.request(msg.platform, kind, "refused")
-            await sender.finish(msg.address, None, Reply(text.FILES_ONLY_IN_DM, ephemeral=True))
+            refusal = text.FILES_ONLY_IN_DM if self._channel_uploads else text.CHANNEL_UPLOADS_OFF
+            await sender.finish(msg.address, None, Reply(refusal, ephemeral=True))
             return None
         if not await self._within_limit(msg, kind, bound):
             return None

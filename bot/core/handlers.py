@@ -20,7 +20,7 @@ from rag.documents import NoSuchDocument, NotYourDocument
 from rag.engine import Engine
 from rag.errors import RetryableError, UserFacingError
 from rag.names import normalize_name
-from rag.scopes import EVERYTHING, WORKSPACE_ONLY, Visibility
+from rag.scopes import EVERYTHING, WORKSPACE, WORKSPACE_ONLY, Visibility
 from rag.types import Answer, IngestResult, Turn
 
 log = structlog.get_logger(__name__)
@@ -57,11 +57,13 @@ class JobHandler:
         stream_interval: float = STREAM_INTERVAL_S,
         telemetry: Telemetry | None = None,
         feedback: FeedbackRecorder | None = None,
+        private_uploads: bool = False,
     ) -> None:
         self._engine = engine
         self._platforms = platforms
         self._memory = memory
         self._max_file_mb = max_file_mb
+        self._private_uploads = private_uploads  # DEFAULT_UPLOAD_SCOPE=private
         self._interval = stream_interval
         self._telemetry = telemetry or NullTelemetry()
         self._feedback = feedback or FeedbackRecorder(telemetry=self._telemetry)
@@ -176,6 +178,7 @@ class JobHandler:
                     url=file.permalink,
                     trusted=job.is_admin,
                     progress=progress,
+                    new_scope=self._new_scope(job),
                 )
                 await progress.flush()
                 results.append(result)
@@ -189,7 +192,16 @@ class JobHandler:
                 log.exception("ingest_failed", job_id=job.id, document=text.short(file.name))
                 errors.append(text.FILE_FAILED.format(name=text.short(file.name), ref=job.id[:12]))
         kind: ReplyKind = "error" if errors and not results else "info"
-        return Reply(text.ingest_summary(results, errors), kind=kind)
+        return Reply(text.ingest_summary(results, errors, place=job.place), kind=kind)
+
+    def _new_scope(self, job: Job) -> str:
+        """Who may see a new document sent here: a channel's file, that channel; a direct message's,
+        DEFAULT_UPLOAD_SCOPE (the workspace, or its sender alone). A replaced one keeps its own."""
+        if job.place.startswith("channel:"):
+            return job.place
+        if job.place.startswith("private:") and self._private_uploads:
+            return job.place
+        return WORKSPACE
 
     async def _command(self, job: Job) -> Reply:
         command = parse_command(job.text)

@@ -33,6 +33,7 @@ REPLACE_DENIED = (
     "replace it, so their version stays. To add yours as well, send it under another name."
 )
 FILES_ONLY_IN_DM = "To add documents, send them to me in a direct message."
+CHANNEL_UPLOADS_OFF = "Files shared in channels are not read here: send them to me in a direct message."
 RATE_LIMITED = "You're sending questions faster than I can keep up. Please try again in {seconds} s."
 COMMANDS_RATE_LIMITED = "You're sending commands faster than I can keep up. Please try again in {seconds} s."
 INTERNAL_ERROR = (
@@ -89,21 +90,35 @@ def short(document: str) -> str:
     return shown(document)
 
 
-def ingest_summary(results: Sequence[IngestResult], errors: Sequence[str]) -> str:
+def ingest_summary(results: Sequence[IngestResult], errors: Sequence[str], *, place: str = "") -> str:
+    """What became of each file, and who may ask about it (`place`: where it was sent, a scope)."""
     lines = []
     for r in results:
         if r.status == "unchanged":
-            lines.append(f"✅ *{short(r.document)}* is already in the knowledge base, unchanged.")
+            said = f"✅ *{short(r.document)}* is already in the knowledge base, unchanged."
         elif r.status == "rescoped":
-            lines.append(
-                f"✅ *{short(r.document)}* is already in the knowledge base: who may see it changed."
-            )
+            said = f"✅ *{short(r.document)}* is already in the knowledge base: who may see it changed."
         else:
             verb = "Replaced" if r.status == "replaced" else "Added"
             passages = plural(r.chunks, "passage")
-            lines.append(f"✅ {verb} *{short(r.document)}*: {passages} in {r.seconds:.1f} s. Ask away!")
+            said = f"✅ {verb} *{short(r.document)}*: {passages} in {r.seconds:.1f} s."
+        lines.append(f"{said} {who_may_ask(r.scope, place)}")
     lines.extend(f"⚠️ {e}" for e in errors)
     return "\n".join(lines)
+
+
+def who_may_ask(scope: str, place: str) -> str:
+    """Who may ask about a document of `scope`, as said where it was sent (`place`)."""
+    kind, _, owner = scope.partition(":")
+    if kind == "private":
+        return "Only you can ask about it, here."
+    if kind == "channel":
+        return (
+            "Only this channel can ask about it."
+            if scope == place
+            else f"Only channel {owner} can ask about it."
+        )
+    return "Everyone in the workspace can ask about it."
 
 
 def ingest_progress(document: str, done: int, total: int) -> str:

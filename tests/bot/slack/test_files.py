@@ -36,7 +36,8 @@ async def test_a_file_sent_in_the_dm_is_downloaded_with_the_token_added_and_conf
     assert placeholder["thread_ts"] == body["event"]["ts"]
     (message,) = slack.fake.thread(payloads.DM, body["event"]["ts"])
     assert message["text"].startswith("✅ Added *vpn.md*: ")
-    assert "passage" in message["text"] and " s. Ask away!" in message["text"]
+    assert "passage" in message["text"]
+    assert " s. Everyone in the workspace can ask about it." in message["text"]
     # The Slack permalink is kept, so answers can link to the file.
     assert await _documents(slack) == {"vpn.md": shared["permalink"]}
     info = await slack.engine.document(KB, "vpn.md")

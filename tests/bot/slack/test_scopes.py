@@ -4,6 +4,7 @@ answer, `docs` list or `forget` reply."""
 
 from __future__ import annotations
 
+from bot.core import text
 from rag.scopes import channel_scope, private_scope
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import KB, HarnessFactory, SlackHarness, groq_answerer
@@ -43,7 +44,7 @@ async def _ask_in_dm(slack: SlackHarness, user: str, words: str = QUESTION) -> s
     body = payloads.dm_message(words, user=user)
     await slack.send(body)
     await slack.settle()
-    return str(slack.fake.thread(payloads.DM, body["event"]["ts"])[-1]["text"])
+    return _said(slack.fake.thread(payloads.DM, body["event"]["ts"])[-1])
 
 
 def _said(message: dict[str, object]) -> str:
@@ -68,7 +69,7 @@ async def test_a_private_document_answers_only_its_owner_in_their_dm(slack: Slac
     mine = await _ask_in_dm(slack, payloads.USER)
     theirs = await _ask_in_dm(slack, OTHER)
 
-    assert "draft.md" in mine or "99" in mine
+    assert "draft.md" in mine and "99" in mine
     assert "draft.md" not in theirs and "99" not in theirs and "sales.md" not in theirs
 
 
@@ -95,3 +96,52 @@ async def test_a_cached_answer_is_never_served_to_a_place_that_may_not_see_its_s
 
         assert len(fake.requests) == 2  # asked again, not served from the sales channel's cache
         assert "sales.md" not in elsewhere and "the sales team" not in str(fake.requests[-1])
+
+
+# -- what an upload in chat is visible to -------------------------------------------------------------
+
+
+async def test_a_file_shared_in_a_channel_answers_in_that_channel_only(slack: SlackHarness) -> None:
+    shared = slack.fake.add_file("team.md", policy("the channel's team", 30))
+    body = payloads.app_mention("our vacation policy", channel=SALES, files=[shared])
+    await slack.send(body)
+    await slack.settle()
+
+    (confirmed,) = slack.fake.thread(SALES, body["event"]["ts"])
+    assert (
+        "Added *team.md*" in confirmed["text"] and "Only this channel can ask about it." in confirmed["text"]
+    )
+    assert [(d.name, d.scope) for d in await slack.engine.documents(KB)] == [
+        ("team.md", channel_scope(SALES))
+    ]
+    assert "team.md" in _said(await _ask_in(slack, SALES))
+    assert "team.md" not in _said(await _ask_in(slack, payloads.CHANNEL))
+
+
+async def test_with_default_upload_scope_private_a_dm_file_answers_only_its_sender(
+    make_slack: HarnessFactory,
+) -> None:
+    slack = await make_slack(default_upload_scope="private")
+    shared = slack.fake.add_file("draft.md", policy("my draft", 99))
+    body = payloads.dm_file_share([shared])
+    await slack.send(body)
+    await slack.settle()
+
+    (confirmed,) = slack.fake.thread(payloads.DM, body["event"]["ts"])
+    assert "Only you can ask about it, here." in confirmed["text"]
+    assert "draft.md" in await _ask_in_dm(slack, payloads.USER)
+    assert "draft.md" not in await _ask_in_dm(slack, OTHER)
+    assert "draft.md" not in _said(await _ask_in(slack, payloads.CHANNEL))
+
+
+async def test_with_channel_uploads_off_a_file_shared_in_a_channel_is_not_read(
+    make_slack: HarnessFactory,
+) -> None:
+    slack = await make_slack(channel_uploads="off")
+    shared = slack.fake.add_file("team.md", policy("the channel's team", 30))
+    await slack.send(payloads.app_mention("our vacation policy", channel=SALES, files=[shared]))
+    await slack.settle()
+
+    assert slack.fake.downloads == []
+    assert await slack.engine.documents(KB) == []
+    assert [e["text"] for e in slack.fake.ephemeral] == [text.CHANNEL_UPLOADS_OFF]
