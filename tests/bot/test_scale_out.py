@@ -26,7 +26,7 @@ from rag.chroma import ChromaStore
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import HOLIDAYS, VPN_GUIDE
 from tests.fakes.slack_server import FakeSlack
-from tests.processes import Process, Processes, free_port, http_status, ready, until
+from tests.processes import VENV_BIN, Process, Processes, free_port, http_status, ready, threadwise_env, until
 
 pytestmark = pytest.mark.slow
 
@@ -258,3 +258,55 @@ async def scraped(url: str, family: str) -> dict[tuple[str, ...], float]:
 
 async def _refused(url: str) -> bool:
     return await http_status(f"{url}/health", timeout=1) is None
+
+
+async def test_scopes_hold_across_serve_and_worker_and_a_new_scope_takes_effect_at_once(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    """Queue mode: a channel's document answers only there, a DM upload kept private by
+    DEFAULT_UPLOAD_SCOPE answers no channel, and the operator's new scope for the channel's document
+    (`threadwise ingest --scope`, another process) is what the running worker answers by next."""
+    fake = fake_slack
+    with Processes(tmp_path) as procs:
+        redis_url = await procs.redis()
+        _, chroma_port = await procs.chroma()
+        env = {
+            **slack_env(fake),
+            "RUNNER": "queue",
+            "REDIS_URL": redis_url,
+            "CHROMA_HOST": "127.0.0.1",
+            "CHROMA_PORT": str(chroma_port),
+            "DEFAULT_UPLOAD_SCOPE": "private",
+        }
+        serve = start_serve(procs, "serve", env)
+        worker = procs.threadwise("worker", "worker", env={**env, "HOST": "127.0.0.1"})
+        await until(lambda: ready(serve.url), 120, serve.proc, worker)
+        await until(lambda: bool(worker.events("worker_ready")), 150, serve.proc, worker)
+        guide = tmp_path / "vpn.md"
+        guide.write_bytes(VPN_GUIDE)
+
+        async def operator(*args: str) -> None:
+            ingest = procs.start(
+                "ingest", [str(VENV_BIN / "threadwise"), "ingest", *args], env=threadwise_env(env)
+            )
+            assert await asyncio.to_thread(ingest.wait, 120) == 0, ingest.output()[-2000:]
+
+        async def asked(channel: str, question: str = VPN_QUESTION) -> str:
+            body = mention(question)
+            body["event"]["channel"] = channel
+            assert await serve.send(body) == 200
+            ts = body["event"]["ts"]
+            await fake.wait_for(lambda: any(m.get("edits") for m in fake.thread(channel, ts)), 60)
+            return " ".join(m["text"] for m in fake.thread(channel, ts))
+
+        await operator(str(guide), "--kb", KB, "--scope", "channel:C-SALES")
+        shared = upload(fake, "holidays.md", HOLIDAYS)  # in the DM: private to its sender
+        assert await serve.send(shared) == 200
+        await fake.wait_for(lambda: shows(fake, payloads.DM, shared["event"]["ts"], "Only you can ask"), 60)
+
+        assert VPN_ANSWER in await asked("C-SALES")
+        assert VPN_ANSWER not in await asked(payloads.CHANNEL)
+        assert HOLIDAY_ANSWER not in await asked(payloads.CHANNEL, HOLIDAY_QUESTION)
+
+        await operator(str(guide), "--kb", KB, "--scope", "workspace")  # the same bytes: a new scope
+        assert VPN_ANSWER in await asked(payloads.CHANNEL)
