@@ -61,6 +61,25 @@ def scratch_engine(directory: str | None = None, **overrides: object) -> Engine:
     return scratch(directory, **overrides)[0]
 
 
+async def model_engine(
+    store: str, groq_url: str, *, kb: str, guide: bytes, **overrides: object
+) -> tuple[Engine, Settings]:
+    """An engine on an embedded store in `store` that answers with the (fake) model at `groq_url`,
+    the model loaded and `guide` in `kb` as vpn.md; and its settings, for a service around it."""
+    settings = load_settings(
+        chroma_persist_directory=store,
+        chroma_host=None,
+        llm_provider="groq",
+        groq_api_key="bench",
+        groq_base_url=groq_url,
+        **overrides,
+    )
+    engine = build_engine(settings, store=open_store(settings))
+    await asyncio.to_thread(engine.embedder.load)
+    await engine.ingest(kb, "vpn.md", guide, uploader="bench")
+    return engine, settings
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

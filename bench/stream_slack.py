@@ -30,13 +30,13 @@ import aiohttp
 from _common import (
     fake_slack,
     machine_note,
+    model_engine,
     percentile,
     serve_in_process,
     slack_env,
     summary_ms,
 )
 
-from bot.compose import build_engine, open_store
 from bot.logsetup import configure_logging
 from bot.settings import load_settings
 from rag.engine import Engine
@@ -90,19 +90,10 @@ async def main(answers: int, burst: int) -> int:
 
 async def _engine(store: str, groq: FakeGroq, slack: FakeSlack) -> tuple[Engine, dict[str, str]]:
     env = {key.lower(): value for key, value in slack_env(slack).items()}
-    settings = load_settings(
-        chroma_persist_directory=store,
-        chroma_host=None,
-        llm_provider="groq",
-        groq_api_key="bench",
-        groq_base_url=groq.base_url,
-        slack_app_token=None,
-        query_cache_size=0,  # every question answered by the model, none from the cache
-        **env,
+    # query_cache_size=0: every question answered by the model, none from the cache
+    engine, _ = await model_engine(
+        store, groq.base_url, kb=KB, guide=GUIDE, slack_app_token=None, query_cache_size=0, **env
     )
-    engine = build_engine(settings, store=open_store(settings))
-    await asyncio.to_thread(engine.embedder.load)
-    await engine.ingest(KB, "vpn.md", GUIDE, uploader="bench")
     return engine, env
 
 

@@ -28,12 +28,11 @@ import tempfile
 import time
 
 import aiohttp
-from _common import machine_note, percentile, summary_ms
+from _common import machine_note, model_engine, percentile, summary_ms
 from aiohttp import web
 
-from bot.compose import build_engine, build_service, open_store
+from bot.compose import build_service
 from bot.logsetup import configure_logging
-from bot.settings import load_settings
 from bot.teams.platform import teams
 from tests.bot.teams.activities import TENANT, personal_message
 from tests.fakes.bot_connector import Call, FakeBotConnector
@@ -59,18 +58,8 @@ async def main(questions: int, tokens: int, seconds: float) -> int:
     groq = FakeGroq(default_text=answer_text(tokens), token_delay=seconds / max(tokens - 1, 1))
     async with FakeBotConnector(tenant=TENANT) as fake, groq:
         store = tempfile.mkdtemp(prefix="threadwise-bench-teams-")
-        settings = load_settings(
-            chroma_persist_directory=store,
-            chroma_host=None,
-            llm_provider="groq",
-            groq_api_key="bench",
-            groq_base_url=groq.base_url,
-            rate_limit_requests_per_minute=100000,
-            rate_limit_burst=100000,
-        )
-        engine = build_engine(settings, store=open_store(settings))
-        await asyncio.to_thread(engine.embedder.load)
-        await engine.ingest(KB, "vpn.md", GUIDE, uploader="bench")
+        limits = {"rate_limit_requests_per_minute": 100000, "rate_limit_burst": 100000}
+        engine, settings = await model_engine(store, groq.base_url, kb=KB, guide=GUIDE, **limits)
         service = build_service(settings, engine, platforms=[teams(login_url=fake.login_url)])
         first_text, per_half_second, calls = await _run(service.app, service.chat, fake, groq, questions)
     print(
