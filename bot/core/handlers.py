@@ -20,7 +20,7 @@ from rag.documents import NoSuchDocument, NotYourDocument
 from rag.engine import Engine
 from rag.errors import RetryableError, UserFacingError
 from rag.names import normalize_name
-from rag.scopes import EVERYTHING, WORKSPACE_ONLY, Visibility
+from rag.scopes import EVERYTHING, WORKSPACE_ONLY, Visibility, private_scope
 from rag.types import Answer, IngestResult, Turn
 
 log = structlog.get_logger(__name__)
@@ -230,8 +230,11 @@ def _visibility(job: Job) -> Visibility:
 
 
 def _listing(job: Job) -> Visibility:
-    """What `docs` and `forget` may name: an admin's, everything; anyone else's, the question's."""
-    return EVERYTHING if job.is_admin else _visibility(job)
+    """What `docs` and `forget` may name: an admin's in their direct messages (or the console),
+    everything; anywhere else, what a question there reads — a reply in a channel or group chat may
+    be read by all of it (Teams has no replies to one person, Slack's fall back to visible ones)."""
+    private = not job.place or job.place.startswith(private_scope(""))
+    return EVERYTHING if job.is_admin and private else _visibility(job)
 
 
 def _who(uploader: str) -> str:

@@ -68,3 +68,29 @@ async def test_a_private_document_answers_only_its_owner_in_their_personal_chat(
 
     assert "draft.md" in mine
     assert "draft.md" not in theirs and "99" not in theirs and "team.md" not in theirs
+
+
+async def test_an_admins_docs_in_a_channel_name_only_what_the_channel_may_see(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector
+) -> None:
+    """Teams has no reply visible to the asker alone: an admin's `docs` in a channel is read by the
+    whole channel, so it lists what the channel may see; everything only in the admin's personal chat."""
+    bot = await make_teams_bot(admin_user_ids=[USER_AAD])
+    engine = bot.engine
+    await engine.ingest(KB, "company.md", policy("the company", 25))
+    await engine.ingest(KB, "team.md", policy("the channel's team", 30), scope=channel_scope(CHANNEL))
+    await engine.ingest(
+        KB, "theirs.md", policy("their draft", 77), uploader=OTHER_AAD, scope=private_scope(OTHER_AAD)
+    )
+    await engine.ingest(KB, "elsewhere.md", policy("another team", 40), scope=channel_scope("19:x@thread.v2"))
+
+    await bot.post(channel_mention("docs", service_url=fake.service_url))
+    in_channel = _last_answer(fake)
+    await bot.post(personal_message("docs", service_url=fake.service_url))
+    in_private = _last_answer(fake)
+
+    assert "company.md" in in_channel and "team.md" in in_channel
+    for hidden in ("theirs.md", OTHER_AAD, "elsewhere.md"):
+        assert hidden not in in_channel
+    for name in ("company.md", "team.md", "theirs.md", "elsewhere.md"):
+        assert name in in_private
