@@ -211,7 +211,8 @@ class ChromaStore:
         `within` (a place's documents), by how much of the collection they are — Chroma's filtered
         graph search slows down the smaller the share it may return (100 of 100k chunks: ~90 ms):
         - a few hundred chunks: their vectors are compared one by one;
-        - most of the collection: all of it is searched a little deeper, and their chunks kept;
+        - most of the collection: all of it is searched a little deeper, and their chunks kept (too
+          few of them there, the others being nearer: the ids search below);
         - in between: the graph search is given their chunk ids (`version:i`)."""
         if n <= 0:
             return []
@@ -226,7 +227,10 @@ class ChromaStore:
         if wanted >= BROAD_SHARE * total:
             deeper = min(total, n * total // wanted + n)
             got = col.query(query_embeddings=[vector], n_results=deeper, include=["distances"])
-            return [(cid, s) for cid, s in _pairs(got) if version_of(cid) in within][:n]
+            kept = [(cid, s) for cid, s in _pairs(got) if version_of(cid) in within][:n]
+            if len(kept) >= min(n, wanted):
+                return kept
+            # The other documents' chunks were nearer than most of these: searched among these alone.
         return self._nearest_among(col, vector, n, within, wanted)
 
     def _nearest_among(
