@@ -204,7 +204,9 @@ class JobHandler:
             listed = await self._engine.documents(job.kb, visibility=_listing(job))
             return Reply(text.documents_list(listed), ephemeral=True)
         if name == "stats":
-            return Reply(text.stats_text(await self._engine.stats(job.kb)), ephemeral=True)
+            return Reply(
+                text.stats_text(await self._engine.stats(job.kb, visibility=_listing(job))), ephemeral=True
+            )
         if name == "forget":
             return await self._forget(job, command.argument if command else "")
         ask_how = self._platforms[job.platform].ask_how
@@ -236,7 +238,7 @@ def _visibility(job: Job) -> Visibility:
 
 
 def _listing(job: Job) -> Visibility:
-    """What `docs` and `forget` may name: an admin's in their direct messages (or the console),
+    """What `docs`, `stats` and `forget` may name: an admin's in their direct messages (or the console),
     everything; anywhere else, what a question there reads — a reply in a channel or group chat may
     be read by all of it (Teams has no replies to one person, Slack's fall back to visible ones)."""
     private = not job.place or job.place.startswith(private_scope(""))

@@ -95,3 +95,14 @@ async def test_a_cached_answer_is_never_served_to_a_place_that_may_not_see_its_s
 
         assert len(fake.requests) == 2  # asked again, not served from the sales channel's cache
         assert "sales.md" not in elsewhere and "the sales team" not in str(fake.requests[-1])
+
+
+async def test_stats_count_only_what_the_place_may_see(slack: SlackHarness) -> None:
+    """`stats` says how many documents there are: another place's are not counted (they "do not
+    exist" there, as for `docs`)."""
+    await _places(slack)
+
+    in_channel = _said(await _ask_in(slack, payloads.CHANNEL, "stats"))
+    in_sales = _said(await _ask_in(slack, SALES, "stats"))
+
+    assert "1 document" in in_channel and "2 documents" in in_sales
