@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from rag.answer import DeltaCallback
 from rag.chroma import ChromaStore
 from rag.chroma.store import collection_base
+from rag.documents import NotYourDocument
 from rag.keyword import KeywordIndex
 from rag.prompt import citations_for
 from rag.scopes import EVERYTHING, WORKSPACE, Visibility, channel_scope, private_scope
@@ -213,3 +215,23 @@ def test_a_search_within_most_of_the_collection_returns_its_nearest_however_near
 
     assert len(found) == 10 and {cid.split(":")[0] for cid, _ in found} == {"mine"}
     assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+
+
+async def test_only_the_uploader_or_a_trusted_upload_changes_a_documents_scope(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "mine.md", policy("my own draft", 99), uploader="U1", scope=MINE)
+
+    with pytest.raises(NotYourDocument):
+        await engine.ingest(KB, "mine.md", policy("my own draft", 99), uploader="U2", scope=WORKSPACE)
+    assert [d.scope for d in await engine.documents(KB)] == [MINE]
+    assert await engine.search(KB, QUESTION, visibility=Visibility()) == []
+
+    trusted = await engine.ingest(
+        KB, "mine.md", policy("my own draft", 99), uploader="op", trusted=True, scope=C1
+    )
+    (doc,) = await engine.documents(KB)
+    assert trusted.status == "rescoped" and doc.scope == C1 and doc.uploader == "U1"
+    with pytest.raises(ValueError):
+        await engine.ingest(KB, "other.md", b"# Other\n\ntext\n", uploader="U1", scope="channel:")
