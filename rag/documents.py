@@ -32,6 +32,7 @@ class LookAlikeName(UserFacingError):
 
     def __init__(self, name: str, existing: DocumentInfo) -> None:
         who = existing.uploader or "someone else"
+        self.existing = existing
         super().__init__(
             f"{shown(name)} looks like {shown(existing.name)}, which belongs to {who}: please give "
             "your file a name that differs in more than case, accents or look-alike letters."

@@ -243,16 +243,17 @@ class Engine:
 
         return await run_to_end(run)
 
-    async def stats(self, kb: str) -> KbStats:
-        return await asyncio.to_thread(self._stats, kb)
+    async def stats(self, kb: str, *, visibility: Visibility = EVERYTHING) -> KbStats:
+        """The documents and passages of `kb` that `visibility` sees (by default all of them)."""
+        return await asyncio.to_thread(self._stats, kb, visibility)
 
     def sizes(self) -> dict[str, KbStats]:
         """Documents and searchable chunks of every knowledge base, from the manifests. Blocks: call
         it in a worker thread (/metrics reads it in a thread of its own)."""
         return {kb: self._stats(kb) for kb in self._store.knowledge_bases()}
 
-    def _stats(self, kb: str) -> KbStats:
-        docs = self._store.documents(kb)
+    def _stats(self, kb: str, visibility: Visibility = EVERYTHING) -> KbStats:
+        docs = [d for d in self._store.documents(kb) if visibility.sees(d.scope)]
         return KbStats(kb=kb, documents=len(docs), chunks=sum(d.chunks for d in docs))
 
     # -- ask ---------------------------------------------------------------------------------

@@ -28,6 +28,12 @@ FORGOTTEN = "Deleted *{name}* ({passages}). It no longer appears in answers."
 FORGET_USAGE = "Say `forget NAME` with the document's name, as `docs` lists it."
 FORGET_DENIED = "Only the person who uploaded *{name}* ({uploader}) or an admin can delete it."
 NO_SUCH_DOCUMENT = "There is no document called {name}. Say `docs` to see the list."
+# A document of that name (or one that reads alike) that the uploader may not see where they are:
+# neither its name, nor its owner, nor whether it holds the same bytes is said.
+NAME_TAKEN = (
+    "*{name}* reads like the name of a document you cannot see here, so yours was not added: "
+    "send it under another name."
+)
 REPLACE_DENIED = (
     "*{name}* is already in the knowledge base, uploaded by {uploader}: only they or an admin can "
     "replace it, so their version stays. To add yours as well, send it under another name."

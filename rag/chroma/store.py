@@ -211,7 +211,8 @@ class ChromaStore:
         `within` (a place's documents), by how much of the collection they are — Chroma's filtered
         graph search slows down the smaller the share it may return (100 of 100k chunks: ~90 ms):
         - a few hundred chunks: their vectors are compared one by one;
-        - most of the collection: all of it is searched a little deeper, and their chunks kept;
+        - most of the collection: all of it is searched a little deeper, and their chunks kept (too
+          few of them there, the others being nearer: a search filtered by their versions);
         - in between: the graph search is given their chunk ids (`version:i`)."""
         if n <= 0:
             return []
@@ -226,19 +227,24 @@ class ChromaStore:
         if wanted >= BROAD_SHARE * total:
             deeper = min(total, n * total // wanted + n)
             got = col.query(query_embeddings=[vector], n_results=deeper, include=["distances"])
-            return [(cid, s) for cid, s in _pairs(got) if version_of(cid) in within][:n]
+            kept = [(cid, s) for cid, s in _pairs(got) if version_of(cid) in within][:n]
+            if len(kept) >= min(n, wanted):
+                return kept
+            # The other documents' chunks were nearer than most of these: a filtered search, quick
+            # for so large a share (a list of their ids would be most of the collection's).
+            return _pairs(col.query(where=_versions(within), **_query(vector, min(n, wanted))))
         return self._nearest_among(col, vector, n, within, wanted)
 
     def _nearest_among(
         self, col: Any, vector: np.ndarray, n: int, within: Mapping[str, int], wanted: int
     ) -> list[tuple[str, float]]:
         ids = [f"{version}:{i}" for version, count in within.items() for i in range(count)]
-        query = {"query_embeddings": [vector], "n_results": min(n, wanted), "include": ["distances"]}
+        query = _query(vector, min(n, wanted))
         try:
             return _pairs(col.query(ids=ids, **query))
         except Exception as exc:  # chromadb.errors.InternalError: a version deleted since it was listed
             log.info("chroma_ids_search_failed", error=type(exc).__name__)
-            return _pairs(col.query(where={"version": {"$in": sorted(within)}}, **query))
+            return _pairs(col.query(where=_versions(within), **query))
 
     def chunks_by_id(self, kb: str, ids: Sequence[str]) -> list[StoredChunk]:
         if not ids:
@@ -320,6 +326,15 @@ _PAGE = 5000  # Chroma's SQLite backend refuses a statement with too many variab
 _EVERYTHING = ["embeddings", "documents", "metadatas"]
 EXACT_MAX = 600  # a search within this many chunks compares their vectors one by one
 BROAD_SHARE = 0.3  # a search within this share of a collection searches all of it, deeper
+
+
+def _query(vector: np.ndarray, n: int) -> dict[str, Any]:
+    return {"query_embeddings": [vector], "n_results": n, "include": ["distances"]}
+
+
+def _versions(within: Mapping[str, int]) -> dict[str, Any]:
+    """A filter on these document versions' chunks."""
+    return {"version": {"$in": sorted(within)}}
 
 
 def _pairs(got: dict[str, Any]) -> list[tuple[str, float]]:

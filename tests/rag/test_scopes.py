@@ -8,14 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from rag.answer import DeltaCallback
 from rag.chroma import ChromaStore
 from rag.chroma.store import collection_base
+from rag.documents import NotYourDocument
 from rag.keyword import KeywordIndex
 from rag.prompt import citations_for
 from rag.scopes import EVERYTHING, WORKSPACE, Visibility, channel_scope, private_scope
-from rag.types import Answer, Passage, Turn, Upload
+from rag.types import Answer, Chunk, Passage, Turn, Upload
 from tests.conftest import EngineFactory
 
 KB = "kb-scopes"
@@ -187,3 +189,49 @@ async def test_a_new_scope_takes_effect_at_once_in_another_process(
     await here.ingest(KB, "sales.md", policy("the sales team", 30), uploader="U1", scope=MINE)
     assert await there.search(KB, QUESTION, visibility=elsewhere) == []
     assert not (await there.ask(KB, QUESTION, visibility=elsewhere)).citations  # no cached answer either
+
+
+def _unit(rng: np.random.Generator, toward: np.ndarray, spread: float) -> np.ndarray:
+    v = toward + rng.normal(scale=spread, size=toward.shape)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def test_a_search_within_most_of_the_collection_returns_its_nearest_however_near_the_others_are(
+    store: ChromaStore,
+) -> None:
+    """A place's documents hold a third of the collection (the deeper unfiltered search): every
+    chunk of the others is nearer the question than any of its own, so that search keeps none of
+    them; the place's nearest chunks come back all the same (else its question finds nothing)."""
+    rng = np.random.default_rng(7)
+    axis, aside = np.eye(8, dtype=np.float32)[0], np.eye(8, dtype=np.float32)[1]
+    for version, count, toward in [("theirs", 1500, axis), ("mine", 700, 0.3 * axis + aside)]:
+        chunks = [Chunk(f"{version} {i}", i) for i in range(count)]
+        vectors = np.stack([_unit(rng, toward, 0.02) for _ in range(count)])
+        store.add_chunks(
+            KB, document=f"{version}.md", version=version, chunks=chunks, embeddings=vectors, url=None
+        )
+
+    found = store.nearest(KB, axis, 10, within={"mine": 700})
+
+    assert len(found) == 10 and {cid.split(":")[0] for cid, _ in found} == {"mine"}
+    assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+
+
+async def test_only_the_uploader_or_a_trusted_upload_changes_a_documents_scope(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine()
+    await engine.ingest(KB, "mine.md", policy("my own draft", 99), uploader="U1", scope=MINE)
+
+    with pytest.raises(NotYourDocument):
+        await engine.ingest(KB, "mine.md", policy("my own draft", 99), uploader="U2", scope=WORKSPACE)
+    assert [d.scope for d in await engine.documents(KB)] == [MINE]
+    assert await engine.search(KB, QUESTION, visibility=Visibility()) == []
+
+    trusted = await engine.ingest(
+        KB, "mine.md", policy("my own draft", 99), uploader="op", trusted=True, scope=C1
+    )
+    (doc,) = await engine.documents(KB)
+    assert trusted.status == "rescoped" and doc.scope == C1 and doc.uploader == "U1"
+    with pytest.raises(ValueError):
+        await engine.ingest(KB, "other.md", b"# Other\n\ntext\n", uploader="U1", scope="channel:")

@@ -145,3 +145,14 @@ async def test_with_channel_uploads_off_a_file_shared_in_a_channel_is_not_read(
     assert slack.fake.downloads == []
     assert await slack.engine.documents(KB) == []
     assert [e["text"] for e in slack.fake.ephemeral] == [text.CHANNEL_UPLOADS_OFF]
+
+
+async def test_stats_count_only_what_the_place_may_see(slack: SlackHarness) -> None:
+    """`stats` says how many documents there are: another place's are not counted (they "do not
+    exist" there, as for `docs`)."""
+    await _places(slack)
+
+    in_channel = _said(await _ask_in(slack, payloads.CHANNEL, "stats"))
+    in_sales = _said(await _ask_in(slack, SALES, "stats"))
+
+    assert "1 document" in in_channel and "2 documents" in in_sales
