@@ -23,7 +23,7 @@ def private_scope(user: str) -> str:
 
 def is_scope(value: str) -> bool:
     kind, _, owner = value.partition(":")
-    return value == WORKSPACE or (kind in ("channel", "private") and bool(owner))
+    return value == WORKSPACE or (kind in ("channel", "private") and bool(owner) and owner == owner.strip())
 
 
 def describe(scope: str) -> str:

@@ -41,8 +41,10 @@ def register(sub: SubParsers) -> None:
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = await open_engine(settings, sweep=True)
     paths = [Path(p) for p in args.paths]
-    uploader = args.uploader or args.login
-    claim = args.uploader is not None
+    # A document kept private to someone is theirs to replace and delete, unless --uploader says otherwise.
+    owner = args.scope.partition(":")[2] if args.scope and args.scope.startswith("private:") else None
+    uploader = args.uploader or owner or args.login
+    claim = args.uploader is not None or owner is not None
     return await ingest_paths(engine, args.kb, paths, uploader=uploader, claim=claim, scope=args.scope)
 
 

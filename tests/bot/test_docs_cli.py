@@ -58,6 +58,9 @@ def test_the_operator_sets_and_sees_who_may_see_each_document(
     assert "1 documents ingested (0 unchanged, 0 failed)" in capsys.readouterr().out
     assert main(["docs", "--scope", "workspace"]) == 0
     assert "sales.md" in capsys.readouterr().out
+    assert main(["ingest", str(sales), "--scope", "private:U9"]) == 0  # kept for U9: U9's to manage
+    assert main(["docs", "--scope", "private:U9"]) == 0
+    assert "sales.md — 1 passage, by U9" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit:
         main(["ingest", str(sales), "--scope", "everyone"])
     assert exit.value.code == 2 and "is not a scope" in capsys.readouterr().err
