@@ -96,7 +96,9 @@ async def test_an_ingest_longer_than_the_timeout_is_stopped_once_and_told_once(
         await until(lambda: ready(serve.url), 120, serve.proc)
         worker = await start_worker(procs, "worker", env, serve.proc)
 
-        shared = upload(fake, "big.md", long_document(60))
+        # ~900 passages: far more than 5 s of embedding even on an idle machine (60 sections, ~180
+        # passages, were done in 4.7 s on one and the test then had nothing to stop).
+        shared = upload(fake, "big.md", long_document(300))
         ts, job_id = shared["event"]["ts"], shared["event_id"]
         assert await serve.send(shared) == 200
         await until(lambda: bool(job_tries(worker, job_id)), 20, worker)
