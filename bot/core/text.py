@@ -17,8 +17,9 @@ HELP = """*threadwise* answers questions from your team's documents, with source
 
 • *Ask* — {ask_how}. I answer in the thread and cite the documents I used.
 • *Add documents* — send files to me in a direct message (PDF, Word, Markdown, HTML, text, CSV, JSON, \
-YAML, code; up to {max_mb} MB each). Sending a file with the same name again replaces your earlier version.
-• `docs` — list the documents in this workspace's knowledge base.
+YAML, code; up to {max_mb} MB each). My reply says who can ask about them. Sending a file with \
+the same name again replaces your earlier version.
+• `docs` — list the documents you can ask about here.
 • `forget NAME` — delete a document (whoever uploaded it, or an admin).
 • `stats` — how big the knowledge base is.
 • `help` — this message."""
