@@ -92,18 +92,24 @@ def parse_payload(raw: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
         form = _form(text)
         body = _json_object(form["payload"], "payload") if "payload" in form else dict(form)
     _check_fields(body, _FIELDS, depth=0)
-    _check_view(body)
+    _check_what_bolt_reads(body)
     return text, body
 
 
-def _check_view(body: Mapping[str, Any]) -> None:
-    """A form's submission or closing names its view's type and callback_id: Bolt reads both
-    without asking (a view without a `type` raised KeyError, and the service answered 500)."""
-    if body.get("type") not in ("view_submission", "view_closed"):
-        return
-    view = body.get("view")
-    if not isinstance(view, dict) or not all(isinstance(view.get(k), str) for k in ("type", "callback_id")):
-        raise BadRequest("view without its type and callback_id")
+def _check_what_bolt_reads(body: Mapping[str, Any]) -> None:
+    """The keys Bolt's listener matching reads without asking (a KeyError, and a 500, when one is
+    missing): a form's view its type and callback_id, a click each action's action_id."""
+    kind = body.get("type")
+    if kind in ("view_submission", "view_closed"):
+        view = body.get("view")
+        if not isinstance(view, dict) or not all(
+            isinstance(view.get(k), str) for k in ("type", "callback_id")
+        ):
+            raise BadRequest("view without its type and callback_id")
+    if kind == "block_actions" and not all(
+        isinstance(a.get("action_id"), str) for a in body.get("actions") or ()
+    ):
+        raise BadRequest("an action without its action_id")
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

@@ -75,6 +75,10 @@ BAD_BODIES: dict[str, Case] = {
     "payload null": _payload("null"),
     "payload a list": _payload("[]"),
     "payload actions a string": _payload(json.dumps({"type": "block_actions", "actions": "x"})),
+    # Bolt reads every action's action_id without asking: a KeyError, and a 500, when one had none.
+    "an action without its action_id": _payload(
+        json.dumps({"type": "block_actions", "actions": [{"type": "feedback_buttons", "value": "up:Ev1"}]})
+    ),
     "form with invalid UTF-8": Case(b"command=%2Fthreadwise&text=\xff\xfe", FORM),
     "form fields repeated as lists": Case(b"command=/a&command=/b&team_id=T111", FORM),
 }
