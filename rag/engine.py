@@ -322,10 +322,10 @@ class Engine:
         query = f"{last_user}\n{question}" if last_user else question
         with self._timed("embed"):
             vector = await asyncio.to_thread(self._embedder.embed_query, query)
-        generation = await asyncio.to_thread(self._searcher.generation, kb)
         # Answers are cached per what the asker may see there: never one built from passages another
         # place sees and this one does not.
-        seen = await asyncio.to_thread(self._searcher.visible, kb, visibility)
+        hybrid = self._options.hybrid
+        generation, seen = await asyncio.to_thread(self._searcher.visible, kb, visibility, hybrid=hybrid)
         namespace = f"{kb}\n{seen.key}"
         if not history:
             cached = await asyncio.to_thread(self._query_cache.get, namespace, generation, vector)

@@ -46,13 +46,10 @@ class _KbView:
     encoded: dict[str, Encoded]  # terms per chunk id, kept so a change encodes only new chunks
     identities: dict[str, str]  # each version's identity: the first line of its passages
     identity_index: KeywordIndex | None  # over `identities`, to rank documents
+    scopes: frozenset[str]  # those of its documents
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # keyword rows a visibility may read
     row_scopes: np.ndarray | None = None  # per keyword row, the number of its document's scope
     scope_numbers: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def scopes(self) -> set[str]:
-        return {d.scope for d in self.documents.values()}
 
     def rows(self, seen: Visibility) -> np.ndarray | None:
         """The keyword index's rows of documents `seen` sees (None: all of them). Made once per
@@ -84,12 +81,12 @@ class HybridSearcher:
         self._views: dict[str, _KbView] = {}
         self._lock = threading.Lock()
 
-    def generation(self, kb: str) -> str:
-        return self._store.generation(kb)
-
-    def visible(self, kb: str, visibility: Visibility) -> Visibility:
-        """`visibility` narrowed to the scopes the knowledge base holds now (Visibility.among)."""
-        return visibility.among(self._view(kb, hybrid=False).scopes)
+    def visible(self, kb: str, visibility: Visibility, *, hybrid: bool) -> tuple[str, Visibility]:
+        """The knowledge base's generation now, and `visibility` narrowed to the scopes it holds
+        (Visibility.among): what an answer asked there is cached under. The view read is the one
+        the search that follows uses."""
+        view = self._view(kb, hybrid)
+        return view.generation, visibility.among(view.scopes)
 
     def search(
         self, kb: str, query: str, vector: np.ndarray, options: SearchOptions, visibility: Visibility
@@ -163,7 +160,10 @@ class HybridSearcher:
                 keywords = self._rebuild_keywords(kb, documents, vocabulary, encoded, identities)
                 versions = sorted(identities)
                 identity_index = KeywordIndex.from_texts(versions, [identities[v] for v in versions])
-            view = _KbView(generation, documents, keywords, vocabulary, encoded, identities, identity_index)
+            scopes = frozenset(d.scope for d in documents.values())
+            view = _KbView(
+                generation, documents, keywords, vocabulary, encoded, identities, identity_index, scopes
+            )
             self._views[kb] = view
             return view
 

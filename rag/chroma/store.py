@@ -218,33 +218,23 @@ class ChromaStore:
             return []
         col = self._chunks(kb)
         if within is None:
-            return _pairs(col.query(query_embeddings=[vector], n_results=n, include=["distances"]))
+            return _pairs(col.query(**_query(vector, n)))
         wanted = sum(within.values())
         if wanted <= EXACT_MAX:
-            ids = [f"{version}:{i}" for version, count in within.items() for i in range(count)]
-            return _exact(col.get(ids=ids, include=["embeddings"]), vector, n) if ids else []
+            return (
+                _exact(col.get(ids=_chunk_ids(within), include=["embeddings"]), vector, n) if wanted else []
+            )
         total = max(col.count(), 1)
         if wanted >= BROAD_SHARE * total:
             deeper = min(total, n * total // wanted + n)
-            got = col.query(query_embeddings=[vector], n_results=deeper, include=["distances"])
+            got = col.query(**_query(vector, deeper))
             kept = [(cid, s) for cid, s in _pairs(got) if version_of(cid) in within][:n]
             if len(kept) >= min(n, wanted):
                 return kept
             # The other documents' chunks were nearer than most of these: a filtered search, quick
             # for so large a share (a list of their ids would be most of the collection's).
             return _pairs(col.query(where=_versions(within), **_query(vector, min(n, wanted))))
-        return self._nearest_among(col, vector, n, within, wanted)
-
-    def _nearest_among(
-        self, col: Any, vector: np.ndarray, n: int, within: Mapping[str, int], wanted: int
-    ) -> list[tuple[str, float]]:
-        ids = [f"{version}:{i}" for version, count in within.items() for i in range(count)]
-        query = _query(vector, min(n, wanted))
-        try:
-            return _pairs(col.query(ids=ids, **query))
-        except Exception as exc:  # chromadb.errors.InternalError: a version deleted since it was listed
-            log.info("chroma_ids_search_failed", error=type(exc).__name__)
-            return _pairs(col.query(where=_versions(within), **query))
+        return _nearest_among(col, _query(vector, min(n, wanted)), within)
 
     def chunks_by_id(self, kb: str, ids: Sequence[str]) -> list[StoredChunk]:
         if not ids:
@@ -330,6 +320,20 @@ BROAD_SHARE = 0.3  # a search within this share of a collection searches all of 
 
 def _query(vector: np.ndarray, n: int) -> dict[str, Any]:
     return {"query_embeddings": [vector], "n_results": n, "include": ["distances"]}
+
+
+def _chunk_ids(within: Mapping[str, int]) -> list[str]:
+    """The ids of these document versions' chunks (`version:i`, as add_chunks writes them)."""
+    return [f"{version}:{i}" for version, count in within.items() for i in range(count)]
+
+
+def _nearest_among(col: Any, query: dict[str, Any], within: Mapping[str, int]) -> list[tuple[str, float]]:
+    """`query` among the chunks of these versions, given to the graph search by id."""
+    try:
+        return _pairs(col.query(ids=_chunk_ids(within), **query))
+    except Exception as exc:  # chromadb.errors.InternalError: a version deleted since it was listed
+        log.info("chroma_ids_search_failed", error=type(exc).__name__)
+        return _pairs(col.query(where=_versions(within), **query))
 
 
 def _versions(within: Mapping[str, int]) -> dict[str, Any]:
