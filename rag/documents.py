@@ -32,11 +32,28 @@ class LookAlikeName(UserFacingError):
 
     def __init__(self, name: str, existing: DocumentInfo) -> None:
         who = existing.uploader or "someone else"
-        self.existing = existing
         super().__init__(
             f"{shown(name)} looks like {shown(existing.name)}, which belongs to {who}: please give "
             "your file a name that differs in more than case, accents or look-alike letters."
         )
+
+
+class NameTaken(UserFacingError):
+    """A name that denotes, or reads like, someone else's document the uploader may not see where
+    they are: neither its name, nor its owner, nor whether it holds the same bytes is said."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{shown(name)} is taken by a document you cannot see here: send it under another name."
+        )
+        self.name = name
+
+
+def refuse_hidden(upload: Upload, existing: DocumentInfo) -> None:
+    """NameTaken when `existing` is someone else's and `upload.sees` does not see it."""
+    hidden = upload.sees is not None and not upload.sees.sees(existing.scope)
+    if hidden and existing.uploader != upload.uploader:
+        raise NameTaken(upload.name)
 
 
 def find_document(store: VectorStore, kb: str, name: str, *, scan: bool = False) -> DocumentInfo | None:
@@ -65,10 +82,12 @@ def replacing(upload: Upload, previous: DocumentInfo) -> Upload:
 
 def refuse_look_alike(store: VectorStore, kb: str, upload: Upload) -> None:
     """A new name that reads like someone else's document (`Policy.md`, `p\u043elicy.md` beside
-    `policy.md`) would be cited as if it were theirs: refused, naming the owner."""
+    `policy.md`) would be cited as if it were theirs: refused, naming the owner where the uploader
+    may see it."""
     key = look_alike_key(upload.name)
     for doc in store.documents(kb):
         if doc.uploader != upload.uploader and look_alike_key(doc.name) == key:
+            refuse_hidden(upload, doc)
             raise LookAlikeName(upload.name, doc)
 
 

@@ -161,11 +161,14 @@ class Engine:
         progress: Progress | None = None,
         scope: str | None = None,
         new_scope: str = WORKSPACE,
+        sees: Visibility | None = None,
     ) -> IngestResult:
-        """Raises NotYourDocument when `name` is someone else's and the upload is not `trusted`.
-        `scope`: who may see it (rag/scopes.py); None keeps a replaced document's, and gives a new
-        one `new_scope`."""
-        upload = Upload(name, data, uploader, url, trusted=trusted, scope=scope, new_scope=new_scope)
+        """Raises NotYourDocument when `name` is someone else's and the upload is not `trusted`
+        (NameTaken when `sees`, what the uploader may see, does not see that document). `scope`: who
+        may see it (rag/scopes.py); None keeps a replaced document's, and gives a new one `new_scope`."""
+        upload = Upload(
+            name, data, uploader, url, trusted=trusted, scope=scope, new_scope=new_scope, sees=sees
+        )
         (outcome,) = await self.ingest_many(kb, [upload], progress=progress)
         if isinstance(outcome, UserFacingError):
             raise outcome

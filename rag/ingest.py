@@ -15,7 +15,7 @@ import structlog
 
 from rag import extract
 from rag.chunk import chunk_document
-from rag.documents import find_document, refuse_look_alike, replacing
+from rag.documents import find_document, refuse_hidden, refuse_look_alike, replacing
 from rag.embed import SentenceEmbedder, text_key
 from rag.errors import UserFacingError
 from rag.gate import NameLocks, WriteGate, check_stop, run_stoppable, run_to_end
@@ -171,6 +171,8 @@ class Ingester:
         for scope in (upload.scope, upload.new_scope):
             if scope is not None and not is_scope(scope):
                 raise ValueError(f"not a scope: {scope!r}")
+        if previous is not None:
+            refuse_hidden(upload, previous)  # first: not even "unchanged" is said of it
         if previous is not None and previous.sha256 == sha:
             if upload.scope in (None, previous.scope):
                 seconds = time.perf_counter() - started

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rag.scopes import Visibility
+
 
 @dataclass(frozen=True)
 class Section:
@@ -132,6 +134,9 @@ class Upload:
     claim: bool = False
     scope: str | None = None
     new_scope: str = "workspace"
+    # What the uploader may see where they send it (None: everything): another person's document
+    # outside it is refused without being named (rag.documents.NameTaken).
+    sees: Visibility | None = None
 
 
 @dataclass(frozen=True)

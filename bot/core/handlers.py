@@ -16,12 +16,12 @@ from bot.core.model import Handle, IngestProgress, Job, PartialAnswer, Reply, Re
 from bot.core.ports import Outbound, ReplySender
 from bot.core.state import ThreadMemory
 from bot.core.telemetry import NullTelemetry, Outcome, Telemetry, timed
-from rag.documents import LookAlikeName, NoSuchDocument, NotYourDocument
+from rag.documents import NameTaken, NoSuchDocument, NotYourDocument
 from rag.engine import Engine
 from rag.errors import RetryableError, UserFacingError
 from rag.names import normalize_name
 from rag.scopes import EVERYTHING, WORKSPACE, WORKSPACE_ONLY, Visibility, private_scope
-from rag.types import Answer, DocumentInfo, IngestResult, Turn
+from rag.types import Answer, IngestResult, Turn
 
 log = structlog.get_logger(__name__)
 
@@ -167,9 +167,6 @@ class JobHandler:
             try:
                 name = normalize_name(file.name)  # what the document will be called, in every reply
                 self._engine.check_upload(name, file.size)
-                if _hidden(job, await self._engine.document(job.kb, name)):
-                    errors.append(text.NAME_TAKEN.format(name=text.short(name)))
-                    continue
                 with timed(self._telemetry, "download"):
                     data = await fetcher.fetch(file, max_bytes=max_bytes)
                 progress = _Progress(messages, name, self._interval)
@@ -182,14 +179,14 @@ class JobHandler:
                     trusted=job.is_admin,
                     progress=progress,
                     new_scope=self._new_scope(job),
+                    sees=_listing(job),
                 )
                 await progress.flush()
                 results.append(result)
             except NotYourDocument as exc:
                 errors.append(text.REPLACE_DENIED.format(name=text.short(exc.name), uploader=_who(exc.owner)))
-            except LookAlikeName as exc:
-                hidden = _hidden(job, exc.existing)
-                errors.append(text.NAME_TAKEN.format(name=text.short(name)) if hidden else exc.message)
+            except NameTaken:
+                errors.append(text.NAME_TAKEN.format(name=text.short(name)))
             except UserFacingError as exc:
                 errors.append(exc.message)
             except RetryableError:
@@ -255,15 +252,6 @@ def _listing(job: Job) -> Visibility:
     be read by all of it (Teams has no replies to one person, Slack's fall back to visible ones)."""
     private = not job.place or job.place.startswith(private_scope(""))
     return EVERYTHING if job.is_admin and private else _visibility(job)
-
-
-def _hidden(job: Job, existing: DocumentInfo | None) -> bool:
-    """Whether `existing`, the document an upload's name denotes or reads like, is someone else's
-    that the uploader may not see where they are: a reply must not name it or its owner, nor say
-    that it holds the same bytes."""
-    if existing is None or existing.uploader == job.user:
-        return False
-    return not _listing(job).sees(existing.scope)
 
 
 def _who(uploader: str) -> str:
