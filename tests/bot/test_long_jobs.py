@@ -18,9 +18,9 @@ import pytest
 from rag.chroma import ChromaStore
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import VPN_GUIDE
-from tests.bot.test_scale_out import KB, job_tries, shows, slack_env, start_serve, upload
+from tests.bot.test_scale_out import KB, job_tries, queue_env, shows, start_serve, start_worker, upload
 from tests.fakes.slack_server import FakeSlack
-from tests.processes import Process, Processes, ready, until
+from tests.processes import Processes, ready, until
 
 pytestmark = pytest.mark.slow
 
@@ -46,22 +46,6 @@ async def fake() -> AsyncIterator[FakeSlack]:
         yield fake_slack
 
 
-async def queue_env(procs: Processes, fake: FakeSlack, **settings: str) -> tuple[dict[str, str], int]:
-    redis_url = await procs.redis()
-    _, chroma_port = await procs.chroma()
-    env = {
-        **slack_env(fake),
-        "RUNNER": "queue",
-        "REDIS_URL": redis_url,
-        "CHROMA_HOST": "127.0.0.1",
-        "CHROMA_PORT": str(chroma_port),
-        "WORKER_METRICS_PORT": "0",
-        "JOB_LEASE_SECONDS": "3",
-        **settings,
-    }
-    return env, chroma_port
-
-
 def store_of(chroma_port: int) -> ChromaStore:
     client = chromadb.HttpClient(
         host="127.0.0.1", port=chroma_port, settings=chromadb.Settings(anonymized_telemetry=False)
@@ -78,12 +62,6 @@ async def contents(store: ChromaStore) -> tuple[list[str], int]:
 def final_text(fake: FakeSlack, ts: str) -> str:
     (message,) = fake.thread(payloads.DM, ts)  # one message in the thread: the placeholder, edited
     return str(message["text"])
-
-
-async def start_worker(procs: Processes, name: str, env: dict[str, str], *watched: Process) -> Process:
-    worker = procs.threadwise(name, "worker", env=env)
-    await until(lambda: bool(worker.events("worker_ready")), 150, worker, *watched)
-    return worker
 
 
 async def test_an_ingest_longer_than_the_timeout_is_stopped_once_and_told_once(

@@ -82,6 +82,28 @@ def slack_env(fake: FakeSlack) -> dict[str, str]:
     }
 
 
+async def queue_env(procs: Processes, fake: FakeSlack, **settings: str) -> tuple[dict[str, str], int]:
+    redis_url = await procs.redis()
+    _, chroma_port = await procs.chroma()
+    env = {
+        **slack_env(fake),
+        "RUNNER": "queue",
+        "REDIS_URL": redis_url,
+        "CHROMA_HOST": "127.0.0.1",
+        "CHROMA_PORT": str(chroma_port),
+        "WORKER_METRICS_PORT": "0",
+        "JOB_LEASE_SECONDS": "3",
+        **settings,
+    }
+    return env, chroma_port
+
+
+async def start_worker(procs: Processes, name: str, env: dict[str, str], *watched: Process) -> Process:
+    worker = procs.threadwise(name, "worker", env=env)
+    await until(lambda: bool(worker.events("worker_ready")), 150, worker, *watched)
+    return worker
+
+
 _question_ts = itertools.count(1)
 
 
@@ -268,20 +290,10 @@ async def test_scopes_hold_across_serve_and_worker_and_a_new_scope_takes_effect_
     (`threadwise ingest --scope`, another process) is what the running worker answers by next."""
     fake = fake_slack
     with Processes(tmp_path) as procs:
-        redis_url = await procs.redis()
-        _, chroma_port = await procs.chroma()
-        env = {
-            **slack_env(fake),
-            "RUNNER": "queue",
-            "REDIS_URL": redis_url,
-            "CHROMA_HOST": "127.0.0.1",
-            "CHROMA_PORT": str(chroma_port),
-            "DEFAULT_UPLOAD_SCOPE": "private",
-        }
+        env, _ = await queue_env(procs, fake, DEFAULT_UPLOAD_SCOPE="private")
         serve = start_serve(procs, "serve", env)
-        worker = procs.threadwise("worker", "worker", env={**env, "HOST": "127.0.0.1"})
-        await until(lambda: ready(serve.url), 120, serve.proc, worker)
-        await until(lambda: bool(worker.events("worker_ready")), 150, serve.proc, worker)
+        await until(lambda: ready(serve.url), 120, serve.proc)
+        await start_worker(procs, "worker", env, serve.proc)
         guide = tmp_path / "vpn.md"
         guide.write_bytes(VPN_GUIDE)
 
