@@ -57,9 +57,9 @@ async def test_a_channels_documents_answer_there_and_nowhere_else(slack: SlackHa
     in_sales = _said(await _ask_in(slack, SALES))
     elsewhere = _said(await _ask_in(slack, payloads.CHANNEL))
 
-    assert "sales.md" in in_sales and "draft.md" not in in_sales and "99" not in in_sales
+    assert "sales.md" in in_sales and "draft.md" not in in_sales and "99 vacation" not in in_sales
     assert "company.md" in elsewhere
-    for hidden in ("sales.md", "the sales team", "30 vacation", "draft.md", "99"):
+    for hidden in ("sales.md", "the sales team", "30 vacation", "draft.md", "99 vacation"):
         assert hidden not in elsewhere
 
 
@@ -69,8 +69,8 @@ async def test_a_private_document_answers_only_its_owner_in_their_dm(slack: Slac
     mine = await _ask_in_dm(slack, payloads.USER)
     theirs = await _ask_in_dm(slack, OTHER)
 
-    assert "draft.md" in mine and "99" in mine
-    assert "draft.md" not in theirs and "99" not in theirs and "sales.md" not in theirs
+    assert "draft.md" in mine and "99 vacation" in mine
+    assert "draft.md" not in theirs and "99 vacation" not in theirs and "sales.md" not in theirs
 
 
 async def test_docs_and_forget_never_name_another_places_documents(slack: SlackHarness) -> None:
