@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     # Who may see a document sent to the bot in a direct message (the whole workspace, or only its
     # sender), and whether files shared with the bot in a channel are read (for that channel only).
     default_upload_scope: Literal["workspace", "private"] = "workspace"
+    # How long the buttons under a direct-message upload wait for a choice before DEFAULT_UPLOAD_SCOPE
+    # applies; meanwhile the new documents answer only their sender. 0: the default applies at once.
+    upload_choice_minutes: float = Field(10.0, ge=0, le=7 * 24 * 60)
     channel_uploads: Literal["on", "off"] = "on"
 
     @field_validator("allowed_file_types", "admin_user_ids", "kb_aliases", "teams_file_hosts", mode="before")

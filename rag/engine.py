@@ -26,7 +26,7 @@ from rag.focus import SentenceHighlighter
 from rag.gate import NameLocks, WriteGate, run_to_end
 from rag.ingest import GROUP_CHUNKS, Ingester, IngestOutcome, Progress
 from rag.names import name_key
-from rag.scopes import EVERYTHING, WORKSPACE, WORKSPACE_ONLY, Visibility
+from rag.scopes import EVERYTHING, WORKSPACE, WORKSPACE_ONLY, Visibility, is_scope
 from rag.search import HybridSearcher, SearchOptions
 from rag.store import LeftoverSweeper, VectorStore, sweep
 from rag.types import Answer, DocumentInfo, EngineLimits, IngestResult, KbStats, Passage, Turn, Upload
@@ -224,6 +224,42 @@ class Engine:
             self._store.delete_version(kb, info.version)
         self._query_cache.invalidate(kb)
         return info
+
+    async def set_scope(
+        self,
+        kb: str,
+        name: str,
+        scope: str,
+        *,
+        user: str | None = None,
+        unless_changed_from: str | None = None,
+    ) -> DocumentInfo | None:
+        """Let `scope` see the document `name` (rag/scopes.py): one manifest write, nothing embedded
+        again. With `user`, only if that user uploaded it (else NotYourDocument). With
+        `unless_changed_from`, only while its scope is still that one: None when it is not (someone
+        chose meanwhile) and nothing was changed. Returns the document as it is now."""
+        if not is_scope(scope):
+            raise ValueError(f"not a scope: {scope!r}")
+        async with self._doc_locks.hold((kb, name_key(name))):
+            return await run_to_end(self._set_scope, kb, name, scope, user, unless_changed_from)
+
+    def _set_scope(
+        self, kb: str, name: str, scope: str, user: str | None, unless_changed_from: str | None
+    ) -> DocumentInfo | None:
+        info = find_document(self._store, kb, name, scan=True)
+        if info is None:
+            raise NoSuchDocument(name)
+        check_owner(info, user)
+        if unless_changed_from is not None and info.scope != unless_changed_from:
+            return None
+        if info.scope == scope:
+            return info
+        now = replace(info, scope=scope)
+        with self._writes.shared():
+            self._store.activate(kb, now)
+        self._query_cache.invalidate(kb)
+        log.info("scope_set", kb=kb, document=info.name, scope=scope)
+        return now
 
     async def forget_uploads(self, kb: str, uploader: str) -> list[DocumentInfo]:
         """Delete every document of `kb` that `uploader` uploaded (a person's data-deletion request)."""

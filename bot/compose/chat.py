@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from bot.compose.engine import open_redis
+from bot.core.choices import Choices, ChoiceTimer, MemoryChoices
 from bot.core.dispatch import Dispatcher
 from bot.core.feedback import FeedbackBook, FeedbackRecorder
 from bot.core.handlers import JobHandler
@@ -42,6 +43,7 @@ class ChatApp:
     redis: aioredis.Redis | None = None  # the shared-state connection pool, when REDIS_URL is set
     metrics: Metrics = field(default_factory=lambda: Metrics(registry=CollectorRegistry()))
     feedback: FeedbackRecorder = field(default_factory=FeedbackRecorder)  # 👍/👎 from any platform
+    timer: ChoiceTimer | None = None  # applies DEFAULT_UPLOAD_SCOPE to uploads no one chose for
 
     def intake(self) -> Intake:
         """What a platform's inbound part hands messages and votes to."""
@@ -60,6 +62,7 @@ def build_handler(
     memory: ThreadMemory,
     metrics: Metrics,
     feedback: FeedbackRecorder,
+    choices: Choices,
 ) -> JobHandler:
     """What runs a job, in this process or on a worker."""
     metrics.expect_platforms(platforms)  # their request counters at 0 from the first scrape
@@ -68,7 +71,9 @@ def build_handler(
         platforms=platforms,
         memory=memory,
         max_file_mb=settings.max_file_size_mb,
-        private_uploads=settings.default_upload_scope == "private",
+        choices=choices,
+        default_upload_scope=settings.default_upload_scope,
+        choice_minutes=settings.upload_choice_minutes,
         telemetry=metrics,
         feedback=feedback,
     )
@@ -87,8 +92,15 @@ def build_chat_app(
     outbound = {p.name: p for p in platforms}
     dedup, limiter, memory, shared = _chat_state(settings)
     feedback = build_feedback(settings, metrics, shared)
+    choices = _choices(shared)
     handler = build_handler(
-        settings, engine, platforms=outbound, memory=memory, metrics=metrics, feedback=feedback
+        settings,
+        engine,
+        platforms=outbound,
+        memory=memory,
+        metrics=metrics,
+        feedback=feedback,
+        choices=choices,
     )
     runner: InProcessRunner | QueueRunner
     if settings.runner == "queue":
@@ -109,7 +121,20 @@ def build_chat_app(
     )
     metrics.watch_engine(engine)
     metrics.watch_queue(runner.depth, oldest=runner.oldest_waiting_seconds)
-    return ChatApp(dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback)
+    timer = ChoiceTimer(choices=choices, runner=runner, platforms=outbound)
+    return ChatApp(
+        dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback, timer=timer
+    )
+
+
+def _choices(shared: aioredis.Redis | None) -> Choices:
+    """Uploads waiting for a choice of scope: in Redis beside the other shared state (the worker that
+    read the file, the replica that takes the click and the one whose timer fires may differ)."""
+    if shared is None:
+        return MemoryChoices()
+    from bot.infra.redis_state import RedisChoices
+
+    return RedisChoices(shared)
 
 
 def build_feedback(settings: Settings, metrics: Metrics, shared: aioredis.Redis | None) -> FeedbackRecorder:

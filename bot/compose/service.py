@@ -51,6 +51,9 @@ def build_service(
     )
     for part in outbound.values():
         app.on_startup.append(_hook(part.start))  # before the routes' own start-up
+    if chat.timer is not None:
+        app.on_startup.append(_hook(chat.timer.start))
+        app.on_cleanup.insert(0, _hook(chat.timer.stop))
     inbound = {p.name: p.inbound(settings, outbound[p.name], chat.intake()) for p in chosen}
     for routes in inbound.values():
         routes.mount(app)

@@ -20,7 +20,7 @@ from bot.infra.backup_record import RedisBackupRecord
 from bot.infra.jobqueue import QUEUE_NAME, QueueRunner
 from bot.infra.metrics import Metrics, QueueDepth
 from bot.infra.metrics_port import serve_worker_metrics
-from bot.infra.redis_state import RedisThreadMemory
+from bot.infra.redis_state import RedisChoices, RedisThreadMemory
 from bot.infra.worker import (
     AnsweredMarks,
     JobPolicy,
@@ -69,6 +69,7 @@ async def open_worker(settings: Settings, redis: ArqRedis, *, queue_name: str) -
         memory=RedisThreadMemory(redis),
         metrics=metrics,
         feedback=feedback,
+        choices=RedisChoices(redis),
     )
     jobs = QueuedJobs(
         handler=handler,

@@ -73,7 +73,7 @@ class Dispatcher:
             return None
         if not await self._within_limit(msg, kind, bound):
             return None
-        handle: Handle | None = None
+        handle: Handle | None = msg.handle  # a click: the message clicked
         if kind != "command":
             working = Working(kind, tuple(text.short(f.name) for f in msg.files), msg.text, not known)
             handle = await sender.begin(msg.address, working)
@@ -90,6 +90,8 @@ class Dispatcher:
             is_admin=msg.user in self._admins,
             handle=handle,
             place=msg.place,
+            scope=msg.scope,
+            choice=msg.choice,
         )
         await self._runner.submit(job)
         bound.info("job_submitted", kind=kind, job_id=job.id)
@@ -115,6 +117,6 @@ class Dispatcher:
 def _kind(msg: Incoming) -> JobKind:
     if msg.files:
         return "ingest"
-    if parse_command(msg.text) is not None:
+    if msg.choice or parse_command(msg.text) is not None:
         return "command"
     return "ask"

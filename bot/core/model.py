@@ -102,6 +102,12 @@ class Incoming:
     # Where it was said, as a scope (rag/scopes.py): `channel:<id>` for a channel or group chat (and
     # its threads), `private:<user>` for a direct message. What a question there may read follows.
     place: str = ""
+    # A scope the sender chose: with an upload in a direct message ("for #channel"), or with a click
+    # on an upload's choice (`choice`: that upload's key, ScopeOffer.key). `handle`: the message
+    # clicked, which the reply replaces.
+    scope: str = ""
+    choice: str = ""
+    handle: Handle | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ class Job:
     is_admin: bool = False
     handle: Handle | None = None  # the "working…" message the dispatcher showed, to be replaced
     place: str = ""  # Incoming.place
+    scope: str = ""  # Incoming.scope
+    choice: str = ""  # Incoming.choice; a job with a choice and no scope applies the upload's default
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, as a queue carries it."""
@@ -158,6 +166,17 @@ ReplyKind = Literal["answer", "info", "error"]
 
 
 @dataclass(frozen=True)
+class ScopeOffer:
+    """Buttons under an upload's reply in a direct message: who may ask about its documents (the
+    workspace, only the sender, or one channel). A click comes back as an Incoming with `choice=key`."""
+
+    key: str
+    names: tuple[str, ...]
+    default: str = ""  # the scope they get if no one chooses within `minutes`; "" when nothing is pending
+    minutes: float = 0.0
+
+
+@dataclass(frozen=True)
 class Reply:
     text: str  # Markdown; each sender converts it to the platform's format
     kind: ReplyKind = "info"
@@ -166,3 +185,4 @@ class Reply:
     ephemeral: bool = False  # visible to the asker only, where the platform allows
     ref: str = ""  # an answer's reference, which votes on it carry back (FeedbackVote.ref): its job's id
     generated: bool = False  # written by the language model, not quoted from the documents: labelled AI
+    offer: ScopeOffer | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from bot.core.model import Working
+from bot.core.model import ScopeOffer, Working
 from rag.names import shown
 from rag.scopes import WORKSPACE, describe
 from rag.types import Citation, DocumentInfo, IngestResult, KbStats
@@ -17,7 +17,8 @@ HELP = """*threadwise* answers questions from your team's documents, with source
 
 • *Ask* — {ask_how}. I answer in the thread and cite the documents I used.
 • *Add documents* — send files to me in a direct message (PDF, Word, Markdown, HTML, text, CSV, JSON, \
-YAML, code; up to {max_mb} MB each). My reply says who can ask about them. Sending a file with \
+YAML, code; up to {max_mb} MB each). Buttons under my reply choose who can ask about them: the \
+workspace, only you, or one channel (or write “for #channel” with the file). Sending a file with \
 the same name again replaces your earlier version.
 • `docs` — list the documents you can ask about here.
 • `forget NAME` — delete a document (whoever uploaded it, or an admin).
@@ -51,6 +52,11 @@ TIMED_OUT = (
     "Sorry — {doing} took longer than I allow, so I stopped. "
     "It's logged (ref `{ref}`); please try again, or with a smaller file."
 )
+CHOICE_EXPIRED = (
+    "These buttons no longer work. To change who may ask about a document, send it to me again "
+    "(add “for #channel” to keep it for one channel)."
+)
+CHOICE_NOT_YOURS = "Only the person who sent these documents, or an admin, can choose who may ask about them."
 FILE_FAILED = "{name}: something went wrong on my side reading it (ref `{ref}`)."
 EMPTY_QUESTION = "What would you like to know? Ask me a question about your documents, or say `help`."
 
@@ -126,6 +132,38 @@ def who_may_ask(scope: str, place: str) -> str:
             else f"Only channel {owner} can ask about it."
         )
     return "Everyone in the workspace can ask about it."
+
+
+def with_offer(summary: str, offer: ScopeOffer | None) -> str:
+    """An upload's reply with the line that goes with its buttons: what happens without a choice."""
+    if offer is None:
+        return summary
+    them = "it" if len(offer.names) == 1 else "them"
+    if not offer.default:
+        return f"{summary}\n👇 To change who can ask about {them}, choose below."
+    later = _scope_phrase(offer.default)
+    return (
+        f"{summary}\n👇 Choose who can ask about {them}. Without a choice, in {offer.minutes:g} "
+        f"minutes {later} will be able to."
+    )
+
+
+def scope_chosen(names: Sequence[str], scope: str, *, place: str, by_default: bool) -> str:
+    """What a choice (or the default, when no one chose in time) did."""
+    if not names:
+        return "Nothing changed: who can ask about these documents was already chosen."
+    listed = ", ".join(f"*{short(n)}*" for n in names)
+    first = "No choice was made in time, so the default applies: " if by_default else ""
+    return f"✅ {first}{listed}. {who_may_ask(scope, place)}"
+
+
+def _scope_phrase(scope: str) -> str:
+    kind, _, owner = scope.partition(":")
+    if kind == "private":
+        return "only you"
+    if kind == "channel":
+        return f"only channel {owner}"
+    return "everyone in the workspace"
 
 
 def ingest_progress(document: str, done: int, total: int) -> str:

@@ -1,7 +1,7 @@
 """The dispatcher's shared state in Redis, so every `threadwise serve` replica agrees.
 
 Same interfaces as `bot.core.state` (Deduplicator, RateLimiter, ThreadMemory) and
-`bot.core.feedback.FeedbackBook`, with the
+`bot.core.feedback.FeedbackBook` and `bot.core.choices.Choices`, with the
 same behaviour; each operation is one atomic Redis command or Lua script, so concurrent replicas never
 interleave a read and a write. Time comes from the Redis server (`TIME`), never from the replicas'
 clocks. The client is built in the composition root and shared; keys start with `prefix`.
@@ -17,6 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot.core.choices import KEEP_S, PendingUpload
 from bot.core.feedback import VOTE_TTL_S, AnswerNote, Vote, VoteRecord
 from rag.types import Turn
 
@@ -218,3 +219,40 @@ def _decode_turn(item: bytes) -> Turn:
     if role == "assistant":
         return Turn("assistant", text)
     raise ValueError(f"not a turn role: {role!r}")
+
+
+class RedisChoices:
+    """Uploads offered a choice of scope (bot/core/choices.py), and when each one's default is due:
+    every replica and worker sees the same ones, and `due` gives each to one caller (ZREM's answer).
+    When one is due is the Unix time of the process that kept it (clocks kept by NTP: minutes matter
+    here, not milliseconds)."""
+
+    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, keep: float = KEEP_S) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}choice:"
+        self._due_key = f"{prefix}choices-due"
+        self._keep_ms = int(keep * 1000)
+
+    async def keep(self, upload: PendingUpload, *, due: float | None) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._prefix + upload.key, upload.dumps(), px=self._keep_ms)
+            if due is not None:
+                pipe.zadd(self._due_key, {upload.key: due})
+            await pipe.execute()
+
+    async def get(self, key: str) -> PendingUpload | None:
+        raw = await self._redis.get(self._prefix + key)
+        return PendingUpload.loads(raw) if raw is not None else None
+
+    async def settle(self, key: str) -> None:
+        await self._redis.zrem(self._due_key, key)
+
+    async def due(self, now: float) -> list[PendingUpload]:
+        keys = await self._redis.zrangebyscore(self._due_key, "-inf", repr(now))
+        taken = []
+        for key in keys:
+            if await self._redis.zrem(self._due_key, key):  # 1 for one caller only
+                upload = await self.get(key.decode())
+                if upload is not None:
+                    taken.append(upload)
+        return taken

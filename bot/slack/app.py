@@ -21,7 +21,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.translate import FEEDBACK_ACTION_PREFIX, REASON_VIEW
+from bot.slack.translate import FEEDBACK_ACTION_PREFIX, REASON_VIEW, SCOPE_ACTION_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -122,7 +122,7 @@ def build_bolt_app(
     app.event("assistant_thread_started")(thread_started)
     app.event("assistant_thread_context_changed")(ignore)
     app.command(re.compile(r"^/"))(command)  # whatever the workspace calls the command
-    app.action(re.compile(f"^{FEEDBACK_ACTION_PREFIX}"))(action)
+    app.action(re.compile(f"^({FEEDBACK_ACTION_PREFIX}|{SCOPE_ACTION_PREFIX})"))(action)
     app.view(REASON_VIEW)(view)
     return app
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.core import text
 from bot.core.feedback import COMMENT_LIMIT, REASONS
-from bot.core.model import PartialAnswer, Reply, Update
+from bot.core.model import PartialAnswer, Reply, ScopeOffer, Update
 from bot.slack import mrkdwn
 from bot.slack import text as slack_text
 from bot.slack.translate import (
@@ -20,6 +20,10 @@ from bot.slack.translate import (
     REASON_ACTION,
     REASON_BLOCK,
     REASON_VIEW,
+    SCOPE_ACTION_PREFIX,
+    SCOPE_CHANNEL,
+    SCOPE_PRIVATE,
+    SCOPE_WORKSPACE,
 )
 from rag.types import Citation
 
@@ -40,7 +44,7 @@ def render_reply(reply: Reply, *, feedback_value: str = "") -> list[SlackMessage
     """One message per piece of a long answer; Sources and buttons go under the last one."""
     pieces = mrkdwn.split(mrkdwn.to_mrkdwn(reply.text) or "…")
     sources = _sources(reply.citations)
-    if not sources and not reply.feedback:
+    if not sources and not reply.feedback and reply.offer is None:
         return [SlackMessage(p) for p in pieces]
     *before, last = pieces
     blocks = [_section(last), *render_tail(reply, feedback_value=feedback_value)]
@@ -53,7 +57,37 @@ def render_tail(reply: Reply, *, feedback_value: str) -> list[dict[str, Any]]:
     blocks = [_section(part) for part in mrkdwn.split(sources)] if sources else []
     if reply.feedback:
         blocks.append(feedback_buttons(feedback_value))
+    if reply.offer is not None:
+        blocks.append(scope_buttons(reply.offer))
     return blocks
+
+
+def scope_buttons(offer: ScopeOffer) -> dict[str, Any]:
+    """Who may ask about an upload's documents: the workspace, only its sender, or a channel picked
+    from those the sender can see (Slack's conversations_select). The block names the upload."""
+
+    def button(action_id: str, label: str) -> dict[str, Any]:
+        return {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": label}}
+
+    picker = {
+        "type": "conversations_select",
+        "action_id": SCOPE_CHANNEL,
+        "placeholder": {"type": "plain_text", "text": slack_text.SCOPE_CHANNEL},
+        "filter": {
+            "include": ["public", "private"],
+            "exclude_bot_users": True,
+            "exclude_external_shared_channels": True,
+        },
+    }
+    return {
+        "type": "actions",
+        "block_id": f"{SCOPE_ACTION_PREFIX}{offer.key}"[:255],
+        "elements": [
+            button(SCOPE_WORKSPACE, slack_text.SCOPE_WORKSPACE),
+            button(SCOPE_PRIVATE, slack_text.SCOPE_PRIVATE),
+            picker,
+        ],
+    }
 
 
 def render_working(markdown: str, *, cursor: bool = False) -> str:

@@ -41,6 +41,7 @@ from bot.slack.translate import (
     Message,
     Refused,
     assistant_thread_from_event,
+    choice_from_action,
     command_from_form,
     feedback_from_action,
     message_from_event,
@@ -199,6 +200,9 @@ class SlackRoutes:
             self._spawn(self._submit(Message(incoming)), f"slack-command-{incoming.event_id}")
 
     def on_action(self, body: Body) -> None:
+        choice = choice_from_action(body)
+        if choice is not None:
+            self._spawn(self._submit(Message(choice)), f"slack-choice-{choice.event_id}")
         feedback = feedback_from_action(body)
         if feedback is not None:
             vote = FeedbackVote(

@@ -26,3 +26,8 @@ REASON_MISSING = "Pick one, or press Skip."
 
 # What Slack rotates under an AI app thread while an answer is being found (≤ 10).
 LOADING = ("Searching your documents…", "Reading the passages that match…", "Writing the answer…")
+
+# The buttons under a direct-message upload's reply: who may ask about its documents.
+SCOPE_WORKSPACE = "Share with the workspace"
+SCOPE_PRIVATE = "Keep it for me"
+SCOPE_CHANNEL = "Only for a channel…"

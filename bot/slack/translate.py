@@ -10,13 +10,13 @@ import html
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from bot.core.feedback import COMMENT_LIMIT, REASONS
 from bot.core.model import FileRef, Incoming
-from bot.slack.address import SlackAddress
-from rag.scopes import channel_scope, private_scope
+from bot.slack.address import SlackAddress, SlackHandle
+from rag.scopes import WORKSPACE, channel_scope, private_scope
 
 PLATFORM = "slack"
 FEEDBACK_ACTION_PREFIX = "threadwise_feedback_"
@@ -26,6 +26,10 @@ FEEDBACK_VOTE = FEEDBACK_ACTION_PREFIX + "vote"  # Slack's feedback_buttons: the
 REASON_VIEW = "threadwise_feedback_reason"  # the 👎 form's callback_id
 REASON_BLOCK, REASON_ACTION = "reason", "reason_choice"
 COMMENT_BLOCK, COMMENT_ACTION = "comment", "comment_text"
+SCOPE_ACTION_PREFIX = "threadwise_scope_"  # the buttons under a DM upload's reply: who may ask about it
+SCOPE_WORKSPACE = SCOPE_ACTION_PREFIX + "workspace"
+SCOPE_PRIVATE = SCOPE_ACTION_PREFIX + "private"
+SCOPE_CHANNEL = SCOPE_ACTION_PREFIX + "channel"  # a conversations_select: its selected_conversation
 REF_LIMIT = 255  # characters of an answer's ref read back from Slack (ours are job ids, far shorter)
 # A user's own words: plain, with files, or a thread reply also sent to the channel. Edits, deletions,
 # joins, bot posts… are not questions.
@@ -34,6 +38,7 @@ _COMMAND_PREFIX = "/threadwise"
 
 _USER_REF = re.compile(r"<@([A-Z0-9]+)(?:\|([^>]*))?>")
 _CHANNEL_REF = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
+_CONVERSATION_ID = re.compile(r"[CG][A-Z0-9]{2,30}")
 _SPECIAL_REF = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
 _LINK_REF = re.compile(r"<([a-z][a-z0-9+.-]*:[^|>]+)(?:\|([^>]*))?>")
 
@@ -137,6 +142,9 @@ def message_from_event(
     # The workspace the app is installed in, never the sender's (`event.team` is theirs in Slack Connect)
     team = str(body.get("team_id") or bot.team_id)
     incoming = _incoming(body, team, text, files, direct=direct, mentioned=mentioned)
+    named = _CHANNEL_REF.search(raw)
+    if direct and files and named:  # "for #channel": the files are that channel's
+        incoming = replace(incoming, scope=channel_scope(named.group(1)))
     return Message(incoming, origin=sender_origin(body, team))
 
 
@@ -260,6 +268,51 @@ def feedback_from_action(body: Mapping[str, Any]) -> Feedback | None:
         event_id=voted[1],
         trigger_id=str(body.get("trigger_id") or ""),
     )
+
+
+def choice_from_action(body: Mapping[str, Any]) -> Incoming | None:
+    """A click on the buttons under a DM upload's reply (or a channel picked there) → an Incoming
+    that chooses who may ask about its documents, or None for any other action."""
+    actions = body.get("actions") or []
+    action = next((a for a in actions if str(a.get("action_id", "")).startswith(SCOPE_ACTION_PREFIX)), None)
+    user = str((body.get("user") or {}).get("id") or "")
+    container = body.get("container") or {}
+    channel = str((body.get("channel") or {}).get("id") or container.get("channel_id") or "")
+    message = body.get("message") or {}
+    message_ts = str(message.get("ts") or container.get("message_ts") or "")
+    team = str((body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") or "")
+    if action is None or not (user and channel and message_ts and team):
+        return None
+    key = str(action.get("block_id") or "").removeprefix(SCOPE_ACTION_PREFIX)
+    scope = _chosen_scope(action, user)
+    if not key or len(key) > REF_LIMIT or not scope:
+        return None
+    root = str(message.get("thread_ts") or container.get("thread_ts") or message_ts)
+    click = str(action.get("action_ts") or body.get("trigger_id") or message_ts)
+    return Incoming(
+        platform=PLATFORM,
+        workspace=f"slack-{team}",
+        user=user,
+        text="",
+        event_id=f"{channel}-{click}",
+        is_direct=channel.startswith("D"),
+        thread=thread_key(team, channel, root),
+        address=SlackAddress(team, channel, user, key, thread_ts=root, dm=channel.startswith("D")),
+        place=private_scope(user) if channel.startswith("D") else channel_scope(channel),
+        scope=scope,
+        choice=key,
+        handle=SlackHandle(channel, message_ts),
+    )
+
+
+def _chosen_scope(action: Mapping[str, Any], user: str) -> str:
+    action_id = str(action.get("action_id"))
+    if action_id == SCOPE_WORKSPACE:
+        return WORKSPACE
+    if action_id == SCOPE_PRIVATE:
+        return private_scope(user)
+    picked = str(action.get("selected_conversation") or action.get("selected_channel") or "")
+    return channel_scope(picked) if action_id == SCOPE_CHANNEL and _CONVERSATION_ID.fullmatch(picked) else ""
 
 
 def _vote_of(action_id: str, value: str) -> tuple[Literal["up", "down"], str] | None:

@@ -113,6 +113,8 @@ async def make_slack(
             "slack_thread_follow_ups": follow_ups,
             "rate_limit_requests_per_minute": 600,
             "rate_limit_burst": 100,
+            # A DM upload's default scope at once: the tests of choosing it set minutes of their own.
+            "upload_choice_minutes": 0,
         }
         config = Settings(**{**values, **settings})
         engine = make_engine(answerer=answerer)

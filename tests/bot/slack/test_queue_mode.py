@@ -43,6 +43,7 @@ def _worker_settings(slack: SlackHarness, redis_url: str, store: Path, **values:
         llm_provider="extractive",
         worker_concurrency=1,  # the upload before the question, as they were queued
         worker_metrics_port=0,
+        upload_choice_minutes=0,  # a DM upload's default scope at once
         **values,
     )
 

@@ -76,6 +76,8 @@ async def make_teams_bot(
         engine = make_engine(answerer=answerer, max_bytes=max_bytes)
         # The fake's file server is on 127.0.0.1: only an exact loopback origin lets it through.
         settings.setdefault("teams_file_hosts", [*DEFAULT_TEAMS_FILE_HOSTS, fake.base_url])
+        # A personal-chat upload's default scope at once: the tests of choosing it set minutes of their own.
+        settings.setdefault("upload_choice_minutes", 0)
         if app_id:
             settings.update(microsoft_app_id=app_id, microsoft_app_password=app_password)
         config = Settings(rate_limit_requests_per_minute=600, rate_limit_burst=100, **settings)

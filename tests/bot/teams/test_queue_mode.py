@@ -41,6 +41,7 @@ async def _run_worker(tmp_path: Path, redis_url: str, fake: FakeBotConnector) ->
         llm_provider="extractive",
         worker_concurrency=1,  # the upload before the question, as they were queued
         worker_metrics_port=0,
+        upload_choice_minutes=0,  # a DM upload's default scope at once
     )
     worker = build_worker(settings, burst=True, handle_signals=False)
     try:

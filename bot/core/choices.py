@@ -1,0 +1,136 @@
+"""Who may see the documents of an upload in a direct message: the sender chooses with buttons, and
+DEFAULT_UPLOAD_SCOPE applies when they do not within UPLOAD_CHOICE_MINUTES.
+
+Until then the new documents answer only their sender (nothing is shown to others before anyone
+chose). The handler keeps a record of each upload it offered a choice on (`Choices`); a click finds
+the upload by its key, and a timer (`ChoiceTimer`, in `threadwise serve`) submits the default's job
+when its time comes. The records live in this process or in Redis, like the other shared state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from bot.core.model import Job, Terms
+from bot.core.ports import JobRunner
+
+log = structlog.get_logger(__name__)
+
+KEEP_S = 7 * 24 * 3600.0  # how long an upload's buttons keep working
+TICK_S = 15.0  # how often the timer looks for uploads whose time has come
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """An upload offered a choice: its documents, whose they are, and what happens without a choice
+    (`job`: the job that applies `default`, as plain data)."""
+
+    key: str
+    kb: str
+    user: str
+    names: tuple[str, ...]  # what a click applies to
+    waiting: tuple[str, ...]  # the new documents, which answer only their sender until a choice
+    default: str  # the scope the waiting documents get if no one chooses
+    provisional: str  # the scope they have until then; the default replaces only that one
+    job: dict[str, Any]
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> PendingUpload:
+        data = json.loads(raw)
+        return cls(**{**data, "names": tuple(data["names"]), "waiting": tuple(data["waiting"])})
+
+
+class Choices(Protocol):
+    async def keep(self, upload: PendingUpload, *, due: float | None) -> None:
+        """Remember `upload` (for KEEP_S); with `due` (Unix time), its default applies then."""
+        ...
+
+    async def get(self, key: str) -> PendingUpload | None: ...
+
+    async def settle(self, key: str) -> None:
+        """Someone chose: the default no longer applies."""
+        ...
+
+    async def due(self, now: float) -> list[PendingUpload]:
+        """The uploads whose default's time has come, each given to one caller only."""
+        ...
+
+
+class MemoryChoices:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._uploads: dict[str, tuple[float, PendingUpload]] = {}  # key → (forgotten at, upload)
+        self._due: dict[str, float] = {}
+        self._clock = clock
+
+    async def keep(self, upload: PendingUpload, *, due: float | None) -> None:
+        now = self._clock()
+        for key in [k for k, (until, _) in self._uploads.items() if until < now]:
+            del self._uploads[key]
+        self._uploads[upload.key] = (now + KEEP_S, upload)
+        if due is not None:
+            self._due[upload.key] = due
+
+    async def get(self, key: str) -> PendingUpload | None:
+        kept = self._uploads.get(key)
+        return kept[1] if kept is not None and kept[0] >= self._clock() else None
+
+    async def settle(self, key: str) -> None:
+        self._due.pop(key, None)
+
+    async def due(self, now: float) -> list[PendingUpload]:
+        keys = [k for k, when in self._due.items() if when <= now]
+        for key in keys:
+            del self._due[key]
+        return [kept[1] for k in keys if (kept := self._uploads.get(k)) is not None]
+
+
+class ChoiceTimer:
+    """Submits each upload's default job when its time comes (a task of `threadwise serve`; with
+    Redis, every replica runs one and each upload's default is taken by one of them)."""
+
+    def __init__(
+        self, *, choices: Choices, runner: JobRunner, platforms: Mapping[str, Terms], tick: float = TICK_S
+    ) -> None:
+        self._choices = choices
+        self._runner = runner
+        self._platforms = platforms
+        self._tick = tick
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_due(self) -> int:
+        """Submit the defaults due now; how many."""
+        due = await self._choices.due(time.time())
+        for upload in due:
+            try:
+                await self._runner.submit(Job.from_dict(upload.job, self._platforms))
+            except Exception:  # one bad record (a platform no longer enabled) must not stop the rest
+                log.exception("upload_default_failed", key=upload.key, kb=upload.kb)
+        return len(due)
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="upload-choice-timer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception:  # Redis away for a moment: the next tick tries again
+                log.exception("upload_choice_timer_failed")
+            await asyncio.sleep(self._tick)
