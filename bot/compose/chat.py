@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from bot.compose.engine import open_redis
-from bot.core.choices import Choices, ChoiceTimer, MemoryChoices
+from bot.core.choices import TICK_S, Choices, ChoiceTimer, MemoryChoices
 from bot.core.dispatch import Dispatcher
 from bot.core.feedback import FeedbackBook, FeedbackRecorder
 from bot.core.handlers import JobHandler
@@ -121,7 +121,9 @@ def build_chat_app(
     )
     metrics.watch_engine(engine)
     metrics.watch_queue(runner.depth, oldest=runner.oldest_waiting_seconds)
-    timer = ChoiceTimer(choices=choices, runner=runner, platforms=outbound)
+    # A short wait (a test's, a demo's) is looked at more often than every TICK_S.
+    tick = min(TICK_S, max(0.5, settings.upload_choice_minutes * 60 / 4))
+    timer = ChoiceTimer(choices=choices, runner=runner, platforms=outbound, tick=tick)
     return ChatApp(
         dispatcher, runner, handler, memory, shared, metrics=metrics, feedback=feedback, timer=timer
     )

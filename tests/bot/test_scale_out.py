@@ -12,10 +12,11 @@ import itertools
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import aiohttp
 import chromadb
@@ -55,8 +56,13 @@ class Serve:
     url: str
 
     async def send(self, body: dict[str, Any]) -> int:
-        raw = json.dumps(body).encode()
-        headers = payloads.signed_headers(raw, content_type="application/json")
+        return await self._post(json.dumps(body).encode(), "application/json")
+
+    async def send_form(self, form: str) -> int:
+        return await self._post(form.encode(), "application/x-www-form-urlencoded")
+
+    async def _post(self, raw: bytes, content_type: str) -> int:
+        headers = payloads.signed_headers(raw, content_type=content_type)
         async with (
             aiohttp.ClientSession() as session,
             session.post(f"{self.url}/slack/events", data=raw, headers=headers) as response,
@@ -79,6 +85,7 @@ def slack_env(fake: FakeSlack) -> dict[str, str]:
         "LOG_FORMAT": "json",
         "RATE_LIMIT_REQUESTS_PER_MINUTE": "600",
         "RATE_LIMIT_BURST": "100",
+        "UPLOAD_CHOICE_MINUTES": "0",  # a DM upload's default scope at once, unless a test sets a wait
     }
 
 
@@ -117,6 +124,16 @@ def upload(fake: FakeSlack, name: str, data: bytes) -> dict[str, Any]:
     body = payloads.dm_file_share([fake.add_file(name, data, mimetype="text/markdown")])
     body["event"]["ts"] = body["event"]["event_ts"] = f"1500000000.{next(_question_ts):06d}"
     return body
+
+
+async def asked_in(serve: Serve, fake: FakeSlack, channel: str, question: str) -> str:
+    """What the bot answered to a mention in `channel`, once its answer is written."""
+    body = mention(question)
+    body["event"]["channel"] = channel
+    assert await serve.send(body) == 200
+    ts = body["event"]["ts"]
+    await fake.wait_for(lambda: any(m.get("edits") for m in fake.thread(channel, ts)), 60)
+    return " ".join(m["text"] for m in fake.thread(channel, ts))
 
 
 def shows(fake: FakeSlack, channel: str, ts: str, words: str) -> bool:
@@ -304,12 +321,7 @@ async def test_scopes_hold_across_serve_and_worker_and_a_new_scope_takes_effect_
             assert await asyncio.to_thread(ingest.wait, 120) == 0, ingest.output()[-2000:]
 
         async def asked(channel: str, question: str = VPN_QUESTION) -> str:
-            body = mention(question)
-            body["event"]["channel"] = channel
-            assert await serve.send(body) == 200
-            ts = body["event"]["ts"]
-            await fake.wait_for(lambda: any(m.get("edits") for m in fake.thread(channel, ts)), 60)
-            return " ".join(m["text"] for m in fake.thread(channel, ts))
+            return await asked_in(serve, fake, channel, question)
 
         await operator(str(guide), "--kb", KB, "--scope", "channel:C-SALES")
         shared = upload(fake, "holidays.md", HOLIDAYS)  # in the DM: private to its sender
@@ -322,3 +334,50 @@ async def test_scopes_hold_across_serve_and_worker_and_a_new_scope_takes_effect_
 
         await operator(str(guide), "--kb", KB, "--scope", "workspace")  # the same bytes: a new scope
         assert VPN_ANSWER in await asked(payloads.CHANNEL)
+
+
+async def test_a_dm_uploads_choice_and_its_default_work_across_serve_and_worker(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    """Queue mode: the worker reads a DM upload (its sender's alone until a choice) and keeps the
+    choice's record in Redis; a click taken by serve is applied by the worker; an upload no one
+    chooses for gets DEFAULT_UPLOAD_SCOPE from serve's timer, applied by the worker."""
+    fake = fake_slack
+    with Processes(tmp_path) as procs:
+        env, _ = await queue_env(procs, fake, UPLOAD_CHOICE_MINUTES="0.25")  # 15 s
+        serve = start_serve(procs, "serve", env)
+        await until(lambda: ready(serve.url), 120, serve.proc)
+        await start_worker(procs, "worker", env, serve.proc)
+
+        def asked(channel: str, question: str) -> Awaitable[str]:
+            return asked_in(serve, fake, channel, question)
+
+        guide, holidays = upload(fake, "vpn.md", VPN_GUIDE), upload(fake, "holidays.md", HOLIDAYS)
+
+        def said_in_dm(body: dict[str, Any], words: str) -> Awaitable[None]:
+            return fake.wait_for(lambda: shows(fake, payloads.DM, body["event"]["ts"], words), 60)
+
+        for shared in (guide, holidays):
+            assert await serve.send(shared) == 200
+            await said_in_dm(shared, "Only you can ask")
+        assert HOLIDAY_ANSWER not in await asked(payloads.CHANNEL, HOLIDAY_QUESTION)
+
+        (reply,) = fake.thread(payloads.DM, guide["event"]["ts"])
+        block = next(b for b in reply["blocks"] if b.get("block_id", "").startswith("threadwise_scope_"))
+        click = json.loads(
+            unquote(
+                payloads.block_actions(
+                    action_id="threadwise_scope_channel", value="", message=reply, channel=payloads.DM
+                ).removeprefix("payload=")
+            )
+        )
+        click["actions"][0].update(
+            block_id=block["block_id"], type="conversations_select", selected_conversation="C0SALES01"
+        )
+        assert await serve.send_form("payload=" + quote(json.dumps(click))) == 200
+        await said_in_dm(guide, "Only channel")
+        await said_in_dm(holidays, "No choice was made")  # the one no one chose for: the default
+
+        assert VPN_ANSWER in await asked("C0SALES01", VPN_QUESTION)
+        assert VPN_ANSWER not in await asked(payloads.CHANNEL, VPN_QUESTION)
+        assert HOLIDAY_ANSWER in await asked(payloads.CHANNEL, HOLIDAY_QUESTION)

@@ -5,6 +5,7 @@ really waits (tenths of a second)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.core import text
+from bot.core.choices import Choices, MemoryChoices, PendingUpload
 from bot.core.dispatch import Dispatcher
 from bot.core.model import Address, Handle, Incoming, Job, Reply, Update, Working
 from bot.core.state import (
@@ -23,7 +25,7 @@ from bot.core.state import (
     RateLimiter,
     ThreadMemory,
 )
-from bot.infra.redis_state import RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
+from bot.infra.redis_state import RedisChoices, RedisDeduplicator, RedisRateLimiter, RedisThreadMemory
 from rag.types import Turn
 from tests.bot.doubles import Outlet, Place, Shown
 from tests.redisdb import REDIS_URL, delete_prefix, sync_client, unique_prefix
@@ -34,6 +36,7 @@ class Backend:
     dedup: Callable[..., Deduplicator]
     limiter: Callable[..., RateLimiter]
     memory: Callable[..., ThreadMemory]
+    choices: Callable[..., Choices]
     advance: Callable[[float], Any]  # async: let `seconds` pass
 
 
@@ -52,6 +55,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             dedup=lambda **kw: MemoryDeduplicator(clock=clock, **kw),
             limiter=lambda **kw: MemoryRateLimiter(clock=clock, **kw),
             memory=lambda **kw: MemoryThreadMemory(**kw),
+            choices=lambda **kw: MemoryChoices(**kw),
             advance=move,
         )
         return
@@ -62,6 +66,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         dedup=lambda **kw: RedisDeduplicator(client, prefix=prefix, **kw),
         limiter=lambda **kw: RedisRateLimiter(client, prefix=prefix, **kw),
         memory=lambda **kw: RedisThreadMemory(client, prefix=prefix, **kw),
+        choices=lambda **kw: RedisChoices(client, prefix=prefix, **kw),
         advance=asyncio.sleep,
     )
     await client.aclose()
@@ -92,6 +97,38 @@ async def test_dedup_forgets_a_key_after_its_retention(backend: Backend) -> None
     assert await dedup.first_time("slack:Ev1") is False
     await backend.advance(0.3)
     assert await dedup.first_time("slack:Ev1") is True
+
+
+# -- uploads waiting for a choice of scope --------------------------------------------------------
+
+
+def _upload(key: str) -> PendingUpload:
+    job = {"id": f"{key}:default", "kind": "command", "choice": key}
+    return PendingUpload(key, "kb", "U1", ("a.md", "b.md"), ("a.md",), "workspace", "private:U1", job)
+
+
+async def test_an_upload_offered_a_choice_reads_back_as_kept(backend: Backend) -> None:
+    choices = backend.choices()
+    await choices.keep(_upload("Ev1"), due=None)
+    assert await choices.get("Ev1") == _upload("Ev1")
+    assert await choices.get("Ev2") is None
+
+
+async def test_a_default_is_due_once_when_its_time_comes_even_to_concurrent_timers(backend: Backend) -> None:
+    choices = backend.choices()
+    await choices.keep(_upload("Ev1"), due=time.time() + 60)
+    await choices.keep(_upload("Ev2"), due=time.time() - 1)
+    found = await asyncio.gather(*(choices.due(time.time()) for _ in range(10)))
+    assert sorted(u.key for batch in found for u in batch) == ["Ev2"]
+    assert await choices.due(time.time() + 120) == [_upload("Ev1")]
+    assert await choices.get("Ev2") is not None  # its buttons still work
+
+
+async def test_a_choice_made_in_time_settles_the_default(backend: Backend) -> None:
+    choices = backend.choices()
+    await choices.keep(_upload("Ev1"), due=time.time() - 1)
+    await choices.settle("Ev1")
+    assert await choices.due(time.time()) == []
 
 
 # -- rate limit ----------------------------------------------------------------------------------
