@@ -1,4 +1,5 @@
-"""Replies in Teams' terms: its Markdown, messages split to size, sources and 👍/👎 as an Adaptive Card.
+"""Replies in Teams' terms: its Markdown, messages split to size, sources and 👍/👎 as an Adaptive Card,
+and the buttons that choose who may ask about an upload as another.
 
 Pure functions; the sender turns their output into Bot Connector calls.
 """
@@ -10,7 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.core import text
-from bot.teams.translate import FEEDBACK_VERB, feedback_data
+from bot.core.model import ScopeOffer
+from bot.teams import text as teams_text
+from bot.teams.translate import FEEDBACK_VERB, SCOPE_VERB, feedback_data, scope_data
 from rag.types import Citation
 
 # Teams refuses a message above 40 KB of UTF-16 (docs: "Format your bot messages"), card included.
@@ -98,6 +101,29 @@ def sources_card(citations: Sequence[Citation], *, ref: str, feedback: bool) -> 
             _feedback_action(text.FEEDBACK_DOWN, "down", ref),
         ]
     return {"contentType": ADAPTIVE_CARD, "content": card}
+
+
+def scope_card(offer: ScopeOffer) -> dict[str, Any]:
+    """Who may ask about an upload's documents: everyone in the workspace, or only its sender
+    (Action.Execute, answered by an `adaptiveCard/action` invoke naming the upload and the choice).
+    Teams has no channel picker for a bot in personal chat: the card says how to keep a document for
+    one channel instead."""
+    how = {"type": "TextBlock", "text": teams_text.SCOPE_CHANNEL_HOW, "wrap": True, "isSubtle": True}
+    card = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": CARD_VERSION,
+        "body": [how],
+        "actions": [
+            _scope_action(teams_text.SCOPE_WORKSPACE, offer.key, "workspace"),
+            _scope_action(teams_text.SCOPE_PRIVATE, offer.key, "private"),
+        ],
+    }
+    return {"contentType": ADAPTIVE_CARD, "content": card}
+
+
+def _scope_action(title: str, key: str, choice: str) -> dict[str, Any]:
+    return {"type": "Action.Execute", "title": title, "verb": SCOPE_VERB, "data": scope_data(key, choice)}
 
 
 def _citation_block(citation: Citation) -> dict[str, Any]:

@@ -4,6 +4,8 @@ The route authenticates the request (`auth.GuardedAuthentication`), hands the ra
 `translate`, and does what it says: a message goes to `submit` (the dispatcher, which shows typing and
 submits the job), an unreadable attachment or the bot joining gets a reply at once, 👍/👎 (Teams'
 feedback loop, or the buttons of our card in the Emulator and on older answers) goes to `feedback`.
+A click on the card under a personal-chat upload (who may ask about it) goes to `submit` too, and its
+invoke is answered at once; the job's reply replaces the card.
 
 Without MICROSOFT_APP_ID nothing is authenticated: that is for the Bot Framework Emulator on this
 machine, so activities are then accepted only when their serviceUrl is a loopback address — an open
@@ -30,13 +32,14 @@ from bot.teams import text as teams_text
 from bot.teams.auth import AuthUnavailable
 from bot.teams.outbound import TeamsOutbound
 from bot.teams.request import read_activity
-from bot.teams.translate import BotAdded, Feedback, Message, Notice, Rejected, translate
+from bot.teams.translate import BotAdded, Choice, Feedback, Message, Notice, Rejected, translate
 
 log = structlog.get_logger(__name__)
 
 ROUTE = "/api/messages"
 CARD_ACTION = "adaptiveCard/action"
 ERROR_TYPE = "application/vnd.microsoft.error"
+MESSAGE_TYPE = "application/vnd.microsoft.activity.message"  # an Action.Execute answered with a text
 _TRUSTED_CHANNELS = frozenset({"msteams"})
 _TRUSTED_CHANNELS_UNAUTHENTICATED = frozenset({"msteams", "emulator"})  # the Emulator on this machine
 
@@ -127,12 +130,22 @@ class TeamsRoutes:
             )
             await self._intake.feedback(vote)
             await self._thank(ctx, event)
+        elif isinstance(event, Choice):
+            await self._intake.submit(event.incoming)
+            # Teams waits for this response (it shows a spinner on the card): answer now, and let the
+            # job's reply replace the card when the documents' scope has changed.
+            body = {"statusCode": 200, "type": MESSAGE_TYPE, "value": teams_text.SCOPE_CHOICE_TAKEN}
+            await _invoke_response(ctx, 200, body)
         elif isinstance(event, Rejected):
             log.info("teams_invoke_rejected", name=raw.get("name"), reason=event.reason)
-            await _invoke_response(ctx, 400, {"error": {"code": "BadRequest", "message": event.reason}})
+            error = {"code": "BadRequest", "message": event.reason}
+            if raw.get("name") == CARD_ACTION:  # Universal Actions' error shape
+                await _invoke_response(ctx, 400, {"statusCode": 400, "type": ERROR_TYPE, "value": error})
+            else:
+                await _invoke_response(ctx, 400, {"error": error})
         elif raw.get("type") == "invoke" and raw.get("name") == CARD_ACTION:
-            # Our cards' only action is feedback: anything else from a card is a malformed request (other
-            # invokes stay botbuilder's 501, "not implemented").
+            # Our cards' actions are feedback and an upload's scope: anything else from a card is a
+            # malformed request (other invokes stay botbuilder's 501, "not implemented").
             error = {"code": "BadRequest", "message": teams_text.CARD_ACTION_UNKNOWN}
             await _invoke_response(ctx, 400, {"statusCode": 400, "type": ERROR_TYPE, "value": error})
 
@@ -144,11 +157,7 @@ class TeamsRoutes:
             await ctx.send_activity(text.FEEDBACK_THANKS)
             return
         # Action.Execute: the HTTP response is the answer; Teams shows the message under the card.
-        body = {
-            "statusCode": 200,
-            "type": "application/vnd.microsoft.activity.message",
-            "value": text.FEEDBACK_THANKS,
-        }
+        body = {"statusCode": 200, "type": MESSAGE_TYPE, "value": text.FEEDBACK_THANKS}
         await _invoke_response(ctx, 200, body)
 
 

@@ -9,6 +9,8 @@
   loop (`Reply.feedback`) — bot/teams/native.py.
 - Other clients (the Bot Framework Emulator): typing, a message edited in place as the answer streams,
   and the sources and 👍/👎 in an Adaptive Card.
+- An upload's reply in personal chat carries the card that chooses who may ask about it
+  (`Reply.offer`, everywhere); a click's reply replaces the message that holds the card.
 
 Every call goes through `continue_conversation` on the ConversationReference the job carries, so the
 same code replies from the process that took the message or from a worker elsewhere.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import structlog
 from botbuilder.core import TurnContext
@@ -30,7 +33,7 @@ from bot.core import text
 from bot.core.model import Address, Handle, PartialAnswer, Reply, Update, Working
 from bot.teams.address import TeamsAddress, TeamsHandle, teams_address, teams_handle
 from bot.teams.native import FEEDBACK_LOOP, StreamInfo, ai_message
-from bot.teams.render import MAX_MESSAGE_CHARS, sources_card, split_message, teams_markdown
+from bot.teams.render import MAX_MESSAGE_CHARS, scope_card, sources_card, split_message, teams_markdown
 from bot.teams.translate import conversation_kind
 
 log = structlog.get_logger(__name__)
@@ -86,7 +89,13 @@ class TeamsSender:
     async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> str | None:
         """Returns the id of the message Teams' feedback invokes will name (replyToId)."""
         where, shown = teams_address(address), teams_handle(handle)
+        if reply.ephemeral and shown is not None and shown.activity_id:
+            # Teams shows no message to one person alone: a reply meant for the asker (a refused click)
+            # comes as a new message, never in place of the one clicked, which may be someone else's.
+            shown = None
         parts = [_message(part) for part in split_message(teams_markdown(reply.text), self._max_chars)]
+        if reply.offer is not None:
+            _attach(parts[-1], scope_card(reply.offer))
         if not _native(where):
             return await self._finish_with_card(where, shown, parts, reply)
         _decorate(parts, reply)
@@ -175,7 +184,7 @@ class TeamsSender:
         ref = reply.ref or where.reply_to_id or ""
         card = sources_card(reply.citations, ref=ref, feedback=reply.feedback)
         if card is not None:
-            parts[-1].attachments = [Attachment(content_type=card["contentType"], content=card["content"])]
+            _attach(parts[-1], card, first=True)
         if reply.generated:
             label = ai_message("", (), generated=True)
             for part in parts:
@@ -270,6 +279,12 @@ def _log_refusal(exc: HttpOperationError, step: str) -> None:
     code = getattr(error, "code", None)
     message = str(getattr(error, "message", "") or "")[:200]
     log.info("teams_stream_refused", step=step, status=_status(exc), code=code, reason=message)
+
+
+def _attach(activity: Activity, card: dict[str, Any], *, first: bool = False) -> None:
+    attachment = Attachment(content_type=card["contentType"], content=card["content"])
+    others = list(activity.attachments or [])
+    activity.attachments = [attachment, *others] if first else [*others, attachment]
 
 
 def _typing(body: str = "", stream: Entity | None = None) -> Activity:

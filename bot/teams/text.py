@@ -18,6 +18,17 @@ ATTACHMENT_UNSUPPORTED = (
     "I can't open that kind of attachment. Attach documents as files in our personal chat, "
     "or type your question."
 )
+# The card under a personal-chat upload's reply: who may ask about its documents. Teams gives a bot no
+# channel picker in personal chat, so the card says how a document becomes one channel's.
+SCOPE_WORKSPACE = "Share with everyone"
+SCOPE_PRIVATE = "Keep it for me"
+SCOPE_CHANNEL_HOW = (
+    "For one channel only? Post the file in that channel and mention me there: only that channel "
+    "will be able to ask about it."
+)
+# The immediate answer to a click on that card (Teams shows it by the card); the job's reply replaces
+# the card a moment later.
+SCOPE_CHOICE_TAKEN = "Got it, one moment…"
 FILE_LINK_EXPIRED = "{name}: the download link expired before I could fetch it. Please send the file again."
 FILE_DOWNLOAD_REFUSED = "{name}: Teams would not let me download it (HTTP {status}). Please send it again."
 FILE_HOST_REFUSED = (

@@ -18,8 +18,8 @@ from typing import Any, Literal
 from bot.core.feedback import COMMENT_LIMIT
 from bot.core.model import FileRef, Incoming
 from bot.teams import text as teams_text
-from bot.teams.address import TeamsAddress
-from rag.scopes import channel_scope, private_scope
+from bot.teams.address import TeamsAddress, TeamsHandle
+from rag.scopes import WORKSPACE, channel_scope, private_scope
 
 PLATFORM = "teams"
 FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
@@ -27,6 +27,9 @@ FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
 _NOT_FILES = ("text/html", "application/vnd.microsoft.card.")
 FEEDBACK_VERB = "threadwise.feedback"
 SUBMIT_ACTION = "message/submitAction"  # Teams' feedback loop: 👍/👎 under an answer, and the form's text
+SCOPE_VERB = "threadwise.scope"  # the card under a personal-chat upload: who may ask about it
+SCOPE_CHOICES = ("workspace", "private")  # what its buttons say; "private" is the clicker's own scope
+_UPLOAD_KEY = re.compile(r"[\w:;@.=+/-]{1,200}")  # a ScopeOffer.key: the upload's job id (event_id)
 _REACTIONS: dict[str, Vote] = {"like": "up", "dislike": "down"}
 _MESSAGE_ID = re.compile(r"[\w:;@.=+/-]{1,128}")  # Teams' activity ids: digits, or `1:…`, `f:…`
 _MAX_FEEDBACK_JSON = 16 * 1024
@@ -79,13 +82,21 @@ class Feedback:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """A click on the card under a personal-chat upload: who may ask about its documents. The
+    dispatcher runs it as a job, whose reply replaces the card; the invoke is answered at once."""
+
+    incoming: Incoming
+
+
+@dataclass(frozen=True)
 class Rejected:
     """An invoke of a kind the bot handles whose contents it cannot accept: answered 400, nothing done."""
 
     reason: str
 
 
-Event = Message | Notice | BotAdded | Feedback | Rejected
+Event = Message | Notice | BotAdded | Feedback | Choice | Rejected
 
 
 def translate(activity: Activity) -> Event | None:
@@ -96,7 +107,10 @@ def translate(activity: Activity) -> Event | None:
         return feedback or _message(activity)
     if kind == "invoke" and activity.get("name") == "adaptiveCard/action":
         action = _dict(_dict(activity.get("value")).get("action"))
-        return _feedback(activity, _dict(action.get("data")), invoke=True)
+        data = _dict(action.get("data"))
+        if action.get("verb") == SCOPE_VERB or data.get("threadwise") == "scope":
+            return scope_choice(activity, data)
+        return _feedback(activity, data, invoke=True)
     if kind == "invoke" and activity.get("name") == SUBMIT_ACTION:
         return feedback_loop(activity)
     if kind == "conversationUpdate" and bot_was_added(activity):
@@ -282,6 +296,58 @@ def bot_was_added(activity: Activity) -> bool:
     bot = _bare_id(str(_dict(activity.get("recipient")).get("id") or ""))
     added = {_bare_id(str(_dict(m).get("id") or "")) for m in activity.get("membersAdded") or ()}
     return bool(bot) and bot in added
+
+
+# -- who may ask about an upload ----------------------------------------------------------------
+
+
+def scope_data(key: str, choice: str) -> dict[str, str]:
+    """What a button of the card under a personal-chat upload sends back (see `scope_choice`)."""
+    return {"threadwise": "scope", "upload": key, "choice": choice}
+
+
+def scope_choice(activity: Activity, data: Mapping[str, Any]) -> Choice | Rejected:
+    """An `adaptiveCard/action` invoke from that card, every field checked: anyone may post one.
+
+    Only the upload's key and `workspace` / `private` are read from the data; "private" is the
+    clicker's own scope (as `place_of` names it), never a user the data names. Whether the clicker
+    may choose for that upload is the job's call (bot/core/handlers.py). `replyToId` is the message
+    that holds the card, which the job's reply replaces.
+    """
+    problem = _choice_problem(activity, data)
+    if problem:
+        return Rejected(problem)
+    place = place_of(activity, "personal")
+    card = str(activity["replyToId"])
+    incoming = Incoming(
+        platform=PLATFORM,
+        workspace=workspace_of(activity),
+        user=user_of(activity),
+        text="",
+        event_id=event_id(activity),
+        is_direct=True,
+        thread=thread_of(activity),
+        # New messages (a refusal) go under the card; its own edits name it by the handle.
+        address=TeamsAddress(conversation_reference(activity, reply=False), card),
+        place=place,
+        scope=WORKSPACE if data["choice"] == "workspace" else place,
+        choice=str(data["upload"]),
+        handle=TeamsHandle(activity_id=card),
+    )
+    return Choice(incoming)
+
+
+def _choice_problem(activity: Activity, data: Mapping[str, Any]) -> str:
+    """Why a scope choice cannot be taken ("" if it can)."""
+    key, card = data.get("upload"), activity.get("replyToId")
+    checks = (
+        (isinstance(key, str) and _UPLOAD_KEY.fullmatch(key), "data.upload is not an upload's key"),
+        (data.get("choice") in SCOPE_CHOICES, "data.choice is neither workspace nor private"),
+        (isinstance(card, str) and _MESSAGE_ID.fullmatch(card), "no valid replyToId: which card was clicked"),
+        (conversation_kind(activity) == "personal", "scope choices are made in personal chat"),
+        (activity.get("id") and user_of(activity), "no activity id or no user"),
+    )
+    return next((reason for ok, reason in checks if not ok), "")
 
 
 # -- feedback -----------------------------------------------------------------------------------

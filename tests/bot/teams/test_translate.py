@@ -9,11 +9,14 @@ import pytest
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 
+from bot.teams.address import TeamsHandle
 from bot.teams.translate import (
     BotAdded,
+    Choice,
     Feedback,
     Message,
     Notice,
+    Rejected,
     conversation_reference,
     question_text,
     translate,
@@ -259,3 +262,34 @@ def test_a_message_says_where_it_was_said_as_a_scope() -> None:
     assert in_thread.incoming.place.startswith("channel:") and ";messageid=" not in in_thread.incoming.place
     assert isinstance(group, Message) and group.incoming.place == f"channel:{build.GROUP_CHAT}"
     assert isinstance(personal, Message) and personal.incoming.place == "private:aad-1"
+
+
+def test_the_captured_card_action_as_a_scope_choice() -> None:
+    """A click on the card under a personal-chat upload, in the captured invoke's envelope: the
+    clicker's own scope for "private", the same place and user as their messages, and the card's
+    message (`replyToId`) as the handle the job's reply replaces."""
+    invoke = fixture("invoke_adaptive_card_action_personal.json")
+    upload = fixture("composite_message_personal_file_upload.json")
+    for choice, scope in [("private", None), ("workspace", "workspace")]:
+        data = {"threadwise": "scope", "upload": "1767765488000.0123456789", "choice": choice}
+        clicked = dict(
+            invoke, value={"action": {"type": "Action.Execute", "verb": "threadwise.scope", "data": data}}
+        )
+
+        event = translate(clicked)
+
+        assert isinstance(event, Choice)
+        incoming, sent = event.incoming, _message(dict(upload, **{"from": invoke["from"]})).incoming
+        assert (incoming.user, incoming.place, incoming.workspace) == (sent.user, sent.place, sent.workspace)
+        assert incoming.scope == (scope or sent.place) and incoming.choice == data["upload"]
+        assert incoming.handle == TeamsHandle(activity_id=invoke["replyToId"])
+        assert incoming.is_direct and incoming.text == "" and incoming.files == ()
+
+
+def test_a_scope_choice_outside_personal_chat_is_rejected() -> None:
+    invoke = build.feedback_invoke("up", "1", service_url=SERVICE_URL)
+    data = {"threadwise": "scope", "upload": "1759944781430.0123456789", "choice": "workspace"}
+    invoke["value"] = {"action": {"type": "Action.Execute", "verb": "threadwise.scope", "data": data}}
+    invoke["conversation"] = {"id": build.CHANNEL, "conversationType": "channel", "tenantId": build.TENANT}
+
+    assert isinstance(translate(invoke), Rejected)
