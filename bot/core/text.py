@@ -18,8 +18,7 @@ HELP = """*threadwise* answers questions from your team's documents, with source
 • *Ask* — {ask_how}. I answer in the thread and cite the documents I used.
 • *Add documents* — send files to me in a direct message (PDF, Word, Markdown, HTML, text, CSV, JSON, \
 YAML, code; up to {max_mb} MB each). Buttons under my reply choose who can ask about them: the \
-workspace, only you, or one channel (or write “for #channel” with the file). Sending a file with \
-the same name again replaces your earlier version.
+whole workspace, or only you. Sending a file with the same name again replaces your earlier version.
 • `docs` — list the documents you can ask about here.
 • `forget NAME` — delete a document (whoever uploaded it, or an admin).
 • `stats` — how big the knowledge base is.
@@ -52,10 +51,7 @@ TIMED_OUT = (
     "Sorry — {doing} took longer than I allow, so I stopped. "
     "It's logged (ref `{ref}`); please try again, or with a smaller file."
 )
-CHOICE_EXPIRED = (
-    "These buttons no longer work. To change who may ask about a document, send it to me again "
-    "(add “for #channel” to keep it for one channel)."
-)
+CHOICE_EXPIRED = "These buttons no longer work. To change who may ask about a document, send it to me again."
 CHOICE_NOT_YOURS = "Only the person who sent these documents, or an admin, can choose who may ask about them."
 FILE_FAILED = "{name}: something went wrong on my side reading it (ref `{ref}`)."
 EMPTY_QUESTION = "What would you like to know? Ask me a question about your documents, or say `help`."

@@ -179,6 +179,8 @@ async def test_someone_else_cannot_choose_for_an_upload(make_slack: HarnessFacto
         m["text"] for m in slack.fake.thread(payloads.DM, reply["thread_ts"])
     ]
     assert any("Only the person who sent these documents" in r for r in refusals)
+    (still,) = [m for m in slack.fake.thread(payloads.DM, reply["thread_ts"]) if m["ts"] == reply["ts"]]
+    assert still["text"] == reply["text"] and _scope_block(still)  # the sender's buttons stay as they were
 
 
 async def test_for_channel_in_the_message_keeps_the_file_for_that_channel(make_slack: HarnessFactory) -> None:
