@@ -39,6 +39,8 @@ _COMMAND_PREFIX = "/threadwise"
 _USER_REF = re.compile(r"<@([A-Z0-9]+)(?:\|([^>]*))?>")
 _CHANNEL_REF = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _CONVERSATION_ID = re.compile(r"[CG][A-Z0-9]{2,30}")
+# "for #sales" with a file in the DM (only "for" then the channel: a channel merely named is not a choice)
+_FOR_CHANNEL = re.compile(r"\bfor\s+<#([CG][A-Z0-9]+)(?:\|[^>]*)?>", re.IGNORECASE)
 _SPECIAL_REF = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
 _LINK_REF = re.compile(r"<([a-z][a-z0-9+.-]*:[^|>]+)(?:\|([^>]*))?>")
 
@@ -142,7 +144,7 @@ def message_from_event(
     # The workspace the app is installed in, never the sender's (`event.team` is theirs in Slack Connect)
     team = str(body.get("team_id") or bot.team_id)
     incoming = _incoming(body, team, text, files, direct=direct, mentioned=mentioned)
-    named = _CHANNEL_REF.search(raw)
+    named = _FOR_CHANNEL.search(raw)
     if direct and files and named:  # "for #channel": the files are that channel's
         incoming = replace(incoming, scope=channel_scope(named.group(1)))
     return Message(incoming, origin=sender_origin(body, team))

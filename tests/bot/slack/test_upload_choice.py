@@ -204,3 +204,11 @@ async def test_buttons_of_a_forgotten_upload_say_so(make_slack: HarnessFactory) 
     (now,) = [m for m in slack.fake.thread(payloads.DM, reply["thread_ts"]) if m["ts"] == reply["ts"]]
     assert text.CHOICE_EXPIRED.split(".")[0] in now["text"]
     assert await _scope(slack) == private_scope(payloads.USER)
+
+
+async def test_a_channel_merely_named_with_the_file_is_not_a_choice(make_slack: HarnessFactory) -> None:
+    slack = await make_slack(upload_choice_minutes=10)
+    reply = await _upload(slack, text=f"the policy we discussed in <#{SALES}|sales>")
+
+    assert await _scope(slack) == private_scope(payloads.USER)  # still waiting for a choice
+    assert _scope_block(reply)
