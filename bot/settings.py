@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,6 +24,7 @@ DEFAULT_TEAMS_FILE_HOSTS = (
     "*.sharepoint-mil.us",
     "*.sharepoint.cn",
 )
+DEFAULT_GRAPH_API_URL = "https://graph.microsoft.com"
 
 
 class Settings(BaseSettings):
@@ -51,6 +53,8 @@ class Settings(BaseSettings):
     microsoft_app_tenant_id: str | None = None
     # hosts a Teams attachment may be downloaded from (https, public addresses only)
     teams_file_hosts: CommaList = Field(default_factory=lambda: list(DEFAULT_TEAMS_FILE_HOSTS))
+    # Microsoft Graph, which reads the files posted in team channels and group chats
+    graph_api_url: str = DEFAULT_GRAPH_API_URL
 
     # Answers
     llm_provider: Literal["groq", "extractive"] = "groq"
@@ -173,6 +177,27 @@ class Settings(BaseSettings):
                 "downloads Teams files over https from public hosts such as *.sharepoint.com"
             )
         return value
+
+    @field_validator("graph_api_url")
+    @classmethod
+    def _graph_url(cls, value: str, info: ValidationInfo) -> str:
+        """Graph's origin. The bot's Graph token is sent there: https, or for tests (not in production)
+        an exact loopback origin such as http://127.0.0.1:8080."""
+        from bot.hosts import FileHosts
+
+        url = value.strip().rstrip("/")
+        if re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?", url):
+            return url
+        try:
+            local = bool(FileHosts.parse([url]).local_origins)
+        except ValueError:
+            local = False
+        if local and info.data.get("environment") != "production":
+            return url
+        raise ValueError(
+            "it must be Graph's https origin, without a path: https://graph.microsoft.com, or a national "
+            "cloud's such as https://graph.microsoft.us (http://127.0.0.1:PORT is for tests, not production)"
+        )
 
     @field_validator("allowed_file_types")
     @classmethod

@@ -17,8 +17,10 @@ HELP = """*threadwise* answers questions from your team's documents, with source
 
 • *Ask* — {ask_how}. I answer in the thread and cite the documents I used.
 • *Add documents* — send files to me in a direct message (PDF, Word, Markdown, HTML, text, CSV, JSON, \
-YAML, code; up to {max_mb} MB each). Buttons under my reply choose who can ask about them: the \
-whole workspace, or only you. Sending a file with the same name again replaces your earlier version.
+YAML, code; up to {max_mb} MB each), or share them in a channel with a mention of me, where your \
+admin allows it: then only that channel can ask about them. Buttons under my reply to a direct message \
+choose who can ask: the whole workspace, or only you. Sending a file with the same name again replaces \
+your earlier version.
 • `docs` — list the documents you can ask about here.
 • `forget NAME` — delete a document (whoever uploaded it, or an admin).
 • `stats` — how big the knowledge base is.
@@ -39,7 +41,10 @@ REPLACE_DENIED = (
     "*{name}* is already in the knowledge base, uploaded by {uploader}: only they or an admin can "
     "replace it, so their version stays. To add yours as well, send it under another name."
 )
-FILES_ONLY_IN_DM = "To add documents, send them to me in a direct message."
+FILES_ONLY_IN_DM = (
+    "To add a document, mention me in the message that shares it (then only this channel can ask "
+    "about it), or send it to me in a direct message."
+)
 CHANNEL_UPLOADS_OFF = "Files shared in channels are not read here: send them to me in a direct message."
 RATE_LIMITED = "You're sending questions faster than I can keep up. Please try again in {seconds} s."
 COMMANDS_RATE_LIMITED = "You're sending commands faster than I can keep up. Please try again in {seconds} s."

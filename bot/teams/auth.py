@@ -189,9 +189,11 @@ class ClientSecretCredentials(ServiceClientCredentialsFactory):
         if app_id != self._app_id:
             raise PermissionError("credentials asked for another app id")
         scope = oauth_scope or AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
-        return _BearerCredentials(app_id, await self._token(scope))
+        return _BearerCredentials(app_id, await self.token(scope))
 
-    async def _token(self, scope: str) -> str:
+    async def token(self, scope: str) -> str:
+        """A token for `scope` (kept until five minutes before it expires). PermissionError when Entra
+        refuses it; aiohttp's errors when Entra is out of reach."""
         async with self._lock:
             cached = self._tokens.get(scope)
             if cached and cached[1] > time.monotonic():
@@ -199,6 +201,10 @@ class ClientSecretCredentials(ServiceClientCredentialsFactory):
             token, lifetime = await self._fetch(scope)
             self._tokens[scope] = (token, time.monotonic() + max(lifetime - _EARLY_REFRESH_S, 30))
             return token
+
+    def forget(self, scope: str) -> None:
+        """Drop the token kept for `scope` (an API refused it): the next call fetches a new one."""
+        self._tokens.pop(scope, None)
 
     async def _fetch(self, scope: str) -> tuple[str, float]:
         if self._session is None:

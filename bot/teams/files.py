@@ -1,9 +1,16 @@
-"""Downloading a file a user attached in Teams personal chat, without becoming a proxy into our network.
+"""Downloading the files people share with the bot in Teams, without becoming a proxy into our network.
 
-The attachment (`application/vnd.microsoft.teams.file.download.info`) carries a pre-authenticated,
-short-lived SharePoint `downloadUrl`: a plain GET with no bot token (PROTOCOL_NOTES §4). 401/403 mean the
-link expired. The body is streamed and the download stops as soon as it passes the size limit, since
-Teams does not say how big the file is.
+In personal chat, the attachment (`application/vnd.microsoft.teams.file.download.info`) carries a
+pre-authenticated, short-lived SharePoint `downloadUrl`: a plain GET with no bot token (PROTOCOL_NOTES
+§4). 401/403 mean the link expired. The body is streamed and the download stops as soon as it passes the
+size limit, since Teams does not say how big the file is.
+
+In a team channel or group chat, the attachment is a `reference` to the file's SharePoint (or OneDrive)
+link, which is sent to Microsoft Graph with the app's own token (bot/teams/graph.py: what the docs say);
+Graph answers with a redirect to a pre-authenticated download link, fetched as above. The token goes to
+GRAPH_API_URL only, never to a download host; only links into TEAMS_FILE_HOSTS are sent to Graph (it
+could read any file in the tenant); Graph's 401/403 mean the app lacks its permission, 404 the file is
+gone.
 
 The URL is written by whoever sent the activity, and what it returns becomes readable by asking the bot,
 so it is fetched only when it is Teams' file storage: https on port 443 to a host in TEAMS_FILE_HOSTS
@@ -32,6 +39,8 @@ from bot.core.files import CHUNK, read_capped
 from bot.core.model import FileRef
 from bot.hosts import FileHosts
 from bot.teams import text as teams_text
+from bot.teams.graph import GraphAccess, GraphDenied, GraphUnavailable
+from bot.teams.translate import graph_tenant
 from rag.errors import RetryableError, UserFacingError
 
 log = structlog.get_logger(__name__)
@@ -40,6 +49,10 @@ _EXPIRED = {401, 403, 404, 410}
 _REDIRECTS = {301, 302, 303, 307, 308}
 _MAX_HOPS = 5
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_GRAPH_FIX = (
+    "grant the bot's app the Microsoft Graph application permission Files.Read.All, with admin consent "
+    "in this tenant (README: Teams setup)"
+)
 
 
 # -- where a download may connect -------------------------------------------------------------
@@ -86,37 +99,70 @@ class PublicAddressResolver(AbstractResolver):
 
 
 class TeamsFileFetcher:
-    def __init__(self, *, hosts: FileHosts, timeout: float = 120.0) -> None:
+    """Reads the files people share with the bot in Teams: a personal chat's from its pre-authenticated
+    download link, a team channel's or group chat's through Graph (bot/teams/graph.py), then from the
+    download link Graph redirects to. Either way every download hop is checked as the module says."""
+
+    def __init__(self, *, hosts: FileHosts, graph: GraphAccess | None = None, timeout: float = 120.0) -> None:
         self._hosts = hosts
+        self._graph = graph
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=15)
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self, file: FileRef, *, max_bytes: int) -> bytes:
+        tenant = graph_tenant(file)
+        no_link = teams_text.FILE_LINK_EXPIRED if tenant is None else teams_text.SHARED_FILE_NO_LINK
         if not file.url:
-            raise UserFacingError(teams_text.FILE_LINK_EXPIRED.format(name=file.name))
+            raise UserFacingError(no_link.format(name=file.name))
         try:
             url = URL(file.url)
         except ValueError:
             raise _refused(file, None, "not a URL") from None
-        session = self._open()
         try:
-            for _ in range(_MAX_HOPS + 1):
-                reason = self._hosts.refusal(url)
-                if reason:
-                    raise _refused(file, url, reason)
-                # No Authorization header: the URL carries its own (tempauth); a token must not go to
-                # SharePoint. Redirects are ours to follow, so each hop is checked.
-                async with session.get(url, allow_redirects=False) as response:
-                    if response.status not in _REDIRECTS:
-                        return await _body(response, file, max_bytes)
-                    url = _next_hop(url, response, file)
-            raise _refused(file, url, f"more than {_MAX_HOPS} redirects")
+            if tenant is not None:
+                return await self._through_graph(file, url, tenant, max_bytes)
+            return await self._download(url, file, max_bytes)
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, BlockedAddress):
                 raise _refused(file, url, str(exc.os_error)) from None
             raise RetryableError(f"download failed: {type(exc).__name__}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableError(f"download failed: {type(exc).__name__}") from exc
+
+    async def _download(self, url: URL, file: FileRef, max_bytes: int) -> bytes:
+        session = self._open()
+        for _ in range(_MAX_HOPS + 1):
+            reason = self._hosts.refusal(url)
+            if reason:
+                raise _refused(file, url, reason)
+            # No Authorization header: the URL carries its own (tempauth); a token must not go to
+            # SharePoint. Redirects are ours to follow, so each hop is checked.
+            async with session.get(url, allow_redirects=False) as response:
+                if response.status not in _REDIRECTS:
+                    return await _body(response, file, max_bytes)
+                url = _next_hop(url, response, file)
+        raise _refused(file, url, f"more than {_MAX_HOPS} redirects")
+
+    async def _through_graph(self, file: FileRef, link: URL, tenant: str, max_bytes: int) -> bytes:
+        """Ask Graph for the file at its sharing link with the app's token, then download it from where
+        Graph redirects (a pre-authenticated link: no token goes there)."""
+        # Graph would read any file in the tenant for us: only links into Teams' file storage are asked.
+        reason = self._hosts.refusal(link)
+        if reason:
+            raise _refused(file, link, reason)
+        graph = self._graph
+        if graph is None:
+            raise UserFacingError(teams_text.GRAPH_NOT_SET_UP.format(name=file.name))
+        token = await _graph_token(graph, file, tenant)
+        url = graph.content_url(file.url)  # the link exactly as Teams wrote it: that is what is shared
+        headers = {"Authorization": f"Bearer {token}"}
+        async with self._open().get(url, headers=headers, allow_redirects=False) as response:
+            if response.status == 200:  # the bytes themselves, without a redirect
+                return await _body(response, file, max_bytes)
+            if response.status not in _REDIRECTS:
+                raise _graph_refusal(graph, response.status, file, tenant)
+            target = _next_hop(url, response, file)
+        return await self._download(target, file, max_bytes)
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop (a worker process builds its fetcher before one).
@@ -130,6 +176,33 @@ class TeamsFileFetcher:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._graph is not None:
+            await self._graph.close()
+
+
+async def _graph_token(graph: GraphAccess, file: FileRef, tenant: str) -> str:
+    try:
+        return await graph.token(tenant)
+    except GraphUnavailable as exc:
+        log.warning("teams_graph_unavailable", reason=str(exc))
+        raise UserFacingError(teams_text.GRAPH_NOT_SET_UP.format(name=file.name)) from None
+    except GraphDenied as exc:
+        log.error("teams_graph_token_refused", tenant=tenant, reason=str(exc), fix=_GRAPH_FIX)
+        raise UserFacingError(teams_text.GRAPH_FORBIDDEN.format(name=file.name)) from None
+
+
+def _graph_refusal(graph: GraphAccess, status: int, file: FileRef, tenant: str) -> Exception:
+    """What Graph's refusal to serve a shared file means for the user (or the retrying runner)."""
+    if status in (401, 403):
+        if status == 401:
+            graph.forget(tenant)  # a token Graph no longer takes: the next try fetches a new one
+        log.error("teams_graph_refused", status=status, tenant=tenant, fix=_GRAPH_FIX)
+        return UserFacingError(teams_text.GRAPH_FORBIDDEN.format(name=file.name))
+    if status in (404, 410):
+        return UserFacingError(teams_text.SHARED_FILE_GONE.format(name=file.name))
+    if status == 429 or status >= 500:
+        return RetryableError(f"Graph answered HTTP {status}")
+    return UserFacingError(teams_text.FILE_DOWNLOAD_REFUSED.format(name=file.name, status=status))
 
 
 async def _body(response: aiohttp.ClientResponse, file: FileRef, max_bytes: int) -> bytes:

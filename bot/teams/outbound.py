@@ -1,5 +1,6 @@
 """Teams' outbound part: Bot Framework credentials, botbuilder's CloudAdapter, the reply sender and
-the file fetcher. The routes (bot/teams/routes.py) authenticate requests with the same guard."""
+the file fetcher (with the app's Microsoft Graph access, for files posted in channels). The routes
+(bot/teams/routes.py) authenticate requests with the same guard."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from botbuilder.integration.aiohttp import (
 )
 
 from bot.hosts import FileHosts
-from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
+from bot.settings import DEFAULT_GRAPH_API_URL, DEFAULT_TEAMS_FILE_HOSTS, Settings
 from bot.teams import text as teams_text
 from bot.teams.address import TeamsAddress, TeamsHandle
 from bot.teams.auth import DEFAULT_LOGIN_URL, ClientSecretCredentials, GuardedAuthentication
 from bot.teams.files import TeamsFileFetcher
+from bot.teams.graph import GraphAccess
 from bot.teams.sender import TeamsSender
 from bot.teams.translate import PLATFORM
 
@@ -45,6 +47,7 @@ class TeamsOutbound:
         login_url: str = DEFAULT_LOGIN_URL,
         auth_timeout: float = AUTH_TIMEOUT_S,
         file_hosts: Sequence[str] = DEFAULT_TEAMS_FILE_HOSTS,
+        graph_url: str = DEFAULT_GRAPH_API_URL,
     ) -> None:
         self.authenticated = bool(app_id)
         self._credentials = ClientSecretCredentials(
@@ -61,7 +64,16 @@ class TeamsOutbound:
         inner = ConfigurationBotFrameworkAuthentication(SimpleNamespace(), credentials_factory=factory)
         self.auth = GuardedAuthentication(inner, enabled=self.authenticated, timeout=auth_timeout)
         self.adapter = CloudAdapter(self.auth)
-        self.fetcher = TeamsFileFetcher(hosts=FileHosts.parse(file_hosts))
+        # Files posted in channels and group chats are read through Graph, with a token of the app's
+        # own from the tenant each was posted in (or the single-tenant app's own tenant).
+        graph = GraphAccess(
+            app_id=app_id,
+            password=app_password,
+            tenant_id=tenant_id if app_type == "SingleTenant" else None,
+            login_url=login_url,
+            graph_url=graph_url,
+        )
+        self.fetcher = TeamsFileFetcher(hosts=FileHosts.parse(file_hosts), graph=graph)
         self.sender = TeamsSender(self.adapter, app_id=app_id)
 
     @classmethod
@@ -73,6 +85,7 @@ class TeamsOutbound:
             app_type=settings.microsoft_app_type,
             tenant_id=settings.microsoft_app_tenant_id,
             file_hosts=settings.teams_file_hosts,
+            graph_url=settings.graph_api_url,
             **options,
         )
 

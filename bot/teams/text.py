@@ -7,7 +7,9 @@ each answer comes from.
 
 • *Ask* — mention me in a channel or group chat (“@threadwise how do I rotate the VPN certificate?”), \
 or just write to me in our personal chat. I answer in the thread.
-• *Add documents* — attach files (PDF, Word, Markdown, text…) to a message in our personal chat.
+• *Add documents* — attach files (PDF, Word, Markdown, text…) to a message in our personal chat, \
+or post them in a channel or group chat with a mention of me: then only that channel or chat can \
+ask about them.
 • Say `help` to see everything I can do."""
 
 INLINE_IMAGE = (
@@ -36,3 +38,18 @@ FILE_HOST_REFUSED = (
     "not fetch it. Please send the file again from Teams."
 )
 CARD_ACTION_UNKNOWN = "That button is not one of mine, so nothing was done."
+# A file posted in a team channel or group chat, read through Microsoft Graph.
+GRAPH_FORBIDDEN = (
+    "{name}: I'm not allowed to read files shared in channels here yet. A Teams admin needs to grant "
+    "my app the Microsoft Graph permission Files.Read.All (with admin consent). Until then, send the "
+    "file to me in our personal chat."
+)
+GRAPH_NOT_SET_UP = (
+    "{name}: reading files shared in channels is not set up for me here. Send the file to me in our "
+    "personal chat instead."
+)
+SHARED_FILE_GONE = "{name}: it is no longer where it was shared (deleted or moved). Please share it again."
+SHARED_FILE_NO_LINK = (
+    "{name}: Teams did not tell me where this file is stored, so I could not read it. Send it to me "
+    "in our personal chat instead."
+)

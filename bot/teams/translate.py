@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from yarl import URL
+
 from bot.core.feedback import COMMENT_LIMIT
 from bot.core.model import FileRef, Incoming
 from bot.teams import text as teams_text
@@ -23,6 +25,9 @@ from rag.scopes import WORKSPACE, channel_scope, private_scope
 
 PLATFORM = "teams"
 FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
+# A file posted in a team channel or group chat: a link to where it is stored, read through Graph.
+REFERENCE = "reference"
+GRAPH_FILE = "graph:"  # FileRef.id of such a file: "graph:<the tenant it was posted in>"
 # Teams mirrors every message's text as an HTML attachment, and cards travel as attachments: not files.
 _NOT_FILES = ("text/html", "application/vnd.microsoft.card.")
 FEEDBACK_VERB = "threadwise.feedback"
@@ -124,10 +129,13 @@ def translate(activity: Activity) -> Event | None:
 def _message(activity: Activity) -> Message | Notice | None:
     kind = conversation_kind(activity)
     question = question_text(activity)
+    mentioned = mentions_bot(activity)
     attachments = [_dict(a) for a in activity.get("attachments") or ()]
-    files = tuple(_file_ref(a) for a in attachments if a.get("contentType") == FILE_DOWNLOAD_INFO)
-    others = [a for a in attachments if a.get("contentType") != FILE_DOWNLOAD_INFO and not _is_echo(a)]
-    addressed = kind == "personal" or mentions_bot(activity)
+    # Outside personal chat a file is read only when the message names the bot (like Slack's).
+    readable = {FILE_DOWNLOAD_INFO, REFERENCE} if kind != "personal" and mentioned else {FILE_DOWNLOAD_INFO}
+    files = tuple(_file_ref(a, activity) for a in attachments if a.get("contentType") in readable)
+    others = [a for a in attachments if a.get("contentType") not in readable and not _is_echo(a)]
+    addressed = kind == "personal" or mentioned
     if not files and not question and others:
         if not addressed:
             return None
@@ -144,8 +152,7 @@ def _message(activity: Activity) -> Message | Notice | None:
         thread=thread_of(activity),
         address=address_of(activity),
         files=files,
-        # `mentioned` stays False: Teams' bot file API works in personal chat only, so a file in a
-        # channel is refused whether or not the bot is named.
+        mentioned=mentioned,  # a file in a channel or group chat is meant for the bot
         addressed=addressed,
         in_thread=kind == "channel",  # a group chat is one conversation, not threads
         place=place_of(activity, kind),
@@ -157,16 +164,41 @@ def _is_echo(attachment: Mapping[str, Any]) -> bool:
     return str(attachment.get("contentType", "")).startswith(_NOT_FILES)
 
 
-def _file_ref(attachment: Mapping[str, Any]) -> FileRef:
+def _file_ref(attachment: Mapping[str, Any], activity: Activity) -> FileRef:
+    name = str(attachment.get("name") or "file")
+    if attachment.get("contentType") == REFERENCE:
+        return shared_file(name, attachment.get("contentUrl"), tenant=tenant_of(activity))
     content = _dict(attachment.get("content"))
     return FileRef(
-        name=str(attachment.get("name") or "file"),
+        name=name,
         size=None,  # Teams does not say; the fetcher enforces the limit while downloading
         url=str(content.get("downloadUrl") or ""),
         mimetype=str(content.get("fileType") or ""),
         id=str(content.get("uniqueId") or ""),
         permalink=attachment.get("contentUrl") or None,  # the SharePoint path: a link for citations
     )
+
+
+def shared_file(name: str, link: object, *, tenant: str) -> FileRef:
+    """A file posted in a team channel or group chat: `url` is its SharePoint (or OneDrive) link, which
+    Graph reads with a token from the tenant it was posted in (`id`: a multi-tenant app is consented,
+    and gets its tokens, per organisation). No link: the fetcher says Teams did not give one."""
+    url = link if isinstance(link, str) else ""
+    return FileRef(name=name, size=None, url=url, id=f"{GRAPH_FILE}{tenant}", permalink=_citable(url))
+
+
+def graph_tenant(file: FileRef) -> str | None:
+    """The tenant of a file to be read through Graph (see `shared_file`); None for any other file."""
+    return file.id.removeprefix(GRAPH_FILE) if file.id.startswith(GRAPH_FILE) else None
+
+
+def _citable(link: str) -> str | None:
+    """The link as a citation can hold it: SharePoint's has spaces ("Shared Documents"), which would
+    end a Markdown link; percent-encoded, it opens the same file."""
+    try:
+        return str(URL(link)) if link.startswith("https://") else None
+    except ValueError:
+        return None
 
 
 def question_text(activity: Activity) -> str:

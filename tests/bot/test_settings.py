@@ -187,3 +187,31 @@ def test_a_single_tenant_bot_needs_its_tenant(clean_env: pytest.MonkeyPatch) -> 
     )
 
     assert message.startswith("MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://graph.microsoft.com",
+        "https://graph.microsoft.com/v1.0",
+        "graph.microsoft.com",
+        "http://10.0.0.5:80",
+    ],
+)
+def test_graph_api_url_must_be_an_https_origin(clean_env: pytest.MonkeyPatch, url: str) -> None:
+    # The bot's Graph token is sent there.
+    message = config_error(clean_env, GRAPH_API_URL=url)
+
+    assert message.startswith("GRAPH_API_URL=") and "https://graph.microsoft.com" in message
+
+
+def test_graph_api_url_takes_a_national_cloud_and_a_loopback_origin_only_outside_production(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("GRAPH_API_URL", "https://graph.microsoft.us/")
+    assert load_settings().graph_api_url == "https://graph.microsoft.us"
+    clean_env.setenv("GRAPH_API_URL", "http://127.0.0.1:8080")
+    assert load_settings().graph_api_url == "http://127.0.0.1:8080"
+
+    message = config_error(clean_env, ENVIRONMENT="production")
+    assert message.startswith("GRAPH_API_URL=") and "not production" in message

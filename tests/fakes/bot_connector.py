@@ -302,7 +302,7 @@ class FakeBotConnector(LocalServer):
         if served.status != 200:
             return web.Response(status=served.status, text="<error>tempauth expired</error>")
         if served.chunked:
-            return await _stream(request, served.data)
+            return await stream_body(request, served.data)
         return web.Response(body=served.data, content_type="application/octet-stream")
 
     async def _openid(self, request: web.Request) -> web.Response:
@@ -332,7 +332,7 @@ def _stream_error(status: int, code: str, message: str) -> tuple[int, dict[str, 
     return status, {"error": {"code": code, "message": message}}
 
 
-async def _stream(request: web.Request, data: bytes) -> web.StreamResponse:
+async def stream_body(request: web.Request, data: bytes) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     response.enable_chunked_encoding()
     await response.prepare(request)

@@ -173,6 +173,29 @@ def file_attachment(name: str, download_url: str, *, file_type: str | None = Non
     }
 
 
+def reference_attachment(name: str, link: str | None) -> dict[str, Any]:
+    """A file posted in a team channel or group chat, as a `reference` to where it is stored.
+
+    No captured activity holds one (../shared/fixtures/teams has none): the shape is Graph's
+    chatMessageAttachment for a file ("Working with Teams messaging APIs", file attachment:
+    `contentType` `reference`, `contentUrl` the SharePoint link, `name`), which Teams mirrors into the
+    activity. `link=None`: an attachment that carries the name only.
+    """
+    attachment: dict[str, Any] = {"contentType": "reference", "name": name}
+    if link is not None:
+        attachment["contentUrl"] = link
+    return attachment
+
+
+def channel_file(
+    name: str, link: str | None, *, service_url: str, mentioned: bool = True, question: str = ""
+) -> dict[str, Any]:
+    """A new post in a team channel carrying one file (and the bot's mention, unless `mentioned=False`)."""
+    activity = channel_mention(question, service_url=service_url, root=None, mentioned=mentioned)
+    activity["attachments"].append(reference_attachment(name, link))
+    return activity
+
+
 def inline_image(service_url: str) -> dict[str, Any]:
     """An image pasted into the message (docs: "Fetch inline images"): served by the Bot Connector."""
     return {

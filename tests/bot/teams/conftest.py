@@ -71,6 +71,7 @@ async def make_teams_bot(
         answerer: Answerer | None = None,
         max_bytes: int = 10 * 1024 * 1024,
         auth_timeout: float = 5.0,
+        login_url: str | None = None,
         **settings: Any,
     ) -> TeamsBot:
         engine = make_engine(answerer=answerer, max_bytes=max_bytes)
@@ -81,7 +82,7 @@ async def make_teams_bot(
         if app_id:
             settings.update(microsoft_app_id=app_id, microsoft_app_password=app_password)
         config = Settings(rate_limit_requests_per_minute=600, rate_limit_burst=100, **settings)
-        platform = teams(login_url=fake.login_url, auth_timeout=auth_timeout)
+        platform = teams(login_url=login_url or fake.login_url, auth_timeout=auth_timeout)
         service = build_service(config, engine, platforms=[platform])
         routes = service.inbound["teams"]
         assert isinstance(routes, TeamsRoutes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -9,7 +10,9 @@ import pytest
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 
+from bot.teams import text as teams_text
 from bot.teams.address import TeamsHandle
+from bot.teams.graph import share_id
 from bot.teams.translate import (
     BotAdded,
     Choice,
@@ -18,6 +21,7 @@ from bot.teams.translate import (
     Notice,
     Rejected,
     conversation_reference,
+    graph_tenant,
     question_text,
     translate,
 )
@@ -71,6 +75,62 @@ def test_the_captured_file_upload_in_personal_chat() -> None:
         "https://contoso.sharepoint.com/personal/johnadams_contoso_com/Documents/Applications/file_example.txt"
     )
     assert file.id == "1150D938-8870-4044-9F2C-5BBDEBA70C9D"
+
+
+# -- files posted in channels and group chats ------------------------------------------------------
+
+LINK = "https://contoso.sharepoint.com/sites/Engineering/Shared Documents/General/vpn guide.md"
+
+
+def test_a_file_posted_in_a_channel_with_a_mention_is_read_through_graph_in_its_tenant() -> None:
+    event = _message(build.channel_file("vpn guide.md", LINK, service_url=SERVICE_URL))
+
+    incoming = event.incoming
+    assert incoming.mentioned and not incoming.is_direct
+    assert incoming.place == f"channel:{build.CHANNEL}"
+    (file,) = incoming.files
+    assert (file.name, file.url, file.size) == ("vpn guide.md", LINK, None)
+    assert graph_tenant(file) == build.TENANT
+    # A citation's link: percent-encoded, so that the space does not end a Markdown link.
+    assert file.permalink == LINK.replace(" ", "%20")
+
+
+def test_a_file_posted_without_a_mention_is_not_for_the_bot() -> None:
+    assert translate(build.channel_file("vpn.md", LINK, service_url=SERVICE_URL, mentioned=False)) is None
+    # With words, it is a message among people (answered only as a follow-up in a thread the bot is in).
+    said = _message(
+        build.channel_file("vpn.md", LINK, service_url=SERVICE_URL, mentioned=False, question="hi")
+    )
+    assert said.incoming.files == () and not said.addressed
+
+
+def test_a_reference_in_personal_chat_is_not_read_there() -> None:
+    """The personal chat keeps Teams' bot file API: a reference there (a cloud file) is not a file."""
+    activity = build.personal_message(
+        "", service_url=SERVICE_URL, attachments=[build.reference_attachment("a.md", LINK)]
+    )
+
+    event = translate(activity)
+
+    assert isinstance(event, Notice) and event.text == teams_text.ATTACHMENT_UNSUPPORTED
+
+
+def test_a_personal_chat_file_is_not_read_through_graph() -> None:
+    (file,) = _message(
+        build.personal_file_upload("f.txt", "https://download.link", service_url=SERVICE_URL)
+    ).incoming.files
+
+    assert graph_tenant(file) is None
+
+
+def test_a_share_id_is_the_link_in_unpadded_base64url_after_u_bang() -> None:
+    link = "https://contoso.sharepoint.com/sites/Eng/Shared Documents/~?>?>/ä.md"  # base64 with + and /
+
+    encoded = share_id(link)
+
+    assert encoded.startswith("u!") and not {"=", "+", "/"} & set(encoded)
+    body = encoded[2:]
+    assert base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode() == link
 
 
 def test_the_captured_card_action_is_feedback_only_when_it_is_ours() -> None:
