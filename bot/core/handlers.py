@@ -272,10 +272,15 @@ class JobHandler:
         scope = upload.default if by_default else job.scope
         if not _may_choose(scope, upload.user):
             return Reply(text.CHOICE_EXPIRED, kind="error")
-        if not by_default:
-            await self._choices.settle(upload.key)
+        # The default changes only the documents still waiting for it (however long its job waited
+        # in a queue): a choice made since, with these buttons or another upload's, is never undone.
+        if by_default:
+            names = await self._choices.claim(upload)
+        else:
+            await self._choices.settle(upload)
+            names = upload.names
         changed = []
-        for name in upload.waiting if by_default else upload.names:
+        for name in names:
             try:
                 info = await self._engine.set_scope(
                     job.kb,

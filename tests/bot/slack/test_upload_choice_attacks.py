@@ -1,0 +1,201 @@
+"""Attacks on the choice of who may ask about a DM upload, through Slack's real endpoint: clicks that
+are not the sender's (another user, another workspace, a block naming someone else's upload, a picked
+conversation that is no channel), and the races of a click with the default's timer and with a
+re-upload. A choice the sender made is never undone by the default; a refused click never changes a
+document, nor the message its sender sees."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, unquote
+
+from bot.core.model import Job
+from rag.scopes import WORKSPACE, private_scope
+from tests.bot.slack import payloads
+from tests.bot.slack.conftest import KB, HarnessFactory, SlackHarness
+
+QUESTION = "How many vacation days do new employees get?"
+SALES = "C0SALES01"
+OTHER = "W-OTHER"
+ADMIN = "W-ADMIN"
+SHARE, KEEP, PICK = "threadwise_scope_workspace", "threadwise_scope_private", "threadwise_scope_channel"
+
+
+_TS = itertools.count(900_000)  # past any ts the fake gives its own messages in a test
+
+
+def _own_ts(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with a ts no message of the bot's can have: payloads.new_ts and the fake count alike
+    within a second, and a thread is found by its ts."""
+    body["event"]["ts"] = body["event"]["event_ts"] = f"{int(time.time())}.{next(_TS):06d}"
+    return body
+
+
+def policy(days: int) -> bytes:
+    return f"# Vacation policy\n\nNew employees get {days} vacation days a year.\n".encode()
+
+
+def _said(message: dict[str, Any]) -> str:
+    return str(message.get("text", "")) + json.dumps(message.get("blocks", ""))
+
+
+async def _upload(
+    slack: SlackHarness,
+    files: dict[str, bytes] | None = None,
+    *,
+    text: str = "",
+    user: str = payloads.USER,
+) -> dict[str, Any]:
+    """Send files in a DM (draft.md by default); the bot's reply to them, as it reads now."""
+    shared = [slack.fake.add_file(n, b) for n, b in (files or {"draft.md": policy(99)}).items()]
+    body = _own_ts(payloads.dm_file_share(shared, text=text, user=user))
+    await slack.send(body)
+    await slack.settle()
+    (reply,) = slack.fake.thread(payloads.DM, body["event"]["ts"])
+    return reply
+
+
+def _scope_block(message: dict[str, Any]) -> dict[str, Any] | None:
+    blocks = [
+        b for b in message.get("blocks") or [] if str(b.get("block_id", "")).startswith("threadwise_scope_")
+    ]
+    return blocks[0] if blocks else None
+
+
+def _now(slack: SlackHarness, message: dict[str, Any]) -> dict[str, Any]:
+    """`message` as it reads now."""
+    return slack.fake.messages[(payloads.DM, message["ts"])]
+
+
+async def _click(
+    slack: SlackHarness,
+    message: dict[str, Any],
+    action_id: str,
+    *,
+    user: str = payloads.USER,
+    picked: str = "",
+    channel: str = payloads.DM,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """A click on one of the scope buttons under `message`; `edit` changes the payload first. The
+    HTTP status."""
+    form = payloads.block_actions(action_id=action_id, value="", message=message, channel=channel, user=user)
+    payload = json.loads(unquote(form.removeprefix("payload=")))
+    action = payload["actions"][0]
+    block = _scope_block(message)
+    assert block is not None
+    action.update(block_id=block["block_id"])
+    if picked:
+        action.update(type="conversations_select", selected_conversation=picked)
+        del action["value"]
+    if edit is not None:
+        edit(payload)
+    response = await slack.send_form("payload=" + quote(json.dumps(payload)))
+    await slack.settle()
+    return response.status
+
+
+async def _scopes(slack: SlackHarness) -> dict[str, str]:
+    return {d.name: d.scope for d in await slack.engine.documents(KB)}
+
+
+async def _answer_in(slack: SlackHarness, channel: str) -> str:
+    shown = len(slack.fake.ephemeral)
+    body = _own_ts(payloads.app_mention(QUESTION, channel=channel))
+    await slack.send(body)
+    await slack.settle()
+    return _said([*slack.fake.thread(channel, body["event"]["ts"]), *slack.fake.ephemeral[shown:]][-1])
+
+
+async def _default_due(slack: SlackHarness) -> None:
+    """What the serve's timer does every few seconds, once the wait (60 ms in these tests) is over."""
+    await asyncio.sleep(0.1)
+    assert slack.chat.timer is not None
+    await slack.chat.timer.run_due()
+    await slack.settle()
+
+
+class _Queue:
+    """A queue that holds the jobs submitted to it: the default's job waiting behind others."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+
+    async def submit(self, job: Job) -> None:
+        self.jobs.append(job)
+
+
+# -- the default never undoes a choice -------------------------------------------------------------
+
+
+async def test_keep_it_for_me_while_the_defaults_job_waits_in_the_queue_is_not_undone(
+    make_slack: HarnessFactory,
+) -> None:
+    """The timer took the upload and queued its default's job; the sender clicks *Keep it for me*
+    before a worker runs it. The default must not make the document the workspace's afterwards."""
+    slack = await make_slack(upload_choice_minutes=0.001)
+    reply = await _upload(slack)
+    timer = slack.chat.timer
+    assert timer is not None
+    queue = _Queue()
+    timer._runner = queue
+    await asyncio.sleep(0.1)
+    assert await timer.run_due() == 1
+
+    await _click(slack, reply, KEEP)
+    (default,) = queue.jobs
+    await slack.chat.runner.submit(default)
+    await slack.settle()
+
+    assert await _scopes(slack) == {"draft.md": private_scope(payloads.USER)}
+    assert "99 vacation" not in await _answer_in(slack, payloads.CHANNEL)
+
+
+async def test_keep_it_for_me_under_a_second_upload_of_the_same_file_stops_the_first_ones_default(
+    make_slack: HarnessFactory,
+) -> None:
+    """The same file sent again while the first upload waits for a choice: the sender keeps it
+    private with the second reply's buttons. The first upload's default must not share it later."""
+    slack = await make_slack(upload_choice_minutes=0.001)
+    await _upload(slack)
+    again = await _upload(slack)  # the same bytes: "unchanged", with buttons of its own
+
+    await _click(slack, again, KEEP)
+    await _default_due(slack)
+
+    assert await _scopes(slack) == {"draft.md": private_scope(payloads.USER)}
+    assert "99 vacation" not in await _answer_in(slack, payloads.CHANNEL)
+
+
+async def test_a_second_uploads_default_changes_only_its_new_documents(make_slack: HarnessFactory) -> None:
+    slack = await make_slack(upload_choice_minutes=0.001)
+    first = await _upload(slack, {"a.md": policy(11), "b.md": policy(12)})
+    await _click(slack, first, KEEP)
+    await _upload(slack, {"a.md": policy(11), "b.md": policy(14), "c.md": policy(13)})
+
+    await _default_due(slack)
+
+    mine = private_scope(payloads.USER)
+    assert await _scopes(slack) == {"a.md": mine, "b.md": mine, "c.md": WORKSPACE}
+
+
+async def test_a_document_forgotten_and_sent_again_waits_for_its_new_uploads_choice(
+    make_slack: HarnessFactory,
+) -> None:
+    """The first upload's default comes due after the document was deleted and sent again, and the
+    sender kept the new one private: it stays private."""
+    slack = await make_slack(upload_choice_minutes=0.001)
+    await _upload(slack)
+    await slack.send(_own_ts(payloads.dm_message("forget draft.md")))
+    await slack.settle()
+    again = await _upload(slack, {"draft.md": policy(98)})
+    await _click(slack, again, KEEP)
+
+    await _default_due(slack)
+
+    assert await _scopes(slack) == {"draft.md": private_scope(payloads.USER)}
