@@ -147,7 +147,7 @@ class JobHandler:
 
     async def _dispatch(self, job: Job, messages: Messages) -> Reply:
         if job.choice:
-            return await self._choose(job)
+            return await self._choose(job, messages)
         if job.kind == "ingest":
             return await self._ingest(job, messages)
         if job.kind == "command":
@@ -260,13 +260,16 @@ class JobHandler:
         await self._choices.keep(upload, due=due)
         return ScopeOffer(job.id, upload.names, default if waiting else "", self._choice_minutes)
 
-    async def _choose(self, job: Job) -> Reply:
+    async def _choose(self, job: Job, messages: Messages) -> Reply:
         """A click on an upload's buttons (`job.scope`: the scope chosen), or its default's time come
-        (no scope): the documents' new scope, one manifest write each."""
+        (no scope): the documents' new scope, one manifest write each. The reply replaces the message
+        clicked, unless the click is refused: then only the clicker is told, and the sender's reply
+        keeps its buttons."""
         upload = await self._choices.get(job.choice)
-        if upload is None or upload.kb != job.kb:
+        if upload is None:
             return Reply(text.CHOICE_EXPIRED, kind="error")
-        if job.user != upload.user and not job.is_admin:
+        if upload.kb != job.kb or (job.user != upload.user and not job.is_admin):
+            messages.handle = None  # a reply of its own, not in place of the sender's
             return Reply(text.CHOICE_NOT_YOURS, kind="error", ephemeral=True)
         by_default = not job.scope
         scope = upload.default if by_default else job.scope

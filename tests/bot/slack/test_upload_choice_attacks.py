@@ -199,3 +199,32 @@ async def test_a_document_forgotten_and_sent_again_waits_for_its_new_uploads_cho
     await _default_due(slack)
 
     assert await _scopes(slack) == {"draft.md": private_scope(payloads.USER)}
+
+
+# -- clicks that are not the sender's --------------------------------------------------------------
+
+
+def _from_team(team: str) -> Callable[[dict[str, Any]], None]:
+    def edit(payload: dict[str, Any]) -> None:
+        payload["team"]["id"] = team
+        payload["user"]["team_id"] = team
+
+    return edit
+
+
+async def test_a_refused_click_leaves_the_senders_reply_and_buttons_as_they_were(
+    make_slack: HarnessFactory,
+) -> None:
+    """Someone else's click (or one from another workspace) is refused to them alone: the sender's
+    reply keeps its words and its buttons, and they can still choose."""
+    slack = await make_slack(upload_choice_minutes=10)
+    reply = await _upload(slack)
+    shown = _said(_now(slack, reply))
+
+    assert await _click(slack, reply, SHARE, user=OTHER) == 200
+    assert await _click(slack, reply, SHARE, edit=_from_team("T999")) == 200
+
+    assert _said(_now(slack, reply)) == shown
+    assert await _scopes(slack) == {"draft.md": private_scope(payloads.USER)}
+    await _click(slack, reply, KEEP)
+    assert "Only you can ask about it" in _now(slack, reply)["text"]
