@@ -282,7 +282,8 @@ class JobHandler:
         else:
             await self._choices.settle(upload)
             names = upload.names
-        changed = []
+        changed: list[str] = []
+        gone: list[str] = []
         for name in names:
             try:
                 info = await self._engine.set_scope(
@@ -293,11 +294,12 @@ class JobHandler:
                     unless_changed_from=upload.provisional if by_default else None,
                 )
             except (NoSuchDocument, NotYourDocument):  # deleted or replaced by another meanwhile
+                gone.append(name)
                 continue
             if info is not None:
                 changed.append(info.name)
         offer = ScopeOffer(upload.key, upload.names, minutes=self._choice_minutes)
-        said = text.scope_chosen(changed, scope, place=job.place, by_default=by_default)
+        said = text.scope_chosen(changed, scope, place=job.place, by_default=by_default, gone=gone)
         return Reply(said, offer=offer)
 
     async def _command(self, job: Job) -> Reply:

@@ -228,3 +228,16 @@ async def test_a_refused_click_leaves_the_senders_reply_and_buttons_as_they_were
     assert await _scopes(slack) == {"draft.md": private_scope(payloads.USER)}
     await _click(slack, reply, KEEP)
     assert "Only you can ask about it" in _now(slack, reply)["text"]
+
+
+async def test_a_click_for_a_document_deleted_since_says_so(make_slack: HarnessFactory) -> None:
+    slack = await make_slack(upload_choice_minutes=10)
+    reply = await _upload(slack)
+    await slack.send(_own_ts(payloads.dm_message("forget draft.md")))
+    await slack.settle()
+
+    await _click(slack, reply, SHARE)
+
+    said = _now(slack, reply)["text"]
+    assert "draft.md" in said and "deleted" in said and "already chosen" not in said
+    assert await _scopes(slack) == {}
