@@ -61,7 +61,8 @@ class Choices(Protocol):
 
     async def settle(self, upload: PendingUpload) -> None:
         """Someone chose for `upload`: no default applies to its documents any more, neither its own
-        nor that of an earlier upload of the same documents still waiting for its time."""
+        nor that of an earlier upload of the same documents by the same sender (another sender's
+        document of a name since deleted and sent again by them keeps its own wait)."""
         ...
 
     async def due(self, now: float) -> list[PendingUpload]:
@@ -79,7 +80,8 @@ class MemoryChoices:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._uploads: dict[str, tuple[float, PendingUpload]] = {}  # key → (forgotten at, upload)
         self._due: dict[str, float] = {}
-        self._waiting: dict[tuple[str, str], str] = {}  # (kb, document) → the upload it waits for
+        # (kb, sender, document) → the upload of that sender's whose default the document waits for
+        self._waiting: dict[tuple[str, str, str], str] = {}
         self._clock = clock
 
     async def keep(self, upload: PendingUpload, *, due: float | None) -> None:
@@ -92,7 +94,7 @@ class MemoryChoices:
         if due is not None:
             self._due[upload.key] = due
         for name in upload.waiting:
-            self._waiting[(upload.kb, name)] = upload.key
+            self._waiting[(upload.kb, upload.user, name)] = upload.key
 
     async def get(self, key: str) -> PendingUpload | None:
         kept = self._uploads.get(key)
@@ -101,7 +103,7 @@ class MemoryChoices:
     async def settle(self, upload: PendingUpload) -> None:
         self._due.pop(upload.key, None)
         for name in upload.names:
-            self._waiting.pop((upload.kb, name), None)
+            self._waiting.pop((upload.kb, upload.user, name), None)
 
     async def due(self, now: float) -> list[PendingUpload]:
         keys = [k for k, when in self._due.items() if when <= now]
@@ -110,9 +112,10 @@ class MemoryChoices:
         return [kept[1] for k in keys if (kept := self._uploads.get(k)) is not None]
 
     async def claim(self, upload: PendingUpload) -> tuple[str, ...]:
-        mine = tuple(n for n in upload.waiting if self._waiting.get((upload.kb, n)) == upload.key)
+        waits = {n: (upload.kb, upload.user, n) for n in upload.waiting}
+        mine = tuple(n for n, at in waits.items() if self._waiting.get(at) == upload.key)
         for name in mine:
-            del self._waiting[(upload.kb, name)]
+            del self._waiting[waits[name]]
         return mine
 
 

@@ -249,8 +249,8 @@ class RedisChoices:
         self._keep_ms = int(keep * 1000)
         self._claim = redis.register_script(_CLAIM)
 
-    def _waits(self, kb: str, name: str) -> str:
-        return f"{self._waiting}{kb}\n{name}"
+    def _waits(self, upload: PendingUpload, name: str) -> str:
+        return f"{self._waiting}{upload.kb}\n{upload.user}\n{name}"
 
     async def keep(self, upload: PendingUpload, *, due: float | None) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -258,7 +258,7 @@ class RedisChoices:
             if due is not None:
                 pipe.zadd(self._due_key, {upload.key: due})
             for name in upload.waiting:
-                pipe.set(self._waits(upload.kb, name), upload.key, px=self._keep_ms)
+                pipe.set(self._waits(upload, name), upload.key, px=self._keep_ms)
             await pipe.execute()
 
     async def get(self, key: str) -> PendingUpload | None:
@@ -269,7 +269,7 @@ class RedisChoices:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self._due_key, upload.key)
             for name in upload.names:
-                pipe.delete(self._waits(upload.kb, name))
+                pipe.delete(self._waits(upload, name))
             await pipe.execute()
 
     async def due(self, now: float) -> list[PendingUpload]:
@@ -285,6 +285,6 @@ class RedisChoices:
     async def claim(self, upload: PendingUpload) -> tuple[str, ...]:
         if not upload.waiting:
             return ()
-        keys = [self._waits(upload.kb, n) for n in upload.waiting]
+        keys = [self._waits(upload, n) for n in upload.waiting]
         taken = await self._claim(keys=keys, args=[upload.key])
         return tuple(upload.waiting[int(i) - 1] for i in taken)

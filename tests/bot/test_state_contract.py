@@ -152,6 +152,16 @@ async def test_a_choice_on_a_later_uploads_buttons_ends_an_earlier_uploads_wait(
     assert await choices.claim(_upload("Ev1")) == ()
 
 
+async def test_a_choice_by_one_sender_ends_no_wait_of_anothers_document_of_that_name(
+    backend: Backend,
+) -> None:
+    choices = backend.choices()
+    theirs = PendingUpload("Ev2", "kb", "U2", ("a.md",), ("a.md",), "workspace", "private:U2", {})
+    await choices.keep(theirs, due=time.time() - 1)
+    await choices.settle(_upload("Ev1"))  # U1's old buttons, for a document of that name since deleted
+    assert await choices.claim(theirs) == ("a.md",)
+
+
 async def test_a_document_sent_again_as_new_waits_for_the_later_uploads_default(backend: Backend) -> None:
     choices = backend.choices()
     await choices.keep(_upload("Ev1"), due=time.time() - 1)

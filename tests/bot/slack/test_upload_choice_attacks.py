@@ -241,3 +241,23 @@ async def test_a_click_for_a_document_deleted_since_says_so(make_slack: HarnessF
     said = _now(slack, reply)["text"]
     assert "draft.md" in said and "deleted" in said and "already chosen" not in said
     assert await _scopes(slack) == {}
+
+
+async def test_a_stale_click_leaves_anothers_document_of_that_name_and_its_default_alone(
+    make_slack: HarnessFactory,
+) -> None:
+    """The sender's document was deleted and someone else sent one of the same name, which waits for
+    its own default. The first sender's old buttons change neither it nor when its default applies."""
+    slack = await make_slack(upload_choice_minutes=0.001)
+    first = await _upload(slack)
+    await slack.send(_own_ts(payloads.dm_message("forget draft.md")))
+    await slack.settle()
+    await _upload(slack, {"draft.md": policy(98)}, user=OTHER)
+
+    await _click(slack, first, SHARE)
+    said = _now(slack, first)["text"]
+    assert await _scopes(slack) == {"draft.md": private_scope(OTHER)}
+    assert "deleted or replaced" in said and "98" not in said and OTHER not in said
+
+    await _default_due(slack)
+    assert await _scopes(slack) == {"draft.md": WORKSPACE}  # theirs, as their reply said it would
