@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from bot.core.model import Job
-from rag.scopes import WORKSPACE, private_scope
+from rag.scopes import WORKSPACE, channel_scope, private_scope
 from tests.bot.slack import payloads
 from tests.bot.slack.conftest import KB, HarnessFactory, SlackHarness
 
@@ -261,3 +261,57 @@ async def test_a_stale_click_leaves_anothers_document_of_that_name_and_its_defau
 
     await _default_due(slack)
     assert await _scopes(slack) == {"draft.md": WORKSPACE}  # theirs, as their reply said it would
+
+
+async def test_buttons_naming_someone_elses_upload_change_nothing_of_theirs(
+    make_slack: HarnessFactory,
+) -> None:
+    slack = await make_slack(upload_choice_minutes=10)
+    mine = await _upload(slack)
+    theirs = await _upload(slack, {"notes.md": policy(42)}, user=OTHER)
+    key = (_scope_block(mine) or {})["block_id"]
+
+    def mine_named(payload: dict[str, Any]) -> None:
+        payload["actions"][0]["block_id"] = key
+
+    await _click(slack, theirs, SHARE, user=OTHER, edit=mine_named)
+
+    assert await _scopes(slack) == {
+        "draft.md": private_scope(payloads.USER),
+        "notes.md": private_scope(OTHER),
+    }
+    assert "Only you can ask" in _now(slack, mine)["text"] and _scope_block(_now(slack, mine))
+
+
+async def test_nothing_of_an_upload_waiting_for_a_choice_shows_to_anyone_else(
+    make_slack: HarnessFactory,
+) -> None:
+    slack = await make_slack(upload_choice_minutes=10)
+    await _upload(slack)
+    said = []
+    for words in ("docs", "stats", QUESTION):
+        for body in (
+            payloads.dm_message(words, user=OTHER),
+            payloads.app_mention(words, channel=payloads.CHANNEL),
+        ):
+            shown = len(slack.fake.ephemeral)
+            body = _own_ts(body)
+            await slack.send(body)
+            await slack.settle()
+            channel = body["event"]["channel"]
+            said += [_said(m) for m in slack.fake.thread(channel, body["event"]["ts"])]
+            said += [_said(m) for m in slack.fake.ephemeral[shown:]]
+    assert said and not [s for s in said if "draft" in s or "99 vacation" in s or "1 document" in s]
+
+
+async def test_the_same_file_sent_again_for_a_channel_is_not_shared_by_the_first_uploads_default(
+    make_slack: HarnessFactory,
+) -> None:
+    slack = await make_slack(upload_choice_minutes=0.001)
+    await _upload(slack)
+    await _upload(slack, text=f"for <#{SALES}|sales>")
+    assert await _scopes(slack) == {"draft.md": channel_scope(SALES)}
+
+    await _default_due(slack)
+
+    assert await _scopes(slack) == {"draft.md": channel_scope(SALES)}
