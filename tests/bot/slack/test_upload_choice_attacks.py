@@ -139,11 +139,12 @@ async def test_keep_it_for_me_while_the_defaults_job_waits_in_the_queue_is_not_u
     """The timer took the upload and queued its default's job; the sender clicks *Keep it for me*
     before a worker runs it. The default must not make the document the workspace's afterwards."""
     slack = await make_slack(upload_choice_minutes=0.001)
-    reply = await _upload(slack)
     timer = slack.chat.timer
     assert timer is not None
+    await timer.stop()  # its ticks are this test's own
     queue = _Queue()
     timer._runner = queue
+    reply = await _upload(slack)
     await asyncio.sleep(0.1)
     assert await timer.run_due() == 1
 
