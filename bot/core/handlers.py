@@ -47,6 +47,13 @@ class Messages:
         self._sender = sender
         self._address = job.address
         self.handle: Handle | None = job.handle
+        self._clicked = bool(job.choice)
+
+    def keep_shown(self) -> None:
+        """A failure is told in a message of its own when the job is a click: the message clicked
+        keeps its buttons, to try again with."""
+        if self._clicked:
+            self.handle = None
 
     async def update(self, update: Update) -> None:
         self.handle = await self._sender.update(self._address, self.handle, update)
@@ -97,6 +104,7 @@ class JobHandler:
             if not deadline.expired():
                 raise
             log.error("job_timed_out", job_id=job.id, seconds=deadline_s)
+            messages.keep_shown()
             await messages.finish(Reply(_wording(text.TIMED_OUT, job), kind="error"))
             return "timed out"
         return "done"
@@ -104,7 +112,9 @@ class JobHandler:
     async def apologise(self, job: Job) -> None:
         """Tell the user the job could not be done (a queue gave up on it), in place of its working
         message."""
-        await Messages(self._platforms[job.platform].sender, job).finish(_apology(job))
+        messages = Messages(self._platforms[job.platform].sender, job)
+        messages.keep_shown()
+        await messages.finish(_apology(job))
 
     async def _run(self, job: Job, messages: Messages, *, last_try: bool) -> None:
         bound = log.bind(job_id=job.id, platform=job.platform, kb=job.kb, user=job.user, kind=job.kind)
@@ -122,6 +132,7 @@ class JobHandler:
                 raise  # the queue runner retries with backoff
             bound.exception("job_failed")
             reply, outcome = _apology(job), "error"
+            messages.keep_shown()
         try:
             with timed(self._telemetry, "reply"):
                 shown = await messages.finish(reply)
@@ -376,6 +387,7 @@ def _apology(job: Job) -> Reply:
 
 async def _apologised(messages: Messages, job: Job) -> bool:
     try:
+        messages.keep_shown()
         await messages.finish(_apology(job))
     except Exception:
         return False

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
+import pytest
+
 from bot.core.model import Job
 from rag.scopes import WORKSPACE, channel_scope, private_scope
 from tests.bot.slack import payloads
@@ -316,3 +318,31 @@ async def test_the_same_file_sent_again_for_a_channel_is_not_shared_by_the_first
     await _default_due(slack)
 
     assert await _scopes(slack) == {"draft.md": channel_scope(SALES)}
+
+
+# -- a click that fails -----------------------------------------------------------------------------
+
+
+async def test_a_click_that_fails_on_our_side_leaves_the_buttons_to_try_again(
+    make_slack: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The apology says "please try again": the buttons it would have replaced are still there to."""
+    slack = await make_slack(upload_choice_minutes=10)
+    reply = await _upload(slack)
+    set_scope = slack.engine.set_scope
+    failures = iter([RuntimeError("the store is away for a moment")])
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return await set_scope(*args, **kwargs)
+
+    monkeypatch.setattr(slack.engine, "set_scope", flaky)
+
+    await _click(slack, reply, SHARE)
+    assert _scope_block(_now(slack, reply)) is not None
+    assert any("try again" in m["text"] for m in slack.fake.thread(payloads.DM, reply["thread_ts"]))
+
+    await _click(slack, reply, SHARE)
+    assert await _scopes(slack) == {"draft.md": WORKSPACE}
