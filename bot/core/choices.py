@@ -53,17 +53,26 @@ class PendingUpload:
 
 class Choices(Protocol):
     async def keep(self, upload: PendingUpload, *, due: float | None) -> None:
-        """Remember `upload` (for KEEP_S); with `due` (Unix time), its default applies then."""
+        """Remember `upload` (for KEEP_S); with `due` (Unix time), its default applies then. Its
+        waiting documents wait for its default from now on, no longer for an earlier upload's."""
         ...
 
     async def get(self, key: str) -> PendingUpload | None: ...
 
-    async def settle(self, key: str) -> None:
-        """Someone chose: the default no longer applies."""
+    async def settle(self, upload: PendingUpload) -> None:
+        """Someone chose for `upload`: no default applies to its documents any more, neither its own
+        nor that of an earlier upload of the same documents by the same sender (another sender's
+        document of a name since deleted and sent again by them keeps its own wait)."""
         ...
 
     async def due(self, now: float) -> list[PendingUpload]:
         """The uploads whose default's time has come, each given to one caller only."""
+        ...
+
+    async def claim(self, upload: PendingUpload) -> tuple[str, ...]:
+        """The waiting documents of `upload` that still wait for its default (no one chose for them
+        since, and no later upload waits for them), each given to one caller only: what the
+        default may change when its job runs, however long it waited in a queue."""
         ...
 
 
@@ -71,28 +80,43 @@ class MemoryChoices:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._uploads: dict[str, tuple[float, PendingUpload]] = {}  # key → (forgotten at, upload)
         self._due: dict[str, float] = {}
+        # (kb, sender, document) → the upload of that sender's whose default the document waits for
+        self._waiting: dict[tuple[str, str, str], str] = {}
         self._clock = clock
 
     async def keep(self, upload: PendingUpload, *, due: float | None) -> None:
         now = self._clock()
         for key in [k for k, (until, _) in self._uploads.items() if until < now]:
             del self._uploads[key]
+        for doc in [d for d, key in self._waiting.items() if key not in self._uploads]:
+            del self._waiting[doc]
         self._uploads[upload.key] = (now + KEEP_S, upload)
         if due is not None:
             self._due[upload.key] = due
+        for name in upload.waiting:
+            self._waiting[(upload.kb, upload.user, name)] = upload.key
 
     async def get(self, key: str) -> PendingUpload | None:
         kept = self._uploads.get(key)
         return kept[1] if kept is not None and kept[0] >= self._clock() else None
 
-    async def settle(self, key: str) -> None:
-        self._due.pop(key, None)
+    async def settle(self, upload: PendingUpload) -> None:
+        self._due.pop(upload.key, None)
+        for name in upload.names:
+            self._waiting.pop((upload.kb, upload.user, name), None)
 
     async def due(self, now: float) -> list[PendingUpload]:
         keys = [k for k, when in self._due.items() if when <= now]
         for key in keys:
             del self._due[key]
         return [kept[1] for k in keys if (kept := self._uploads.get(k)) is not None]
+
+    async def claim(self, upload: PendingUpload) -> tuple[str, ...]:
+        waits = {n: (upload.kb, upload.user, n) for n in upload.waiting}
+        mine = tuple(n for n, at in waits.items() if self._waiting.get(at) == upload.key)
+        for name in mine:
+            del self._waiting[waits[name]]
+        return mine
 
 
 class ChoiceTimer:

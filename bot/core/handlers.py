@@ -47,6 +47,13 @@ class Messages:
         self._sender = sender
         self._address = job.address
         self.handle: Handle | None = job.handle
+        self._clicked = bool(job.choice)
+
+    def keep_shown(self) -> None:
+        """A failure is told in a message of its own when the job is a click: the message clicked
+        keeps its buttons, to try again with."""
+        if self._clicked:
+            self.handle = None
 
     async def update(self, update: Update) -> None:
         self.handle = await self._sender.update(self._address, self.handle, update)
@@ -97,6 +104,7 @@ class JobHandler:
             if not deadline.expired():
                 raise
             log.error("job_timed_out", job_id=job.id, seconds=deadline_s)
+            messages.keep_shown()
             await messages.finish(Reply(_wording(text.TIMED_OUT, job), kind="error"))
             return "timed out"
         return "done"
@@ -104,7 +112,9 @@ class JobHandler:
     async def apologise(self, job: Job) -> None:
         """Tell the user the job could not be done (a queue gave up on it), in place of its working
         message."""
-        await Messages(self._platforms[job.platform].sender, job).finish(_apology(job))
+        messages = Messages(self._platforms[job.platform].sender, job)
+        messages.keep_shown()
+        await messages.finish(_apology(job))
 
     async def _run(self, job: Job, messages: Messages, *, last_try: bool) -> None:
         bound = log.bind(job_id=job.id, platform=job.platform, kb=job.kb, user=job.user, kind=job.kind)
@@ -122,6 +132,7 @@ class JobHandler:
                 raise  # the queue runner retries with backoff
             bound.exception("job_failed")
             reply, outcome = _apology(job), "error"
+            messages.keep_shown()
         try:
             with timed(self._telemetry, "reply"):
                 shown = await messages.finish(reply)
@@ -147,7 +158,7 @@ class JobHandler:
 
     async def _dispatch(self, job: Job, messages: Messages) -> Reply:
         if job.choice:
-            return await self._choose(job)
+            return await self._choose(job, messages)
         if job.kind == "ingest":
             return await self._ingest(job, messages)
         if job.kind == "command":
@@ -260,22 +271,31 @@ class JobHandler:
         await self._choices.keep(upload, due=due)
         return ScopeOffer(job.id, upload.names, default if waiting else "", self._choice_minutes)
 
-    async def _choose(self, job: Job) -> Reply:
+    async def _choose(self, job: Job, messages: Messages) -> Reply:
         """A click on an upload's buttons (`job.scope`: the scope chosen), or its default's time come
-        (no scope): the documents' new scope, one manifest write each."""
+        (no scope): the documents' new scope, one manifest write each. The reply replaces the message
+        clicked, unless the click is refused: then only the clicker is told, and the sender's reply
+        keeps its buttons."""
         upload = await self._choices.get(job.choice)
-        if upload is None or upload.kb != job.kb:
+        if upload is None:
             return Reply(text.CHOICE_EXPIRED, kind="error")
-        if job.user != upload.user and not job.is_admin:
+        if upload.kb != job.kb or (job.user != upload.user and not job.is_admin):
+            messages.handle = None  # a reply of its own, not in place of the sender's
             return Reply(text.CHOICE_NOT_YOURS, kind="error", ephemeral=True)
         by_default = not job.scope
         scope = upload.default if by_default else job.scope
         if not _may_choose(scope, upload.user):
             return Reply(text.CHOICE_EXPIRED, kind="error")
-        if not by_default:
-            await self._choices.settle(upload.key)
-        changed = []
-        for name in upload.waiting if by_default else upload.names:
+        # The default changes only the documents still waiting for it (however long its job waited
+        # in a queue): a choice made since, with these buttons or another upload's, is never undone.
+        if by_default:
+            names = await self._choices.claim(upload)
+        else:
+            await self._choices.settle(upload)
+            names = upload.names
+        changed: list[str] = []
+        gone: list[str] = []
+        for name in names:
             try:
                 info = await self._engine.set_scope(
                     job.kb,
@@ -285,11 +305,12 @@ class JobHandler:
                     unless_changed_from=upload.provisional if by_default else None,
                 )
             except (NoSuchDocument, NotYourDocument):  # deleted or replaced by another meanwhile
+                gone.append(name)
                 continue
             if info is not None:
                 changed.append(info.name)
         offer = ScopeOffer(upload.key, upload.names, minutes=self._choice_minutes)
-        said = text.scope_chosen(changed, scope, place=job.place, by_default=by_default)
+        said = text.scope_chosen(changed, scope, place=job.place, by_default=by_default, gone=gone)
         return Reply(said, offer=offer)
 
     async def _command(self, job: Job) -> Reply:
@@ -366,6 +387,7 @@ def _apology(job: Job) -> Reply:
 
 async def _apologised(messages: Messages, job: Job) -> bool:
     try:
+        messages.keep_shown()
         await messages.finish(_apology(job))
     except Exception:
         return False

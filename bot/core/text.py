@@ -149,8 +149,15 @@ def with_offer(summary: str, offer: ScopeOffer | None) -> str:
     )
 
 
-def scope_chosen(names: Sequence[str], scope: str, *, place: str, by_default: bool) -> str:
-    """What a choice (or the default, when no one chose in time) did."""
+def scope_chosen(
+    names: Sequence[str], scope: str, *, place: str, by_default: bool, gone: Sequence[str] = ()
+) -> str:
+    """What a choice (or the default, when no one chose in time) did; `gone`: the documents it
+    could not change, deleted (or no longer the sender's) since the upload."""
+    if not names and gone:
+        listed = ", ".join(f"*{short(n)}*" for n in gone)
+        were = "was" if len(gone) == 1 else "were"
+        return f"Nothing changed: {listed} {were} deleted or replaced since."
     if not names:
         return "Nothing changed: who can ask about these documents was already chosen."
     listed = ", ".join(f"*{short(n)}*" for n in names)

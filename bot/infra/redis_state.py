@@ -221,31 +221,56 @@ def _decode_turn(item: bytes) -> Turn:
     raise ValueError(f"not a turn role: {role!r}")
 
 
+# Each key named whose value is ARGV[1] is deleted, and its index (1-based) returned: a document's
+# wait for an upload's default, taken by one caller only.
+_CLAIM = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    taken[#taken + 1] = i
+  end
+end
+return taken
+"""
+
+
 class RedisChoices:
     """Uploads offered a choice of scope (bot/core/choices.py), and when each one's default is due:
     every replica and worker sees the same ones, and `due` gives each to one caller (ZREM's answer).
     When one is due is the Unix time of the process that kept it (clocks kept by NTP: minutes matter
-    here, not milliseconds)."""
+    here, not milliseconds). Each waiting document names the upload whose default it waits for."""
 
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, keep: float = KEEP_S) -> None:
         self._redis = redis
         self._prefix = f"{prefix}choice:"
         self._due_key = f"{prefix}choices-due"
+        self._waiting = f"{prefix}choice-waiting:"
         self._keep_ms = int(keep * 1000)
+        self._claim = redis.register_script(_CLAIM)
+
+    def _waits(self, upload: PendingUpload, name: str) -> str:
+        return f"{self._waiting}{upload.kb}\n{upload.user}\n{name}"
 
     async def keep(self, upload: PendingUpload, *, due: float | None) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._prefix + upload.key, upload.dumps(), px=self._keep_ms)
             if due is not None:
                 pipe.zadd(self._due_key, {upload.key: due})
+            for name in upload.waiting:
+                pipe.set(self._waits(upload, name), upload.key, px=self._keep_ms)
             await pipe.execute()
 
     async def get(self, key: str) -> PendingUpload | None:
         raw = await self._redis.get(self._prefix + key)
         return PendingUpload.loads(raw) if raw is not None else None
 
-    async def settle(self, key: str) -> None:
-        await self._redis.zrem(self._due_key, key)
+    async def settle(self, upload: PendingUpload) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._due_key, upload.key)
+            for name in upload.names:
+                pipe.delete(self._waits(upload, name))
+            await pipe.execute()
 
     async def due(self, now: float) -> list[PendingUpload]:
         keys = await self._redis.zrangebyscore(self._due_key, "-inf", repr(now))
@@ -256,3 +281,10 @@ class RedisChoices:
                 if upload is not None:
                     taken.append(upload)
         return taken
+
+    async def claim(self, upload: PendingUpload) -> tuple[str, ...]:
+        if not upload.waiting:
+            return ()
+        keys = [self._waits(upload, n) for n in upload.waiting]
+        taken = await self._claim(keys=keys, args=[upload.key])
+        return tuple(upload.waiting[int(i) - 1] for i in taken)

@@ -127,8 +127,47 @@ async def test_a_default_is_due_once_when_its_time_comes_even_to_concurrent_time
 async def test_a_choice_made_in_time_settles_the_default(backend: Backend) -> None:
     choices = backend.choices()
     await choices.keep(_upload("Ev1"), due=time.time() - 1)
-    await choices.settle("Ev1")
+    await choices.settle(_upload("Ev1"))
     assert await choices.due(time.time()) == []
+    assert await choices.claim(_upload("Ev1")) == ()  # a job of its default queued before: nothing to do
+
+
+async def test_a_default_claims_its_waiting_documents_once_even_from_concurrent_jobs(
+    backend: Backend,
+) -> None:
+    choices = backend.choices()
+    await choices.keep(_upload("Ev1"), due=time.time() - 1)
+    found = await asyncio.gather(*(choices.claim(_upload("Ev1")) for _ in range(10)))
+    assert sorted(found, key=len) == [()] * 9 + [("a.md",)]
+
+
+async def test_a_choice_on_a_later_uploads_buttons_ends_an_earlier_uploads_wait(backend: Backend) -> None:
+    """The same document sent again (or forgotten and sent again): a choice on either upload's buttons
+    is the sender's, and the first upload's default must not undo it."""
+    choices = backend.choices()
+    await choices.keep(_upload("Ev1"), due=time.time() - 1)
+    again = PendingUpload("Ev2", "kb", "U1", ("a.md",), (), "workspace", "private:U1", {})
+    await choices.keep(again, due=None)
+    await choices.settle(again)
+    assert await choices.claim(_upload("Ev1")) == ()
+
+
+async def test_a_choice_by_one_sender_ends_no_wait_of_anothers_document_of_that_name(
+    backend: Backend,
+) -> None:
+    choices = backend.choices()
+    theirs = PendingUpload("Ev2", "kb", "U2", ("a.md",), ("a.md",), "workspace", "private:U2", {})
+    await choices.keep(theirs, due=time.time() - 1)
+    await choices.settle(_upload("Ev1"))  # U1's old buttons, for a document of that name since deleted
+    assert await choices.claim(theirs) == ("a.md",)
+
+
+async def test_a_document_sent_again_as_new_waits_for_the_later_uploads_default(backend: Backend) -> None:
+    choices = backend.choices()
+    await choices.keep(_upload("Ev1"), due=time.time() - 1)
+    await choices.keep(_upload("Ev2"), due=time.time() + 60)
+    assert await choices.claim(_upload("Ev1")) == ()
+    assert await choices.claim(_upload("Ev2")) == ("a.md",)
 
 
 # -- rate limit ----------------------------------------------------------------------------------

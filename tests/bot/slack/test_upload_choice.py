@@ -142,11 +142,12 @@ async def test_keep_private_after_sharing_takes_it_back_at_once(make_slack: Harn
 
 async def test_without_a_choice_the_default_applies_when_its_time_comes(make_slack: HarnessFactory) -> None:
     slack = await make_slack(upload_choice_minutes=0.001)  # 60 ms
+    assert slack.chat.timer is not None
+    await slack.chat.timer.stop()  # its ticks (every 0.5 s) are this test's own
     reply = await _upload(slack)
     assert await _scope(slack) == private_scope(payloads.USER)
 
     await asyncio.sleep(0.1)
-    assert slack.chat.timer is not None
     assert await slack.chat.timer.run_due() == 1  # what the serve's timer does every few seconds
     await slack.settle()
 

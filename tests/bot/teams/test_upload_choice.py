@@ -256,11 +256,12 @@ async def test_without_a_choice_the_default_applies_when_its_time_comes(
     make_teams_bot: TeamsBotFactory, fake: FakeBotConnector
 ) -> None:
     bot = await make_teams_bot(upload_choice_minutes=0.001)  # 60 ms
+    assert bot.chat.timer is not None
+    await bot.chat.timer.stop()  # its ticks (every 0.5 s) are this test's own
     await _upload(bot)
     assert await _scope(bot) == private_scope(USER_AAD)
 
     await asyncio.sleep(0.1)
-    assert bot.chat.timer is not None
     before = len(fake.calls)
     assert await bot.chat.timer.run_due() == 1  # what the serve's timer does every few seconds
     await bot.chat.runner.drain()
