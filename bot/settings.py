@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     default_upload_scope: Literal["workspace", "private"] = "workspace"
     # How long the buttons under a direct-message upload wait for a choice before DEFAULT_UPLOAD_SCOPE
     # applies; meanwhile the new documents answer only their sender. 0: the default applies at once.
-    upload_choice_minutes: float = Field(10.0, ge=0, le=7 * 24 * 60)
+    upload_choice_minutes: float = Field(10.0, ge=0, le=24 * 60)  # a day at most: the buttons last a week
     channel_uploads: Literal["on", "off"] = "on"
 
     @field_validator("allowed_file_types", "admin_user_ids", "kb_aliases", "teams_file_hosts", mode="before")
