@@ -50,8 +50,8 @@ class Messages:
         self._clicked = bool(job.choice)
 
     def keep_shown(self) -> None:
-        """A failure is told in a message of its own when the job is a click: the message clicked
-        keeps its buttons, to try again with."""
+        """A failure or a refusal is told in a message of its own when the job is a click: the
+        message clicked keeps its words and buttons (the sender's, to try again with)."""
         if self._clicked:
             self.handle = None
 
@@ -280,7 +280,7 @@ class JobHandler:
         if upload is None:
             return Reply(text.CHOICE_EXPIRED, kind="error")
         if upload.kb != job.kb or (job.user != upload.user and not job.is_admin):
-            messages.handle = None  # a reply of its own, not in place of the sender's
+            messages.keep_shown()  # a reply of its own, not in place of the sender's
             return Reply(text.CHOICE_NOT_YOURS, kind="error", ephemeral=True)
         by_default = not job.scope
         scope = upload.default if by_default else job.scope

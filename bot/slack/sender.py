@@ -79,9 +79,7 @@ class SlackSender:
         messages = render_reply(reply, feedback_value=ref)
         if where.response_url and await self._respond(where.response_url, messages):
             return
-        # A reply for the asker alone (a refused click) never takes the place of the message shown,
-        # which others may see (the buttons clicked).
-        placeholder = shown.ts if shown is not None and not reply.ephemeral else ""
+        placeholder = shown.ts if shown is not None else ""
         private = reply.ephemeral or where.response_url is not None  # a slash command's replies stay private
         if private and not placeholder and not where.dm and await self._post_ephemeral(where, messages):
             return

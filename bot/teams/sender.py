@@ -89,10 +89,6 @@ class TeamsSender:
     async def finish(self, address: Address, handle: Handle | None, reply: Reply) -> str | None:
         """Returns the id of the message Teams' feedback invokes will name (replyToId)."""
         where, shown = teams_address(address), teams_handle(handle)
-        if reply.ephemeral and shown is not None and shown.activity_id:
-            # Teams shows no message to one person alone: a reply meant for the asker (a refused click)
-            # comes as a new message, never in place of the one clicked, which may be someone else's.
-            shown = None
         parts = [_message(part) for part in split_message(teams_markdown(reply.text), self._max_chars)]
         if reply.offer is not None:
             _attach(parts[-1], scope_card(reply.offer))
