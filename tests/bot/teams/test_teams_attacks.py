@@ -25,7 +25,7 @@ from tests.bot.teams.activities import (
     personal_message,
 )
 from tests.bot.teams.conftest import KB, VPN_GUIDE, Signer, TeamsBotFactory
-from tests.bot.teams.test_channel_files import _bot, _last
+from tests.bot.teams.test_channel_files import _bot, _in_other_channel, _last
 from tests.bot.teams.test_upload_choice import KEEP, SHARE, _action, _invoke, _scope, _upload
 from tests.fakes.bot_connector import FakeBotConnector
 from tests.fakes.graph import FakeGraph
@@ -459,3 +459,58 @@ async def test_keep_it_for_me_by_an_admin_on_someone_elses_upload(
     said = fake.activities(type="message")[-1]
     assert "Traceback" not in said.text
     print(said.method, said.conversation_id, said.text)
+
+
+# -- what needs a design change ----------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design: the bot reads any SharePoint/OneDrive link a channel message names with the app's "
+    "Files.Read.All (every file in the tenant), never checking that the sender may read it or that it is "
+    "the channel's own file (the team's site, the group chat sender's OneDrive); a message whose "
+    "`reference` names HR's file (Graph's chatMessage API lets a client write the attachments) makes it "
+    "answerable in the channel. Needs e.g. the channel's filesFolder (Graph) or the sender's access "
+    "checked (on-behalf-of token)",
+)
+async def test_a_link_to_a_file_outside_the_channels_own_files_is_not_read(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
+) -> None:
+    bot = await _bot(make_teams_bot, graph)
+    hr = graph.add_file("salaries.md", b"# Salaries\n\nThe CEO earns 4,200,000 a year.\n", site="HR")
+
+    await bot.post(channel_file("salaries.md", hr, service_url=fake.service_url), token=sign())
+
+    assert graph.downloads == []
+    assert await bot.engine.documents(KB) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design: a channel file whose name is the poster's own document of another channel replaces "
+    "it and keeps that channel's scope (a replacement keeps its scope), so a file posted in channel B "
+    "answers in channel A and not in B, and B's reply names A's conversation id to all of B. Refuse "
+    "(as a name taken), move it to B, or keep both: a choice to make",
+)
+async def test_a_channel_file_answers_in_the_channel_it_was_posted_in(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
+) -> None:
+    bot = await _bot(make_teams_bot, graph)
+    await bot.post(
+        channel_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), service_url=fake.service_url),
+        token=sign(),
+    )
+    b_secret = b"# VPN\n\nChannel B's VPN certificate passphrase is Zanzibar-42.\n"
+    b_file = _in_other_channel(
+        channel_file("vpn.md", graph.add_file("vpn.md", b_secret, site="B"), service_url=fake.service_url)
+    )
+
+    await bot.post(b_file, token=sign())
+    b_reply = fake.activities(type="message")[-1].text
+    await bot.post(
+        channel_mention("What is the VPN certificate passphrase?", service_url=fake.service_url), token=sign()
+    )
+    in_a = _last(fake)
+
+    assert CHANNEL not in b_reply
+    assert "Zanzibar" not in in_a
