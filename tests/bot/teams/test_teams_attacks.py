@@ -4,6 +4,7 @@ What holds stays here as a guard; what did not is fixed, or marked xfail with wh
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,11 +12,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.hosts import FileHosts
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS
 from bot.teams import text as teams_text
-from bot.teams.graph import share_id
+from bot.teams.files import TeamsFileFetcher
+from bot.teams.graph import GraphAccess, share_id
+from bot.teams.translate import shared_file
+from rag.errors import RetryableError
 from rag.scopes import WORKSPACE, private_scope
 from tests.bot.teams.activities import (
+    APP_ID,
     CHANNEL,
     GROUP_CHAT,
     TENANT,
@@ -28,7 +34,7 @@ from tests.bot.teams.conftest import KB, VPN_GUIDE, Signer, TeamsBotFactory
 from tests.bot.teams.test_channel_files import _bot, _in_other_channel, _last
 from tests.bot.teams.test_upload_choice import KEEP, SHARE, _action, _invoke, _scope, _upload
 from tests.fakes.bot_connector import FakeBotConnector
-from tests.fakes.graph import FakeGraph
+from tests.fakes.graph import SECRET, FakeGraph
 from tests.fakes.local_server import LocalServer
 
 QUESTION = "How do I rotate the VPN certificate?"
@@ -514,3 +520,48 @@ async def test_a_channel_file_answers_in_the_channel_it_was_posted_in(
 
     assert CHANNEL not in b_reply
     assert "Zanzibar" not in in_a
+
+
+class _Slow(LocalServer):
+    """Entra, Graph or a download host that takes its time: headers never come, or the body stalls."""
+
+    def __init__(self, *, stall_body: bool) -> None:
+        super().__init__()
+        self._stall_body = stall_body
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._slow)
+
+    async def _slow(self, request: web.Request) -> web.StreamResponse:
+        if not self._stall_body:
+            await asyncio.sleep(30)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        await response.write(b"# Start\n")
+        await asyncio.sleep(30)
+        return response
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+
+@pytest.mark.parametrize("where", ["entra", "graph", "download headers", "download body"])
+async def test_a_timeout_anywhere_is_retryable_and_nothing_hangs(graph: FakeGraph, where: str) -> None:
+    async with _Slow(stall_body=where == "download body") as slow:
+        login = slow.base_url if where == "entra" else graph.login_url
+        graph_url = slow.base_url if where == "graph" else graph.graph_url
+        access = GraphAccess(
+            app_id=APP_ID, password=SECRET, tenant_id=None, login_url=login, graph_url=graph_url, timeout=0.5
+        )
+        hosts = FileHosts.parse([*DEFAULT_TEAMS_FILE_HOSTS, graph.base_url, slow.base_url])
+        fetcher = TeamsFileFetcher(hosts=hosts, graph=access, timeout=0.5)
+        link = graph.add_file("vpn.md", VPN_GUIDE)
+        if where.startswith("download"):
+            graph.redirect(link, f"{slow.base_url}/download/vpn.md")
+        try:
+            async with asyncio.timeout(5):
+                with pytest.raises(RetryableError):
+                    await fetcher.fetch(shared_file("vpn.md", link, tenant=TENANT), max_bytes=1 << 20)
+        finally:
+            await fetcher.close()
