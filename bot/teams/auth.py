@@ -193,7 +193,7 @@ class ClientSecretCredentials(ServiceClientCredentialsFactory):
 
     async def token(self, scope: str) -> str:
         """A token for `scope` (kept until five minutes before it expires). PermissionError when Entra
-        refuses it; aiohttp's errors when Entra is out of reach."""
+        refuses it; aiohttp's errors when Entra is out of reach or fails (HTTP 429, 5xx)."""
         async with self._lock:
             cached = self._tokens.get(scope)
             if cached and cached[1] > time.monotonic():
@@ -216,6 +216,13 @@ class ClientSecretCredentials(ServiceClientCredentialsFactory):
             "scope": scope if scope.endswith("/.default") else f"{scope.rstrip('/')}/.default",
         }
         async with self._session.post(self._token_url, data=form) as response:
+            if response.status == 429 or response.status >= 500:  # Entra's trouble, not a refusal
+                raise aiohttp.ClientResponseError(
+                    response.request_info,
+                    response.history,
+                    status=response.status,
+                    message="Entra's token endpoint failed",
+                )
             body = await response.json(content_type=None)
         if response.status != 200 or not isinstance(body, dict) or "access_token" not in body:
             error = body.get("error", "") if isinstance(body, dict) else ""

@@ -371,13 +371,15 @@ def scope_choice(activity: Activity, data: Mapping[str, Any]) -> Choice | Reject
 
 def _choice_problem(activity: Activity, data: Mapping[str, Any]) -> str:
     """Why a scope choice cannot be taken ("" if it can)."""
-    key, card = data.get("upload"), activity.get("replyToId")
+    key, card, click = data.get("upload"), activity.get("replyToId"), activity.get("id")
     checks = (
         (isinstance(key, str) and _UPLOAD_KEY.fullmatch(key), "data.upload is not an upload's key"),
         (data.get("choice") in SCOPE_CHOICES, "data.choice is neither workspace nor private"),
         (isinstance(card, str) and _MESSAGE_ID.fullmatch(card), "no valid replyToId: which card was clicked"),
         (conversation_kind(activity) == "personal", "scope choices are made in personal chat"),
-        (activity.get("id") and user_of(activity), "no activity id or no user"),
+        # The click's id becomes the job's id and its redelivery key: Teams' own shape only.
+        (isinstance(click, str) and _MESSAGE_ID.fullmatch(click), "no valid activity id"),
+        (user_of(activity), "no user"),
     )
     return next((reason for ok, reason in checks if not ok), "")
 

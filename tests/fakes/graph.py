@@ -59,6 +59,7 @@ class FakeGraph(LocalServer):
         self._ids = itertools.count(1)
         self._refusal: tuple[int, str] | None = None
         self._unconsented: set[str] = set()
+        self._token_failure: tuple[int, str] | None = None
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -93,6 +94,10 @@ class FakeGraph(LocalServer):
         """Entra refuses this app any token in `tenant` (no admin there consented to it)."""
         self._unconsented.add(tenant)
 
+    def fail_tokens(self, status: int, body: str = "") -> None:
+        """Entra's token endpoint fails for every request: `status` with `body` (JSON or not)."""
+        self._token_failure = (status, body)
+
     def forbid(self, status: int = 403, code: str = "accessDenied") -> None:
         """Every shares call is refused (the app lacks Files.Read.All, or it was never consented)."""
         self._refusal = (status, code)
@@ -119,6 +124,9 @@ class FakeGraph(LocalServer):
         form = {k: str(v) for k, v in (await request.post()).items()}
         tenant = request.match_info["tenant"]
         self.token_requests.append({**form, "tenant": tenant})
+        if self._token_failure is not None and form.get("scope") == f"{self.graph_url}/.default":
+            status, body = self._token_failure
+            return web.Response(status=status, text=body, content_type="application/json")
         if form.get("grant_type") != "client_credentials" or form.get("client_secret") != SECRET:
             return web.json_response(
                 {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret"},

@@ -311,3 +311,51 @@ async def test_graph_out_of_reach_is_a_retryable_error(graph: FakeGraph) -> None
         await outbound.close()
     (asked,) = graph.token_requests  # the token came; Graph did not answer
     assert asked["scope"] == "http://127.0.0.1:9/.default"
+
+
+# -- Entra's token endpoint failing ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (503, '{"error": "temporarily_unavailable", "error_description": "AADSTS50196: try again"}'),
+        (500, '{"error": "server_error", "error_description": "AADSTS90033: transient error"}'),
+        (429, '{"error": "temporarily_unavailable", "error_description": "AADSTS50196: throttled"}'),
+        (502, ""),
+        (504, "<html>Gateway Time-out</html>"),
+    ],
+)
+async def test_entra_down_is_retryable_not_a_missing_permission(
+    graph: FakeGraph, status: int, body: str
+) -> None:
+    """Entra failing on its side (5xx, 429) is the network's fault: the queue retries. Told as "an
+    admin must grant Files.Read.All" it would send people to fix what is not broken, and never retry."""
+    settings = Settings(microsoft_app_id=APP_ID, microsoft_app_password=SECRET, graph_api_url=graph.graph_url)
+    outbound = TeamsOutbound.from_settings(settings, login_url=graph.login_url)
+    graph.fail_tokens(status, body)
+    file = shared_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), tenant=TENANT)
+
+    try:
+        with pytest.raises(RetryableError):
+            await outbound.fetcher.fetch(file, max_bytes=1 << 20)
+    finally:
+        await outbound.close()
+    assert graph.graph_requests == []
+
+
+async def test_entra_down_gets_no_reply_about_permissions(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
+) -> None:
+    bot = await _bot(make_teams_bot, graph)
+    graph.fail_tokens(503, '{"error": "temporarily_unavailable"}')
+
+    await bot.post(
+        channel_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), service_url=fake.service_url),
+        token=sign(),
+    )
+
+    said = fake.activities(type="message")[-1].text
+    assert said != "⚠️ " + teams_text.GRAPH_FORBIDDEN.format(name="vpn.md")
+    assert "try again" in said
+    assert await bot.engine.documents(KB) == []
