@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from rag.errors import UserFacingError
 from rag.names import look_alike_key, name_key, shown
+from rag.scopes import private_scope
 from rag.store import VectorStore
 from rag.types import DocumentInfo, Upload
 
@@ -50,9 +51,14 @@ class NameTaken(UserFacingError):
 
 
 def refuse_hidden(upload: Upload, existing: DocumentInfo) -> None:
-    """NameTaken when `existing` is someone else's and `upload.sees` does not see it."""
-    hidden = upload.sees is not None and not upload.sees.sees(existing.scope)
-    if hidden and existing.uploader != upload.uploader:
+    """NameTaken when `upload.sees` does not see `existing`, unless it is the uploader's own and they
+    send it from their direct messages (which see their private documents): there they manage what
+    is theirs anywhere. From a channel, their document of another place is not replaced: its new
+    content would answer there, not where it was posted."""
+    if upload.sees is None or upload.sees.sees(existing.scope):
+        return
+    from_own_place = upload.sees.sees(private_scope(upload.uploader))
+    if existing.uploader != upload.uploader or not from_own_place:
         raise NameTaken(upload.name)
 
 

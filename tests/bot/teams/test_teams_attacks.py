@@ -491,14 +491,7 @@ async def test_a_link_to_a_file_outside_the_channels_own_files_is_not_read(
     assert await bot.engine.documents(KB) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: a channel file whose name is the poster's own document of another channel replaces "
-    "it and keeps that channel's scope (a replacement keeps its scope), so a file posted in channel B "
-    "answers in channel A and not in B, and B's reply names A's conversation id to all of B. Refuse "
-    "(as a name taken), move it to B, or keep both: a choice to make",
-)
-async def test_a_channel_file_answers_in_the_channel_it_was_posted_in(
+async def test_a_channel_file_named_like_the_posters_document_of_another_channel_is_refused(
     make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
 ) -> None:
     bot = await _bot(make_teams_bot, graph)
@@ -518,8 +511,8 @@ async def test_a_channel_file_answers_in_the_channel_it_was_posted_in(
     )
     in_a = _last(fake)
 
-    assert CHANNEL not in b_reply
-    assert "Zanzibar" not in in_a
+    assert CHANNEL not in b_reply and "a document you cannot see here" in b_reply
+    assert "Zanzibar" not in in_a  # A's document is as it was
 
 
 class _Slow(LocalServer):
