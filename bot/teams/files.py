@@ -9,8 +9,9 @@ In a team channel or group chat, the attachment is a `reference` to the file's S
 link, which is sent to Microsoft Graph with the app's own token (bot/teams/graph.py: what the docs say);
 Graph answers with a redirect to a pre-authenticated download link, fetched as above. The token goes to
 GRAPH_API_URL only, never to a download host; only links into TEAMS_FILE_HOSTS are sent to Graph (it
-could read any file in the tenant); Graph's 401/403 mean the app lacks its permission, 404 the file is
-gone.
+could read any file in the tenant), and only once the link is found inside the place's own files (the
+channel's files folder, a group chat sender's OneDrive: bot/teams/places.py); Graph's 401/403 mean the
+app lacks its permission, 404 the file is gone.
 
 The URL is written by whoever sent the activity, and what it returns becomes readable by asking the bot,
 so it is fetched only when it is Teams' file storage: https on port 443 to a host in TEAMS_FILE_HOSTS
@@ -40,7 +41,8 @@ from bot.core.model import FileRef
 from bot.hosts import FileHosts
 from bot.teams import text as teams_text
 from bot.teams.graph import GraphAccess, GraphDenied, GraphUnavailable
-from bot.teams.translate import graph_tenant
+from bot.teams.places import PlaceFolders
+from bot.teams.translate import graph_place, graph_tenant
 from rag.errors import RetryableError, UserFacingError
 
 log = structlog.get_logger(__name__)
@@ -103,9 +105,19 @@ class TeamsFileFetcher:
     download link, a team channel's or group chat's through Graph (bot/teams/graph.py), then from the
     download link Graph redirects to. Either way every download hop is checked as the module says."""
 
-    def __init__(self, *, hosts: FileHosts, graph: GraphAccess | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        hosts: FileHosts,
+        graph: GraphAccess | None = None,
+        places: PlaceFolders | None = None,
+        timeout: float = 120.0,
+    ) -> None:
         self._hosts = hosts
         self._graph = graph
+        # Whose files a link may name (bot/teams/places.py): without a Bot Connector, a channel's team
+        # is found only when the activity named its Entra group.
+        self._places = places or (PlaceFolders(graph=graph) if graph is not None else None)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=15)
         self._session: aiohttp.ClientSession | None = None
 
@@ -154,6 +166,9 @@ class TeamsFileFetcher:
         if graph is None:
             raise UserFacingError(teams_text.GRAPH_NOT_SET_UP.format(name=file.name))
         token = await _graph_token(graph, file, tenant)
+        # The token reads any file in the tenant: only the place's own files are read (places.py).
+        if self._places is not None:
+            await self._places.check(self._open(), file, graph_place(file), tenant, token)
         url = graph.content_url(file.url)  # the link exactly as Teams wrote it: that is what is shared
         headers = {"Authorization": f"Bearer {token}"}
         async with self._open().get(url, headers=headers, allow_redirects=False) as response:

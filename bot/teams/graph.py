@@ -84,6 +84,10 @@ class GraphAccess:
         # One per organisation the bot serves: bounded by the tenants that installed the app.
         self._credentials: dict[str, ClientSecretCredentials] = {}
 
+    @property
+    def graph_url(self) -> str:
+        return self._graph_url
+
     def content_url(self, link: str) -> URL:
         """Where Graph serves the bytes of the file at sharing `link` (a redirect to them)."""
         return URL(f"{self._graph_url}/v1.0/shares/{share_id(link)}/driveItem/content", encoded=True)

@@ -13,6 +13,7 @@ from botbuilder.integration.aiohttp import (
     ConfigurationBotFrameworkAuthentication,
     ConfigurationServiceClientCredentialFactory,
 )
+from botframework.connector.auth import AuthenticationConstants
 
 from bot.hosts import FileHosts
 from bot.settings import DEFAULT_GRAPH_API_URL, DEFAULT_TEAMS_FILE_HOSTS, Settings
@@ -21,6 +22,7 @@ from bot.teams.address import TeamsAddress, TeamsHandle
 from bot.teams.auth import DEFAULT_LOGIN_URL, ClientSecretCredentials, GuardedAuthentication
 from bot.teams.files import TeamsFileFetcher
 from bot.teams.graph import GraphAccess
+from bot.teams.places import PlaceFolders
 from bot.teams.sender import TeamsSender
 from bot.teams.translate import PLATFORM
 
@@ -73,7 +75,10 @@ class TeamsOutbound:
             login_url=login_url,
             graph_url=graph_url,
         )
-        self.fetcher = TeamsFileFetcher(hosts=FileHosts.parse(file_hosts), graph=graph)
+        # A channel's team is named to Graph by its Entra group id, asked of the Bot Connector when the
+        # activity does not carry it; each place's own files are kept a few minutes, here.
+        places = PlaceFolders(graph=graph, connector_token=self._connector_token)
+        self.fetcher = TeamsFileFetcher(hosts=FileHosts.parse(file_hosts), graph=graph, places=places)
         self.sender = TeamsSender(self.adapter, app_id=app_id)
 
     @classmethod
@@ -88,6 +93,10 @@ class TeamsOutbound:
             graph_url=settings.graph_api_url,
             **options,
         )
+
+    async def _connector_token(self) -> str:
+        """The bot's own token for the Bot Connector (what the replies go with)."""
+        return await self._credentials.token(AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE)
 
     def read_address(self, data: dict[str, Any]) -> TeamsAddress:
         return TeamsAddress.from_dict(data)

@@ -49,6 +49,11 @@ GRAPH_NOT_SET_UP = (
     "personal chat instead."
 )
 SHARED_FILE_GONE = "{name}: it is no longer where it was shared (deleted or moved). Please share it again."
+SHARED_FILE_NOT_HERE = (
+    "{name}: its link points to a file outside this place's own files (the channel's files, or in a group "
+    "chat the sender's OneDrive), so I did not read it. Upload the file here, in this channel or chat, "
+    "and mention me with it."
+)
 SHARED_FILE_NO_LINK = (
     "{name}: Teams did not tell me where this file is stored, so I could not read it. Send it to me "
     "in our personal chat instead."

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote, unquote
 
 from yarl import URL
 
@@ -21,13 +22,15 @@ from bot.core.feedback import COMMENT_LIMIT
 from bot.core.model import FileRef, Incoming
 from bot.teams import text as teams_text
 from bot.teams.address import TeamsAddress, TeamsHandle
+from bot.teams.places import Place
 from rag.scopes import WORKSPACE, channel_scope, private_scope
 
 PLATFORM = "teams"
 FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
 # A file posted in a team channel or group chat: a link to where it is stored, read through Graph.
 REFERENCE = "reference"
-GRAPH_FILE = "graph:"  # FileRef.id of such a file: "graph:<the tenant it was posted in>"
+# FileRef.id of such a file: "graph:<the tenant it was posted in>?<its Place, urlencoded>"
+GRAPH_FILE = "graph:"
 # Teams mirrors every message's text as an HTML attachment, and cards travel as attachments: not files.
 _NOT_FILES = ("text/html", "application/vnd.microsoft.card.")
 FEEDBACK_VERB = "threadwise.feedback"
@@ -167,7 +170,9 @@ def _is_echo(attachment: Mapping[str, Any]) -> bool:
 def _file_ref(attachment: Mapping[str, Any], activity: Activity) -> FileRef:
     name = str(attachment.get("name") or "file")
     if attachment.get("contentType") == REFERENCE:
-        return shared_file(name, attachment.get("contentUrl"), tenant=tenant_of(activity))
+        return shared_file(
+            name, attachment.get("contentUrl"), tenant=tenant_of(activity), place=_place(activity)
+        )
     content = _dict(attachment.get("content"))
     return FileRef(
         name=name,
@@ -179,17 +184,45 @@ def _file_ref(attachment: Mapping[str, Any], activity: Activity) -> FileRef:
     )
 
 
-def shared_file(name: str, link: object, *, tenant: str) -> FileRef:
+def shared_file(name: str, link: object, *, tenant: str, place: Place | None = None) -> FileRef:
     """A file posted in a team channel or group chat: `url` is its SharePoint (or OneDrive) link, which
     Graph reads with a token from the tenant it was posted in (`id`: a multi-tenant app is consented,
-    and gets its tokens, per organisation). No link: the fetcher says Teams did not give one."""
+    and gets its tokens, per organisation), once the link is found inside `place`'s own files (also in
+    `id`; bot/teams/places.py). No link: the fetcher says Teams did not give one."""
     url = link if isinstance(link, str) else ""
-    return FileRef(name=name, size=None, url=url, id=f"{GRAPH_FILE}{tenant}", permalink=_citable(url))
+    # The tenant is quoted: whatever it holds, a `?` in it cannot end it early.
+    where = f"?{place.encode()}" if place is not None else ""
+    ref = f"{GRAPH_FILE}{quote(tenant, safe='')}{where}"
+    return FileRef(name=name, size=None, url=url, id=ref, permalink=_citable(url))
 
 
 def graph_tenant(file: FileRef) -> str | None:
     """The tenant of a file to be read through Graph (see `shared_file`); None for any other file."""
-    return file.id.removeprefix(GRAPH_FILE) if file.id.startswith(GRAPH_FILE) else None
+    if not file.id.startswith(GRAPH_FILE):
+        return None
+    return unquote(file.id.removeprefix(GRAPH_FILE).split("?", 1)[0])
+
+
+def graph_place(file: FileRef) -> Place | None:
+    """Where a file to be read through Graph was posted (see `shared_file`); None if not recorded."""
+    if not file.id.startswith(GRAPH_FILE) or "?" not in file.id:
+        return None
+    return Place.decode(file.id.split("?", 1)[1])
+
+
+def _place(activity: Activity) -> Place:
+    """The channel (its team) or the group chat's sender, for the check that a file is the place's own.
+    The channel is the conversation's, the one whose scope the file gets (as `place_of`)."""
+    if conversation_kind(activity) == "groupChat":
+        return Place(kind="chat", user=str(_dict(activity.get("from")).get("aadObjectId") or ""))
+    team = _dict(_dict(activity.get("channelData")).get("team"))
+    return Place(
+        kind="channel",
+        team=str(team.get("id") or ""),
+        group=str(team.get("aadGroupId") or ""),
+        channel=str(_dict(activity.get("conversation")).get("id") or "").split(";messageid=", 1)[0],
+        service_url=str(activity.get("serviceUrl") or ""),
+    )
 
 
 def _citable(link: str) -> str | None:

@@ -85,6 +85,7 @@ class _Stream:
     done: bool = False
 
 
+TEAM_GROUP = "02bd9fd6-8f93-4758-87c3-1fb73740a315"  # the test team's Entra (AAD) group id
 STREAM_GAP_S = 0.9  # the least time between two text updates of one stream the fake accepts (Teams: ~1 s)
 _NOT_ALLOWED = "ContentStreamNotAllowed"
 
@@ -116,6 +117,8 @@ class FakeBotConnector(LocalServer):
         self._stop_after: int | None = None
         self.stream_time_limit = 120.0
         self.stream_gap = STREAM_GAP_S  # 0: any pace (a test with a clock of its own)
+        self.team_lookups: list[str] = []  # the team id of each GET /v3/teams/{teamId}
+        self.team_groups: dict[str, str] = {}  # team id → its Entra group id (any other team: TEAM_GROUP)
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -198,6 +201,8 @@ class FakeBotConnector(LocalServer):
         path = request.path
         if "/v3/conversations/" in path:
             return await self._conversation(request)
+        if "/v3/teams/" in path and request.method == "GET":
+            return self._team(request)
         if path.startswith("/personal/download/"):
             return await self._download(request)
         if path.startswith("/openid/"):
@@ -291,6 +296,16 @@ class FakeBotConnector(LocalServer):
             return _stream_error(400, "BadRequest", "the final message is a message without streamSequence")
         stream.done = True
         return 200, {"id": stream_id}
+
+    def _team(self, request: web.Request) -> web.Response:
+        """TeamDetails (`GET /v3/teams/{teamId}`): the team's Entra group id, as botbuilder's TeamsInfo
+        reads it; the bot's token is required."""
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
+        team = unquote(request.raw_path.split("/v3/teams/", 1)[1].split("?", 1)[0])
+        self.team_lookups.append(team)
+        group = self.team_groups.get(team, TEAM_GROUP)
+        return web.json_response({"id": team, "name": "Engineering", "aadGroupId": group})
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         self.downloads.append({k.lower(): v for k, v in request.headers.items()})

@@ -10,6 +10,10 @@ A real aiohttp server on 127.0.0.1 (ephemeral port) playing three parts:
   pre-authenticated download URL (docs: "Download the contents of a driveItem", "Access shared items");
   `forbid` answers 403 as Graph does for an app without Files.Read.All, `delete` 404, `redirect`
   sends the download elsewhere;
+- Graph's `GET /v1.0/teams/{group}/channels/{channel}/filesFolder` (the channel's files folder: the
+  `General` folder of a site, `channel_sites` naming the site of each channel, "Engineering" unless
+  told) and `GET /v1.0/users/{id}/drive` (that user's OneDrive), both for the same token; each call
+  recorded in `lookups`, and `forbid_lookups` refuses them;
 - SharePoint's download host (`/download/…?tempauth=…`), recording each request's headers so a test can
   check that no token went there.
 
@@ -29,7 +33,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from tests.fakes.bot_connector import stream_body
+from tests.fakes.bot_connector import TEAM_GROUP, stream_body
 from tests.fakes.local_server import LocalServer
 
 SECRET = "fake-password"  # the client secret the tests' bots use
@@ -60,6 +64,10 @@ class FakeGraph(LocalServer):
         self._refusal: tuple[int, str] | None = None
         self._unconsented: set[str] = set()
         self._token_failure: tuple[int, str] | None = None
+        self.team_group = TEAM_GROUP  # the only team whose channels filesFolder knows
+        self.channel_sites: dict[str, str] = {}  # channel id → its files' site ("Engineering" if absent)
+        self.lookups: list[str] = []  # the path of each filesFolder / drive call
+        self._lookup_refusal: int | None = None
 
     # -- addresses ---------------------------------------------------------------------------------
 
@@ -83,10 +91,22 @@ class FakeGraph(LocalServer):
 
     # -- scripting ---------------------------------------------------------------------------------
 
-    def add_file(self, name: str, data: bytes, *, site: str = "Engineering", chunked: bool = False) -> str:
-        """Store a file in a team's SharePoint site; returns its link, as a `reference` attachment's
-        `contentUrl` carries it (spaces and all, as Graph's chatMessage examples show it)."""
-        link = f"https://contoso.sharepoint.com/sites/{site}/Shared Documents/General/{name}"
+    def add_file(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        site: str = "Engineering",
+        folder: str = "General",
+        owner: str | None = None,
+        chunked: bool = False,
+    ) -> str:
+        """Store a file in a team's SharePoint site (in `folder`, a channel's), or in `owner`'s OneDrive
+        (a group chat's file); returns its link, as a `reference` attachment's `contentUrl` carries it
+        (spaces and all, as Graph's chatMessage examples show it)."""
+        link = f"https://contoso.sharepoint.com/sites/{site}/Shared Documents/{folder}/{name}"
+        if owner is not None:
+            link = f"{_onedrive(owner)}/Microsoft Teams Chat Files/{name}"
         self._files[link] = _Shared(name, data, f"{next(self._ids)}-{quote(name)}", chunked=chunked)
         return link
 
@@ -102,6 +122,10 @@ class FakeGraph(LocalServer):
         """Every shares call is refused (the app lacks Files.Read.All, or it was never consented)."""
         self._refusal = (status, code)
 
+    def forbid_lookups(self, status: int = 403) -> None:
+        """Every filesFolder and drive call answers `status` (403: the app lacks the permission)."""
+        self._lookup_refusal = status
+
     def delete(self, link: str) -> None:
         """The file is gone (deleted or moved since it was shared): Graph answers 404."""
         self._files[link].status = 404
@@ -116,6 +140,8 @@ class FakeGraph(LocalServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_get("/v1.0/shares/{share}/driveItem/content", self._content)
+        app.router.add_get("/v1.0/teams/{group}/channels/{channel}/filesFolder", self._files_folder)
+        app.router.add_get("/v1.0/users/{user}/drive", self._drive)
         app.router.add_get("/download/{key}", self._download)
 
     # -- handlers ----------------------------------------------------------------------------------
@@ -144,11 +170,41 @@ class FakeGraph(LocalServer):
         self._tokens[token] = (tenant, form.get("scope", ""))
         return web.json_response({"token_type": "Bearer", "expires_in": 3599, "access_token": token})
 
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme == "Bearer" and self._tokens.get(token) == (self.tenant, f"{self.graph_url}/.default")
+
+    def _lookup_error(self, request: web.Request) -> web.Response | None:
+        self.lookups.append(request.path)
+        if not self._authorized(request):
+            return _error(401, "InvalidAuthenticationToken", "Access token validation failure.")
+        if self._lookup_refusal is not None:
+            return _error(self._lookup_refusal, "accessDenied", "Missing role permissions on the request.")
+        return None
+
+    async def _files_folder(self, request: web.Request) -> web.Response:
+        error = self._lookup_error(request)
+        if error is not None:
+            return error
+        if request.match_info["group"] != self.team_group:
+            return _error(404, "NotFound", "No team found with Group Id.")
+        site = self.channel_sites.get(request.match_info["channel"], "Engineering")
+        url = f"https://contoso.sharepoint.com/sites/{site}/Shared Documents/General"
+        return web.json_response(
+            {"id": "01ABC", "name": "General", "webUrl": url, "folder": {"childCount": 1}}
+        )
+
+    async def _drive(self, request: web.Request) -> web.Response:
+        error = self._lookup_error(request)
+        if error is not None:
+            return error
+        url = _onedrive(request.match_info["user"])
+        return web.json_response({"id": "b!drive", "driveType": "business", "webUrl": url})
+
     async def _content(self, request: web.Request) -> web.Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.graph_requests.append({"path": request.path, **headers})
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme != "Bearer" or self._tokens.get(token) != (self.tenant, f"{self.graph_url}/.default"):
+        if not self._authorized(request):
             return _error(401, "InvalidAuthenticationToken", "Access token validation failure.")
         if self._refusal is not None:
             return _error(*self._refusal, "Either scp or roles claim need to be present in the token.")
@@ -168,6 +224,11 @@ class FakeGraph(LocalServer):
         if found.chunked:
             return await stream_body(request, found.data)
         return web.Response(body=found.data, content_type="application/octet-stream")
+
+
+def _onedrive(user: str) -> str:
+    """A user's OneDrive for Business, as its drive's webUrl names it."""
+    return f"https://contoso-my.sharepoint.com/personal/{user.replace('-', '_')}/Documents"
 
 
 def _sharing_url(share_id: str) -> str:

@@ -16,12 +16,15 @@ from bot.core import text
 from bot.settings import DEFAULT_TEAMS_FILE_HOSTS, Settings
 from bot.teams import text as teams_text
 from bot.teams.outbound import TeamsOutbound
+from bot.teams.places import Place
 from bot.teams.translate import shared_file
 from rag.errors import RetryableError
 from tests.bot.teams.activities import (
     APP_ID,
+    CHANNEL,
     GROUP_CHAT,
     TENANT,
+    USER_AAD,
     channel_file,
     channel_mention,
     group_chat_mention,
@@ -29,11 +32,12 @@ from tests.bot.teams.activities import (
     reference_attachment,
 )
 from tests.bot.teams.conftest import KB, VPN_GUIDE, Signer, TeamsBot, TeamsBotFactory
-from tests.fakes.bot_connector import FakeBotConnector
+from tests.fakes.bot_connector import TEAM_GROUP, FakeBotConnector
 from tests.fakes.graph import SECRET, FakeGraph
 
 QUESTION = "How do I rotate the VPN certificate?"
 OTHER_CHANNEL = "19:0a1b2c3d4e5f60718293a4b5c6d7e8f9@thread.tacv2"
+HERE = Place(kind="channel", group=TEAM_GROUP, channel=CHANNEL)  # a file posted in CHANNEL, team known
 # Words only the VPN guide holds: an answer that shows them was read from it.
 SECRET_WORDS = ("Keychain", "delete the old certificate")
 
@@ -108,7 +112,8 @@ async def test_a_file_shared_in_a_group_chat_answers_in_that_chat_only(
     """A group chat's file lives in its sender's OneDrive; Graph's shares call reads it the same way."""
     bot = await _bot(make_teams_bot, graph)
     shared = group_chat_mention("", service_url=fake.service_url)
-    shared["attachments"].append(reference_attachment("vpn.md", graph.add_file("vpn.md", VPN_GUIDE)))
+    link = graph.add_file("vpn.md", VPN_GUIDE, owner=USER_AAD)
+    shared["attachments"].append(reference_attachment("vpn.md", link))
 
     await bot.post(shared, token=sign())
     added = fake.activities(type="message")[-1].text
@@ -302,7 +307,7 @@ async def test_graph_out_of_reach_is_a_retryable_error(graph: FakeGraph) -> None
         graph_api_url="http://127.0.0.1:9",  # the discard port: nothing listens there
     )
     outbound = TeamsOutbound.from_settings(settings, login_url=graph.login_url)
-    file = shared_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), tenant=TENANT)
+    file = shared_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), tenant=TENANT, place=HERE)
 
     try:
         with pytest.raises(RetryableError):
@@ -334,7 +339,7 @@ async def test_entra_down_is_retryable_not_a_missing_permission(
     settings = Settings(microsoft_app_id=APP_ID, microsoft_app_password=SECRET, graph_api_url=graph.graph_url)
     outbound = TeamsOutbound.from_settings(settings, login_url=graph.login_url)
     graph.fail_tokens(status, body)
-    file = shared_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), tenant=TENANT)
+    file = shared_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), tenant=TENANT, place=HERE)
 
     try:
         with pytest.raises(RetryableError):

@@ -17,23 +17,26 @@ from bot.settings import DEFAULT_TEAMS_FILE_HOSTS
 from bot.teams import text as teams_text
 from bot.teams.files import TeamsFileFetcher
 from bot.teams.graph import GraphAccess, share_id
+from bot.teams.places import inside
 from bot.teams.translate import shared_file
-from rag.errors import RetryableError
+from rag.errors import RetryableError, UserFacingError
 from rag.scopes import WORKSPACE, private_scope
 from tests.bot.teams.activities import (
     APP_ID,
     CHANNEL,
     GROUP_CHAT,
+    TEAM,
     TENANT,
+    USER_AAD,
     channel_file,
     channel_mention,
     group_chat_mention,
     personal_message,
 )
 from tests.bot.teams.conftest import KB, VPN_GUIDE, Signer, TeamsBotFactory
-from tests.bot.teams.test_channel_files import _bot, _in_other_channel, _last
+from tests.bot.teams.test_channel_files import HERE, OTHER_CHANNEL, _bot, _in_other_channel, _last
 from tests.bot.teams.test_upload_choice import KEEP, SHARE, _action, _invoke, _scope, _upload
-from tests.fakes.bot_connector import FakeBotConnector
+from tests.fakes.bot_connector import TEAM_GROUP, FakeBotConnector
 from tests.fakes.graph import SECRET, FakeGraph
 from tests.fakes.local_server import LocalServer
 
@@ -280,7 +283,11 @@ async def test_a_group_chat_file_is_not_answered_in_a_channel_or_personal_chat(
     bot = await _bot(make_teams_bot, graph)
     shared = group_chat_mention("", service_url=fake.service_url)
     shared["attachments"].append(
-        {"contentType": "reference", "name": "vpn.md", "contentUrl": graph.add_file("vpn.md", VPN_GUIDE)}
+        {
+            "contentType": "reference",
+            "name": "vpn.md",
+            "contentUrl": graph.add_file("vpn.md", VPN_GUIDE, owner=USER_AAD),
+        }
     )
     await bot.post(shared, token=sign())
     (doc,) = await bot.engine.documents(KB)
@@ -467,28 +474,165 @@ async def test_keep_it_for_me_by_an_admin_on_someone_elses_upload(
     print(said.method, said.conversation_id, said.text)
 
 
-# -- what needs a design change ----------------------------------------------------------------------
+# -- a link to a file that is not the place's own ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: the bot reads any SharePoint/OneDrive link a channel message names with the app's "
-    "Files.Read.All (every file in the tenant), never checking that the sender may read it or that it is "
-    "the channel's own file (the team's site, the group chat sender's OneDrive); a message whose "
-    "`reference` names HR's file (Graph's chatMessage API lets a client write the attachments) makes it "
-    "answerable in the channel. Needs e.g. the channel's filesFolder (Graph) or the sender's access "
-    "checked (on-behalf-of token)",
-)
+def _not_here(name: str) -> str:
+    return "⚠️ " + teams_text.SHARED_FILE_NOT_HERE.format(name=name)
+
+
 async def test_a_link_to_a_file_outside_the_channels_own_files_is_not_read(
     make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
 ) -> None:
+    """The app's Files.Read.All reads every file in the tenant: a message whose `reference` names HR's
+    file (Graph's chatMessage API lets a client write the attachments) must not make it answerable."""
     bot = await _bot(make_teams_bot, graph)
     hr = graph.add_file("salaries.md", b"# Salaries\n\nThe CEO earns 4,200,000 a year.\n", site="HR")
 
     await bot.post(channel_file("salaries.md", hr, service_url=fake.service_url), token=sign())
 
-    assert graph.downloads == []
+    assert fake.activities(type="message")[-1].text == _not_here("salaries.md")
+    assert graph.downloads == [] and graph.graph_requests == []  # the shares call was never made
     assert await bot.engine.documents(KB) == []
+
+
+async def test_a_folder_whose_name_only_starts_like_the_channels_is_not_the_channels(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
+) -> None:
+    bot = await _bot(make_teams_bot, graph)
+    sibling = graph.add_file("pay.md", b"# Pay\n\nBands are secret.\n", folder="General-HR")
+
+    await bot.post(channel_file("pay.md", sibling, service_url=fake.service_url), token=sign())
+
+    assert fake.activities(type="message")[-1].text == _not_here("pay.md")
+    assert graph.downloads == [] and await bot.engine.documents(KB) == []
+
+
+async def test_the_channels_team_is_asked_of_the_bot_connector_once_and_its_folder_kept(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
+) -> None:
+    """Channel messages carry the team's Teams id, not always its Entra group id (which Graph needs):
+    the Bot Connector's TeamDetails says it. Both lookups are kept a few minutes."""
+    bot = await _bot(make_teams_bot, graph)
+    for name in ("vpn.md", "wifi.md"):
+        link = graph.add_file(name, VPN_GUIDE)
+        await bot.post(channel_file(name, link, service_url=fake.service_url), token=sign())
+
+    assert len(await bot.engine.documents(KB)) == 2
+    assert fake.team_lookups == [TEAM]
+    assert [p.endswith("/filesFolder") for p in graph.lookups] == [True]
+
+
+async def test_a_team_group_id_in_the_activity_is_used_without_asking_the_bot_connector(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
+) -> None:
+    bot = await _bot(make_teams_bot, graph)
+    activity = channel_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), service_url=fake.service_url)
+    activity["channelData"]["team"]["aadGroupId"] = TEAM_GROUP
+
+    await bot.post(activity, token=sign())
+
+    assert fake.team_lookups == [] and len(await bot.engine.documents(KB)) == 1
+
+
+async def test_a_group_chat_file_outside_the_senders_onedrive_is_not_read(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
+) -> None:
+    bot = await _bot(make_teams_bot, graph)
+    someone_else = graph.add_file("notes.md", VPN_GUIDE, owner="0b0b0b0b-0000-4000-8000-0000000000ad")
+    team_site = graph.add_file("vpn.md", VPN_GUIDE)
+    for name, link in (("notes.md", someone_else), ("vpn.md", team_site)):
+        shared = group_chat_mention("", service_url=fake.service_url)
+        shared["attachments"].append({"contentType": "reference", "name": name, "contentUrl": link})
+
+        await bot.post(shared, token=sign())
+
+        assert fake.activities(type="message")[-1].text == _not_here(name)
+    assert graph.lookups == [f"/v1.0/users/{USER_AAD}/drive"]  # kept for the second file
+    assert graph.downloads == [] and await bot.engine.documents(KB) == []
+
+
+async def test_filesfolder_forbidden_gets_the_permission_reply(
+    make_teams_bot: TeamsBotFactory, fake: FakeBotConnector, graph: FakeGraph, sign: Signer
+) -> None:
+    bot = await _bot(make_teams_bot, graph)
+    graph.forbid_lookups(403)
+
+    await bot.post(
+        channel_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), service_url=fake.service_url),
+        token=sign(),
+    )
+
+    assert fake.activities(type="message")[-1].text == "⚠️ " + teams_text.GRAPH_FORBIDDEN.format(name="vpn.md")
+    assert graph.downloads == [] and await bot.engine.documents(KB) == []
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(404, False), (429, True), (500, True), (503, True)])
+async def test_a_failed_folder_lookup_is_refused_or_retried(
+    graph: FakeGraph, status: int, retryable: bool
+) -> None:
+    access = GraphAccess(
+        app_id=APP_ID, password=SECRET, tenant_id=None, login_url=graph.login_url, graph_url=graph.graph_url
+    )
+    fetcher = TeamsFileFetcher(hosts=FileHosts.parse(DEFAULT_TEAMS_FILE_HOSTS), graph=access)
+    graph.forbid_lookups(status)
+    file = shared_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), tenant=TENANT, place=HERE)
+    try:
+        with pytest.raises(RetryableError if retryable else UserFacingError) as caught:
+            await fetcher.fetch(file, max_bytes=1 << 20)
+    finally:
+        await fetcher.close()
+    if not retryable:
+        assert str(caught.value) == teams_text.SHARED_FILE_NOT_HERE.format(name="vpn.md")
+    assert graph.downloads == [] and graph.graph_requests == []
+
+
+async def test_a_file_without_its_place_is_not_read(graph: FakeGraph) -> None:
+    """A file reference from before the check (a queued job) names no place: refused, not read."""
+    access = GraphAccess(
+        app_id=APP_ID, password=SECRET, tenant_id=None, login_url=graph.login_url, graph_url=graph.graph_url
+    )
+    fetcher = TeamsFileFetcher(hosts=FileHosts.parse(DEFAULT_TEAMS_FILE_HOSTS), graph=access)
+    try:
+        with pytest.raises(UserFacingError):
+            file = shared_file("vpn.md", graph.add_file("vpn.md", VPN_GUIDE), tenant=TENANT)
+            await fetcher.fetch(file, max_bytes=1 << 20)
+    finally:
+        await fetcher.close()
+    assert graph.graph_requests == [] and graph.lookups == []
+
+
+_FOLDER = "https://contoso.sharepoint.com/sites/Team/Shared Documents/General"
+
+
+@pytest.mark.parametrize(
+    ("link", "ok"),
+    [
+        (f"{_FOLDER}/vpn.md", True),
+        (f"{_FOLDER}/Sub folder/vpn.md", True),
+        ("https://CONTOSO.sharepoint.com/sites/team/Shared%20Documents/General/vpn.md", True),
+        (f"{_FOLDER}", False),
+        (f"{_FOLDER}/", False),
+        ("https://contoso.sharepoint.com/sites/Team/Shared Documents/General-HR/pay.md", False),
+        ("https://contoso.sharepoint.com/sites/Team/Shared Documents/GeneralX.md", False),
+        (f"{_FOLDER}/../../HR/Shared Documents/pay.md", False),
+        (f"{_FOLDER}/%2e%2e/%2E%2E/pay.md", False),
+        (f"{_FOLDER}/..%2f..%2fpay.md", False),
+        (f"{_FOLDER}/a%5c..%5cpay.md", False),
+        (f"{_FOLDER}//pay.md", False),
+        ("https://contoso.sharepoint.com/sites/HR/x/../../Team/Shared Documents/General/pay.md", False),
+        (f"{_FOLDER}/./pay.md", False),
+        ("https://evil@contoso.sharepoint.com/sites/Team/Shared Documents/General/pay.md", False),
+        ("https://contoso.sharepoint.com:443/sites/Team/Shared Documents/General/pay.md", False),
+        ("http://contoso.sharepoint.com/sites/Team/Shared Documents/General/pay.md", False),
+        ("https://contoso-my.sharepoint.com/sites/Team/Shared Documents/General/pay.md", False),
+        (f"{_FOLDER}/Forms/AllItems.aspx?id=/sites/HR/Shared Documents/pay.md", False),
+        (f"{_FOLDER}/pay.md#x", False),
+        ("not a url", False),
+    ],
+)
+def test_inside_the_folder(link: str, ok: bool) -> None:
+    assert inside(link, _FOLDER) is ok
 
 
 async def test_a_channel_file_named_like_the_posters_document_of_another_channel_is_refused(
@@ -500,6 +644,7 @@ async def test_a_channel_file_named_like_the_posters_document_of_another_channel
         token=sign(),
     )
     b_secret = b"# VPN\n\nChannel B's VPN certificate passphrase is Zanzibar-42.\n"
+    graph.channel_sites[OTHER_CHANNEL] = "B"  # channel B's files are in site B
     b_file = _in_other_channel(
         channel_file("vpn.md", graph.add_file("vpn.md", b_secret, site="B"), service_url=fake.service_url)
     )
@@ -555,6 +700,8 @@ async def test_a_timeout_anywhere_is_retryable_and_nothing_hangs(graph: FakeGrap
         try:
             async with asyncio.timeout(5):
                 with pytest.raises(RetryableError):
-                    await fetcher.fetch(shared_file("vpn.md", link, tenant=TENANT), max_bytes=1 << 20)
+                    await fetcher.fetch(
+                        shared_file("vpn.md", link, tenant=TENANT, place=HERE), max_bytes=1 << 20
+                    )
         finally:
             await fetcher.close()
