@@ -2,8 +2,8 @@
 DEFAULT_UPLOAD_SCOPE applies when they do not within UPLOAD_CHOICE_MINUTES.
 
 Until then the new documents answer only their sender (nothing is shown to others before anyone
-chose). The handler keeps a record of each upload it offered a choice on (`Choices`); a click finds
-the upload by its key, and a timer (`ChoiceTimer`, in `threadwise serve`) submits the default's job
+chose). `ScopeChooser` (the job handler's) keeps a record of each upload it offered a choice on
+(`Choices`); a click finds the upload by its key, and a timer (`ChoiceTimer`, in `threadwise serve`) submits the default's job
 when its time comes. The records live in this process or in Redis, like the other shared state.
 """
 
@@ -13,14 +13,19 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
-from bot.core.model import Job, Terms
+from bot.core import text
+from bot.core.model import Job, Reply, ScopeOffer, Terms
 from bot.core.ports import JobRunner
+from rag.documents import NoSuchDocument, NotYourDocument
+from rag.engine import Engine
+from rag.scopes import WORKSPACE, channel_scope, is_scope, private_scope
+from rag.types import IngestResult
 
 log = structlog.get_logger(__name__)
 
@@ -158,3 +163,119 @@ class ChoiceTimer:
             except Exception:  # Redis away for a moment: the next tick tries again
                 log.exception("upload_choice_timer_failed")
             await asyncio.sleep(self._tick)
+
+
+class ScopeChooser:
+    """Who may ask about a direct-message upload's documents: the scope a new one gets, the offer
+    under the upload's reply (and its default's timer), and a click or the default when it comes."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        choices: Choices,
+        default_upload_scope: Literal["workspace", "private"],
+        minutes: float,
+    ) -> None:
+        self._engine = engine
+        self._choices = choices
+        self._default = default_upload_scope  # DEFAULT_UPLOAD_SCOPE
+        self._minutes = minutes  # UPLOAD_CHOICE_MINUTES
+
+    def new_scope(self, job: Job) -> str:
+        """Who may see a new document sent here: the scope the sender named ("for #channel"); a
+        channel's file, that channel; a direct message's, its sender alone until they choose (or
+        DEFAULT_UPLOAD_SCOPE at once when UPLOAD_CHOICE_MINUTES is 0). A replaced one keeps its own."""
+        if job.scope:
+            return job.scope
+        if job.place.startswith("channel:"):
+            return job.place
+        if _offering(job) and (self._default == "private" or self._minutes > 0):
+            return job.place
+        return WORKSPACE
+
+    async def offer(self, job: Job, results: Sequence[IngestResult]) -> ScopeOffer | None:
+        """Buttons to choose who may ask about an upload's documents, and the default's timer for the
+        new ones that answer only their sender until then; None for an upload that named its scope or
+        was not sent in a direct message."""
+        if not results or not _offering(job):
+            return None
+        default = WORKSPACE if self._default == "workspace" else job.place
+        waiting = tuple(r.document for r in results if r.status == "added" and r.scope != default)
+        later = Job(
+            id=f"{job.id}:default",
+            kind="command",
+            platform=job.platform,
+            kb=job.kb,
+            user=job.user,
+            text="",
+            thread=job.thread,
+            address=job.address,
+            place=job.place,
+            choice=job.id,
+        )
+        upload = PendingUpload(
+            job.id,
+            job.kb,
+            job.user,
+            tuple(r.document for r in results),
+            waiting,
+            default,
+            job.place,
+            later.to_dict(),
+        )
+        due = time.time() + 60 * self._minutes if waiting else None
+        await self._choices.keep(upload, due=due)
+        return ScopeOffer(job.id, upload.names, default if waiting else "", self._minutes)
+
+    async def choose(self, job: Job) -> Reply:
+        """A click on an upload's buttons (`job.scope`: the scope chosen), or its default's time come
+        (no scope): the documents' new scope, one manifest write each. The reply replaces the message
+        clicked, unless the click is refused: that reply is for the clicker alone (ephemeral)."""
+        upload = await self._choices.get(job.choice)
+        if upload is None:
+            return Reply(text.CHOICE_EXPIRED, kind="error")
+        if upload.kb != job.kb or (job.user != upload.user and not job.is_admin):
+            return Reply(text.CHOICE_NOT_YOURS, kind="error", ephemeral=True)
+        by_default = not job.scope
+        scope = upload.default if by_default else job.scope
+        if not _may_choose(scope, upload.user):
+            return Reply(text.CHOICE_EXPIRED, kind="error")
+        # The default changes only the documents still waiting for it (however long its job waited
+        # in a queue): a choice made since, with these buttons or another upload's, is never undone.
+        if by_default:
+            names = await self._choices.claim(upload)
+        else:
+            await self._choices.settle(upload)
+            names = upload.names
+        changed: list[str] = []
+        gone: list[str] = []
+        for name in names:
+            try:
+                info = await self._engine.set_scope(
+                    job.kb,
+                    name,
+                    scope,
+                    user=None if job.is_admin else upload.user,
+                    unless_changed_from=upload.provisional if by_default else None,
+                )
+            except (NoSuchDocument, NotYourDocument):  # deleted or replaced by another meanwhile
+                gone.append(name)
+                continue
+            if info is not None:
+                changed.append(info.name)
+        offer = ScopeOffer(upload.key, upload.names, minutes=self._minutes)
+        said = text.scope_chosen(changed, scope, place=job.place, by_default=by_default, gone=gone)
+        return Reply(said, offer=offer)
+
+
+def _offering(job: Job) -> bool:
+    """An upload in a direct message that named no scope: its sender chooses who may ask about it."""
+    return job.place.startswith(private_scope("")) and not job.scope
+
+
+def _may_choose(scope: str, uploader: str) -> bool:
+    """What an upload's sender may choose: the workspace, themselves, or a channel."""
+    return scope in (WORKSPACE, private_scope(uploader)) or (
+        scope.startswith(channel_scope("")) and is_scope(scope)
+    )

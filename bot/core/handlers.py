@@ -10,10 +10,10 @@ from typing import Literal
 import structlog
 
 from bot.core import text
-from bot.core.choices import Choices, MemoryChoices, PendingUpload
+from bot.core.choices import Choices, MemoryChoices, ScopeChooser
 from bot.core.commands import name_candidates, parse_command
 from bot.core.feedback import AnswerNote, FeedbackRecorder
-from bot.core.model import Handle, IngestProgress, Job, PartialAnswer, Reply, ReplyKind, ScopeOffer, Update
+from bot.core.model import Handle, IngestProgress, Job, PartialAnswer, Reply, ReplyKind, Update
 from bot.core.ports import Outbound, ReplySender
 from bot.core.state import ThreadMemory
 from bot.core.telemetry import NullTelemetry, Outcome, Telemetry, timed
@@ -23,11 +23,8 @@ from rag.errors import RetryableError, UserFacingError
 from rag.names import normalize_name
 from rag.scopes import (
     EVERYTHING,
-    WORKSPACE,
     WORKSPACE_ONLY,
     Visibility,
-    channel_scope,
-    is_scope,
     private_scope,
 )
 from rag.types import Answer, IngestResult, Turn
@@ -81,9 +78,12 @@ class JobHandler:
         self._platforms = platforms
         self._memory = memory
         self._max_file_mb = max_file_mb
-        self._choices = choices or MemoryChoices()
-        self._default_upload_scope = default_upload_scope  # DEFAULT_UPLOAD_SCOPE
-        self._choice_minutes = choice_minutes  # UPLOAD_CHOICE_MINUTES
+        self._chooser = ScopeChooser(
+            engine=engine,
+            choices=choices or MemoryChoices(),
+            default_upload_scope=default_upload_scope,
+            minutes=choice_minutes,
+        )
         self._interval = stream_interval
         self._telemetry = telemetry or NullTelemetry()
         self._feedback = feedback or FeedbackRecorder(telemetry=self._telemetry)
@@ -158,7 +158,10 @@ class JobHandler:
 
     async def _dispatch(self, job: Job, messages: Messages) -> Reply:
         if job.choice:
-            return await self._choose(job, messages)
+            reply = await self._chooser.choose(job)
+            if reply.ephemeral:  # refused: told to the clicker alone, the sender's reply keeps its buttons
+                messages.keep_shown()
+            return reply
         if job.kind == "ingest":
             return await self._ingest(job, messages)
         if job.kind == "command":
@@ -205,7 +208,7 @@ class JobHandler:
                     trusted=job.is_admin,
                     progress=progress,
                     scope=job.scope or None,
-                    new_scope=self._new_scope(job),
+                    new_scope=self._chooser.new_scope(job),
                     sees=_listing(job),
                 )
                 await progress.flush()
@@ -222,96 +225,9 @@ class JobHandler:
                 log.exception("ingest_failed", job_id=job.id, document=text.short(file.name))
                 errors.append(text.FILE_FAILED.format(name=text.short(file.name), ref=job.id[:12]))
         kind: ReplyKind = "error" if errors and not results else "info"
-        offer = await self._offer(job, results) if _offering(job) else None
+        offer = await self._chooser.offer(job, results)
         summary = text.ingest_summary(results, errors, place=job.place)
         return Reply(text.with_offer(summary, offer), kind=kind, offer=offer)
-
-    def _new_scope(self, job: Job) -> str:
-        """Who may see a new document sent here: the scope the sender named ("for #channel"); a
-        channel's file, that channel; a direct message's, its sender alone until they choose (or
-        DEFAULT_UPLOAD_SCOPE at once when UPLOAD_CHOICE_MINUTES is 0). A replaced one keeps its own."""
-        if job.scope:
-            return job.scope
-        if job.place.startswith("channel:"):
-            return job.place
-        if _offering(job) and (self._default_upload_scope == "private" or self._choice_minutes > 0):
-            return job.place
-        return WORKSPACE
-
-    async def _offer(self, job: Job, results: list[IngestResult]) -> ScopeOffer | None:
-        """Buttons to choose who may ask about an upload's documents, and the default's timer for the
-        new ones that answer only their sender until then."""
-        if not results:
-            return None
-        default = WORKSPACE if self._default_upload_scope == "workspace" else job.place
-        waiting = tuple(r.document for r in results if r.status == "added" and r.scope != default)
-        later = Job(
-            id=f"{job.id}:default",
-            kind="command",
-            platform=job.platform,
-            kb=job.kb,
-            user=job.user,
-            text="",
-            thread=job.thread,
-            address=job.address,
-            place=job.place,
-            choice=job.id,
-        )
-        upload = PendingUpload(
-            job.id,
-            job.kb,
-            job.user,
-            tuple(r.document for r in results),
-            waiting,
-            default,
-            job.place,
-            later.to_dict(),
-        )
-        due = time.time() + 60 * self._choice_minutes if waiting else None
-        await self._choices.keep(upload, due=due)
-        return ScopeOffer(job.id, upload.names, default if waiting else "", self._choice_minutes)
-
-    async def _choose(self, job: Job, messages: Messages) -> Reply:
-        """A click on an upload's buttons (`job.scope`: the scope chosen), or its default's time come
-        (no scope): the documents' new scope, one manifest write each. The reply replaces the message
-        clicked, unless the click is refused: then only the clicker is told, and the sender's reply
-        keeps its buttons."""
-        upload = await self._choices.get(job.choice)
-        if upload is None:
-            return Reply(text.CHOICE_EXPIRED, kind="error")
-        if upload.kb != job.kb or (job.user != upload.user and not job.is_admin):
-            messages.keep_shown()  # a reply of its own, not in place of the sender's
-            return Reply(text.CHOICE_NOT_YOURS, kind="error", ephemeral=True)
-        by_default = not job.scope
-        scope = upload.default if by_default else job.scope
-        if not _may_choose(scope, upload.user):
-            return Reply(text.CHOICE_EXPIRED, kind="error")
-        # The default changes only the documents still waiting for it (however long its job waited
-        # in a queue): a choice made since, with these buttons or another upload's, is never undone.
-        if by_default:
-            names = await self._choices.claim(upload)
-        else:
-            await self._choices.settle(upload)
-            names = upload.names
-        changed: list[str] = []
-        gone: list[str] = []
-        for name in names:
-            try:
-                info = await self._engine.set_scope(
-                    job.kb,
-                    name,
-                    scope,
-                    user=None if job.is_admin else upload.user,
-                    unless_changed_from=upload.provisional if by_default else None,
-                )
-            except (NoSuchDocument, NotYourDocument):  # deleted or replaced by another meanwhile
-                gone.append(name)
-                continue
-            if info is not None:
-                changed.append(info.name)
-        offer = ScopeOffer(upload.key, upload.names, minutes=self._choice_minutes)
-        said = text.scope_chosen(changed, scope, place=job.place, by_default=by_default, gone=gone)
-        return Reply(said, offer=offer)
 
     async def _command(self, job: Job) -> Reply:
         command = parse_command(job.text)
@@ -359,18 +275,6 @@ def _listing(job: Job) -> Visibility:
     be read by all of it (Teams has no replies to one person, Slack's fall back to visible ones)."""
     private = not job.place or job.place.startswith(private_scope(""))
     return EVERYTHING if job.is_admin and private else _visibility(job)
-
-
-def _offering(job: Job) -> bool:
-    """An upload in a direct message that named no scope: its sender chooses who may ask about it."""
-    return job.place.startswith(private_scope("")) and not job.scope
-
-
-def _may_choose(scope: str, uploader: str) -> bool:
-    """What an upload's sender may choose: the workspace, themselves, or a channel."""
-    return scope in (WORKSPACE, private_scope(uploader)) or (
-        scope.startswith(channel_scope("")) and is_scope(scope)
-    )
 
 
 def _who(uploader: str) -> str:

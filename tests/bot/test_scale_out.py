@@ -153,20 +153,15 @@ async def test_every_question_is_answered_once_across_serves_and_a_killed_worker
 ) -> None:
     fake = fake_slack
     with Processes(tmp_path) as procs:
-        redis_url = await procs.redis()
-        _, chroma_port = await procs.chroma()
-        env = {
-            **slack_env(fake),
-            "RUNNER": "queue",
-            "REDIS_URL": redis_url,
-            "CHROMA_HOST": "127.0.0.1",
-            "CHROMA_PORT": str(chroma_port),
-            "JOB_TIMEOUT_SECONDS": str(JOB_TIMEOUT_S),
-            "JOB_LEASE_SECONDS": str(LEASE_S),
-            "JOB_RETRY_DELAY_SECONDS": "1",
-            "WORKER_CONCURRENCY": "2",
-            "WORKER_SHUTDOWN_GRACE_SECONDS": "10",
-        }
+        env, chroma_port = await queue_env(
+            procs,
+            fake,
+            JOB_TIMEOUT_SECONDS=str(JOB_TIMEOUT_S),
+            JOB_LEASE_SECONDS=str(LEASE_S),
+            JOB_RETRY_DELAY_SECONDS="1",
+            WORKER_CONCURRENCY="2",
+            WORKER_SHUTDOWN_GRACE_SECONDS="10",
+        )
         serves = [start_serve(procs, f"serve-{i}", env) for i in (1, 2)]
         metrics_ports = [free_port(), free_port()]
         workers = [

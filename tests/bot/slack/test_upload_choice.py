@@ -199,7 +199,8 @@ async def test_for_channel_in_the_message_keeps_the_file_for_that_channel(make_s
 async def test_buttons_of_a_forgotten_upload_say_so(make_slack: HarnessFactory) -> None:
     slack = await make_slack(upload_choice_minutes=10)
     reply = await _upload(slack)
-    slack.chat.handler._choices = type(slack.chat.handler._choices)()  # a restart without Redis forgets
+    chooser = slack.chat.handler._chooser
+    chooser._choices = type(chooser._choices)()  # a restart without Redis forgets
     await _click(slack, reply, "threadwise_scope_workspace")
 
     (now,) = [m for m in slack.fake.thread(payloads.DM, reply["thread_ts"]) if m["ts"] == reply["ts"]]
