@@ -215,3 +215,15 @@ def test_graph_api_url_takes_a_national_cloud_and_a_loopback_origin_only_outside
 
     message = config_error(clean_env, ENVIRONMENT="production")
     assert message.startswith("GRAPH_API_URL=") and "not production" in message
+
+
+@pytest.mark.parametrize("minutes", ["-1", "1441", "soon"])
+def test_an_upload_choice_wait_below_zero_or_over_a_day_is_refused(
+    clean_env: pytest.MonkeyPatch, minutes: str
+) -> None:
+    assert config_error(clean_env, UPLOAD_CHOICE_MINUTES=minutes).startswith("UPLOAD_CHOICE_MINUTES")
+
+
+def test_an_upload_choice_wait_of_zero_applies_the_default_at_once(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("UPLOAD_CHOICE_MINUTES", "0")
+    assert load_settings().upload_choice_minutes == 0
