@@ -3,8 +3,9 @@ DEFAULT_UPLOAD_SCOPE applies when they do not within UPLOAD_CHOICE_MINUTES.
 
 Until then the new documents answer only their sender (nothing is shown to others before anyone
 chose). `ScopeChooser` (the job handler's) keeps a record of each upload it offered a choice on
-(`Choices`); a click finds the upload by its key, and a timer (`ChoiceTimer`, in `threadwise serve`) submits the default's job
-when its time comes. The records live in this process or in Redis, like the other shared state.
+(`Choices`); a click finds the upload by its key, and a timer (`ChoiceTimer`, in `threadwise serve`)
+submits the default's job when its time comes. The records live in this process or in Redis, like
+the other shared state.
 """
 
 from __future__ import annotations
